@@ -1,0 +1,177 @@
+"""Log search store benchmark: ingest cost on the push path, write rate, search/histogram latency at 1M entries.
+
+    python bench/log_search.py [--mode store|node|all] [--entries 1000000] [--dir /tmp/x] [--seconds 10]
+
+0. (--mode node) The store's cost on the REAL push path: see bench/log_search_node.py (a node subprocess with
+   `search` on vs off, wrk pushing 1000-line protobuf batches over 16 connections; acked entries/s).
+
+1. Ingest with the store off and on: a push-like loop (orjson-decode Loki JSON push bodies of 1000 lines,
+   build entries) with and without `store.add()`; the background writer competes for the GIL, so the ratio is
+   the store's real cost to push throughput (target: ≤ 20%).
+2. Write rate: entries/s the writer thread commits (until `flush()` returns).
+3. Latency p50/p95 over the API's queries at the full size (target: search p95 < 100 ms at 1M).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.logs.search.config import SearchConfig
+from service.logs.search.query import Filters
+from service.logs.search.routes import choose_bucket
+from service.logs.search.store import LogStore
+
+WORDS = ["GET", "POST", "PUT", "DELETE", "user", "order", "payment", "cache", "session", "token", "request",
+         "response", "upstream", "backend", "worker", "queue", "retry", "connection", "database", "query", "index",
+         "shard", "replica", "leader", "follower"]
+LEVELS = ["info"] * 80 + ["warn"] * 12 + ["error"] * 6 + ["fatal"] + ["debug"]
+
+
+@dataclass
+class Entry:
+    labels: dict[str, str]
+    timestamp_ns: int
+    line: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def push_bodies(total: int, start_ms: int, span_ms: int, per_body: int = 1000) -> list[bytes]:
+    """Loki JSON push bodies: 20 containers, lines spread evenly over the span."""
+    rng = random.Random(1)
+    bodies = []
+    step = span_ms / total
+    for b in range(0, total, per_body):
+        streams: dict[str, list[list[str]]] = {}
+        for i in range(b, min(total, b + per_body)):
+            container = f"svc-{i % 20:02d}"
+            words = " ".join(rng.choices(WORDS, k=6))
+            line = f'level={rng.choice(LEVELS)} msg="{words}" id={i} latency_ms={rng.randint(1, 900)}'
+            ts_ns = int((start_ms + i * step) * 1_000_000)
+            streams.setdefault(container, []).append([str(ts_ns), line])
+        bodies.append(orjson.dumps({"streams": [
+            {"stream": {"container": c, "stream": "stderr" if c.endswith("7") else "stdout", "job": "bench"},
+             "values": v} for c, v in streams.items()]}))
+    return bodies
+
+
+def ingest(bodies: list[bytes], store: LogStore | None) -> float:
+    """Push-like decoding of every body; returns entries/s seen by the caller."""
+    n = 0
+    started = time.perf_counter()
+    for body in bodies:
+        data = orjson.loads(body)
+        for s in data["streams"]:
+            labels = s["stream"]
+            entries = [Entry(labels, int(ts), line) for ts, line in s["values"]]
+            n += len(entries)
+            if store is not None:
+                store.add(entries, "")
+    return n / (time.perf_counter() - started)
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+
+async def latencies(store: LogStore, now_ms: int, runs: int) -> list[tuple[str, float, float, int]]:
+    hour = now_ms - 3_600_000
+    day = now_ms - 86_400_000
+    cases = {
+        "search: newest 50, all": lambda: store.search(Filters(), 50, 0),
+        "search: word 'payment'": lambda: store.search(Filters(query="payment"), 50, 0),
+        "search: 2 words 'fatal upstream'": lambda: store.search(Filters(query="fatal upstream"), 50, 0),
+        "search: prefix 'repl'": lambda: store.search(Filters(query="repl"), 50, 0),
+        "search: rare 'id=123456'": lambda: store.search(Filters(query="id=123456"), 50, 0),
+        "search: container svc-03, last hour": lambda: store.search(
+            Filters(source="svc-03", from_ms=hour, to_ms=now_ms), 50, 0),
+        "search: 'error' + container, last hour": lambda: store.search(
+            Filters(query="error", source="svc-05", from_ms=hour, to_ms=now_ms), 50, 0),
+        "search: stream stderr, page 20": lambda: store.search(Filters(stream="stderr"), 50, 1000),
+        "histogram: last hour": lambda: store.histogram(Filters(from_ms=hour, to_ms=now_ms),
+                                                        choose_bucket(3_600_000)),
+        "histogram: 24h, all": lambda: store.histogram(Filters(from_ms=day, to_ms=now_ms),
+                                                       choose_bucket(86_400_000)),
+        "histogram: 24h, word 'error'": lambda: store.histogram(Filters(query="error", from_ms=day, to_ms=now_ms),
+                                                                choose_bucket(86_400_000)),
+        "containers": lambda: store.sources(""),
+    }
+    out = []
+    for name, fn in cases.items():
+        times = []
+        total = 0
+        for _ in range(runs):
+            t = time.perf_counter()
+            got = await fn()
+            times.append((time.perf_counter() - t) * 1000)
+            total = got[0] if isinstance(got[0], int) else (got[1] if isinstance(got[1], int) else len(got))
+        out.append((name, statistics.median(times), pct(times, 95), total))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--dir", default="")
+    ap.add_argument("--mode", choices=("store", "node", "all"), default="all")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=1)
+    args = ap.parse_args()
+    if args.mode in ("node", "all"):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from log_search_node import run_node
+
+        run_node(args.seconds, args.rounds)
+        if args.mode == "node":
+            return
+    directory = args.dir or tempfile.mkdtemp(prefix="log-search-bench-")
+    now_ms = int(time.time() * 1000)
+    print(f"building {args.entries} entries over 24h ...", flush=True)
+    bodies = push_bodies(args.entries, now_ms - 86_400_000, 86_400_000)
+
+    off = ingest(bodies, None)
+    config = SearchConfig(max_queue_entries=2 * args.entries)
+    config.check()
+    store = LogStore(config, directory)
+    store.open()
+    started = time.perf_counter()
+    on = ingest(bodies, store)
+    assert store.flush(3600)
+    written = args.entries / (time.perf_counter() - started)
+    dropped = store.status()["droppedEntries"]
+    print(f"push-like ingest, store off: {off:,.0f} entries/s")
+    print(f"push-like ingest, store on : {on:,.0f} entries/s  (cost {100 * (1 - on / off):.1f}% of push throughput;"
+          f" dropped {dropped})")
+    print(f"store write rate (ingest start → all committed): {written:,.0f} entries/s")
+
+    async def run_latencies() -> list[tuple[str, float, float, int]]:
+        return await latencies(store, now_ms, args.runs)
+
+    rows = asyncio.run(run_latencies())
+    print(f"\nlatency over {args.runs} runs at {args.entries:,} entries (ms):")
+    print(f"{'query':42} {'p50':>8} {'p95':>8} {'total':>10}")
+    for name, p50, p95, total in rows:
+        print(f"{name:42} {p50:8.1f} {p95:8.1f} {total:10,}")
+    size = Path(store.path).stat().st_size
+    print(f"\ndatabase: {size / 1e6:.0f} MB ({size / args.entries:.0f} bytes/entry)")
+    store.close()
+    if not args.dir:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Loki push benchmark: 1000-line protobuf and JSON pushes from 16 connections into a node (WAL, fsync'd
+acknowledgements) and out to a counting Loki stand-in. Prints entries/s and MiB/s (line bytes) for the
+acknowledged ingest and for end-to-end delivery, and per CPU second of the node process (ingest plus
+forwarding: the per-core figure, steady on a busy machine), per scenario:
+
+- ``proto``: protobuf, incoming labels and timestamps kept (the received body is stored as it came);
+- ``proto-stamp``: protobuf on a push target that re-stamps timestamps (``use_incoming_timestamp: false``);
+- ``proto-rules``: re-stamped, plus a static label and a relabel rule that adds a label;
+- ``proto-rules-meta``: the same with two structured-metadata pairs per entry;
+- ``json`` / ``json-meta``: JSON (without / with structured metadata), incoming timestamps kept;
+- ``json-stamp`` / ``json-rules``: JSON on the re-stamping / re-stamping-with-rules targets.
+
+The local search store is off unless ``--search`` is given (it costs more than the push path itself).
+
+    python bench/logs_push.py [seconds] [--search] [scenario ...]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp
+import orjson
+import snappy
+
+from service.metrics.proto.push_pb2 import PushRequest
+from tests.node_process import NodeProcess, free_port, wait_for
+
+LINES, CONNS = 1000, 16
+LINE = "level=info ts=2026-01-01T00:00:00Z caller=bench.go:42 msg=\"request served\" status=200 path=/api/v1/x"
+META = {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "pod": "api-7d9f8b-x2k4q"}
+PROTO, JSON = "application/x-protobuf", "application/json"
+
+
+def _capture(port: int, counter: multiprocessing.Value) -> None:  # type: ignore[valid-type]
+    from aiohttp import web
+
+    async def push(request: web.Request) -> web.Response:
+        req = PushRequest.FromString(snappy.uncompress(await request.read()))
+        n = sum(len(s.entries) for s in req.streams)
+        with counter.get_lock():
+            counter.value += n
+        return web.Response(status=204)
+
+    app = web.Application(client_max_size=64 << 20)
+    app.router.add_post("/loki/api/v1/push", push)
+    web.run_app(app, host="127.0.0.1", port=port, print=None)
+
+
+def bodies(meta: bool) -> tuple[bytes, bytes, int]:
+    """(protobuf body, JSON body, line bytes) of one push."""
+    req = PushRequest()
+    s = req.streams.add()
+    s.labels = '{app="bench", host="h1"}'
+    values = []
+    for i in range(LINES):
+        e = s.entries.add()
+        e.timestamp.seconds, e.timestamp.nanos = 1_700_000_000, i
+        e.line = f"{LINE} n={i:06d}"
+        if meta:
+            for k, v in META.items():
+                e.structuredMetadata.add(name=k, value=v)
+        values.append([str(1_700_000_000 * 10**9 + i), e.line, *([META] if meta else [])])
+    proto = snappy.compress(req.SerializeToString())
+    js = orjson.dumps({"streams": [{"stream": {"app": "bench", "host": "h1"}, "values": values}]})
+    return proto, js, sum(len(v[1]) for v in values)
+
+
+async def drive(port: int, body: bytes, ctype: str, seconds: float) -> int:
+    sent = 0
+    stop = time.monotonic() + seconds
+    conn = aiohttp.TCPConnector(limit=CONNS)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        async def worker() -> None:
+            nonlocal sent
+            while time.monotonic() < stop:
+                async with session.post(f"http://127.0.0.1:{port}/loki/api/v1/push", data=body,
+                                        headers={"Content-Type": ctype}) as r:
+                    await r.read()
+                    if r.status == 204:
+                        sent += 1
+                    else:
+                        await asyncio.sleep(0.05)
+        await asyncio.gather(*(worker() for _ in range(CONNS)))
+    return sent
+
+
+def config(tmp: str, cap_port: int, stamp_port: int, rules_port: int, search: bool) -> str:
+    return f"""
+metrics: {{wal_directory: {tmp}/wal}}
+logs:
+  positions_directory: {tmp}/pos
+  configs:
+  - name: default
+    clients: [{{url: "http://127.0.0.1:{cap_port}/loki/api/v1/push", batchwait: 100ms, batchsize: 4194304}}]
+    search: {{enabled: {str(search).lower()}}}
+    scrape_configs:
+    - job_name: keep
+      loki_push_api:
+        server: {{http_listen_address: 127.0.0.1, http_listen_port: {free_port()}}}
+        use_incoming_timestamp: true
+    - job_name: stamp
+      loki_push_api:
+        server: {{http_listen_address: 127.0.0.1, http_listen_port: {stamp_port},
+                  grpc_server_max_recv_msg_size: 104857600}}
+    - job_name: rules
+      loki_push_api:
+        server: {{http_listen_address: 127.0.0.1, http_listen_port: {rules_port},
+                  grpc_server_max_recv_msg_size: 104857600}}
+        labels: {{source: bench}}
+      relabel_configs:
+      - {{source_labels: [host], target_label: node, regex: "h(.*)", replacement: "node-$1"}}
+"""
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    seconds = float(args.pop(0)) if args and args[0][0].isdigit() else 5.0
+    search = "--search" in args
+    args = [a for a in args if a != "--search"]
+    proto, js, line_bytes = bodies(False)
+    proto_m, js_m, _ = bodies(True)
+    cap_port, stamp_port, rules_port = free_port(), free_port(), free_port()
+    scenarios = {  # name: (body, content type, port)
+        "proto": (proto, PROTO, 0), "proto-stamp": (proto, PROTO, stamp_port),
+        "proto-rules": (proto, PROTO, rules_port), "proto-rules-meta": (proto_m, PROTO, rules_port),
+        "json": (js, JSON, 0), "json-meta": (js_m, JSON, 0), "json-stamp": (js, JSON, stamp_port),
+        "json-rules": (js, JSON, rules_port),
+    }
+    chosen = args or list(scenarios)
+    counter = multiprocessing.Value("q", 0)
+    cap = multiprocessing.Process(target=_capture, args=(cap_port, counter), daemon=True)
+    cap.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        node = NodeProcess(Path(tmp) / "node", config(tmp, cap_port, stamp_port, rules_port, search)).start()
+        try:
+            wait_for(lambda: _up(stamp_port) and _up(rules_port), 10, what="push targets")
+            print(f"{LINES}-line pushes, {CONNS} connections, {seconds:.0f}s each, line bytes/push "
+                  f"{line_bytes}, search store {'on' if search else 'off'}, node pid {node.pid}")
+            for name in chosen:
+                body, ctype, port = scenarios[name]
+                port = port or node.port
+                before = counter.value
+                cpu0 = _cpu_seconds(node.pid)
+                t0 = time.monotonic()
+                pushes = asyncio.run(drive(port, body, ctype, seconds))
+                t_ack = time.monotonic() - t0
+                want = before + pushes * LINES
+                wait_for(lambda w=want: counter.value >= w, 120, what="delivery")
+                t_all = time.monotonic() - t0
+                cpu = _cpu_seconds(node.pid) - cpu0
+                n = pushes * LINES
+                mib = pushes * line_bytes / (1 << 20)
+                print(f"{name:16s} ingest (acked, durable): {n / t_ack:9.0f} entries/s {mib / t_ack:6.1f} MiB/s | "
+                      f"end to end: {n / t_all:9.0f} entries/s {mib / t_all:6.1f} MiB/s | "
+                      f"per node CPU second: {n / cpu:9.0f} entries {mib / cpu:6.1f} MiB", flush=True)
+        finally:
+            node.stop()
+            cap.terminate()
+            cap.join(5)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux), so results hold on a shared, busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _up(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()

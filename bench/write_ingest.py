@@ -1,0 +1,148 @@
+"""Remote write ingest: our `/write` (durable, group commit) against Prometheus 2.42's own receiver.
+
+Run from the repository root:  python -m bench.write_ingest [--duration 10] [--sync-intervals 0.001]
+
+Both receive the same 2000-series x 1-sample body (bench.codec's Kubernetes-like label sets) from
+`wrk -t2 -c16` with a Lua body script, alternated twice; prints samples/s, p50/p99 per run, the best of
+each and their ratio. `--sync-intervals 0,0.001,0.005` repeats our side per WAL group-commit interval.
+Both servers and wrk share this machine's cores, as in production-like single-node runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.codec import build_series
+from tests.node_process import REPO, free_port, wait_for
+from tests.rw_payloads import write_body
+
+SERIES = 2000
+LUA = """
+local f = assert(io.open(os.getenv("BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/x-protobuf"
+wrk.headers["Content-Encoding"] = "snappy"
+wrk.headers["X-Prometheus-Remote-Write-Version"] = "0.1.0"
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT requests=%d non2xx=%d errors=%d seconds=%.3f p50=%.3f p99=%.3f\\n",
+    summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read +
+    summary.errors.write + summary.errors.timeout, summary.duration / 1e6,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+def up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def start_node(work: Path, sync_interval: float) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cfg = work / "agent.yaml"
+    cfg.write_text(f"server:\n  log_level: warn\nmetrics:\n  wal_directory: {work / 'wal'}\n"
+                   "  configs:\n  - name: bench\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AGENT_WAL_SYNC_INTERVAL": str(sync_interval)}
+    proc = subprocess.Popen([sys.executable, "-m", "service", f"-config.file={cfg}",
+                             f"-server.http.address=127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(work / "node.log", "wb"))  # noqa: SIM115
+    wait_for(lambda: up(f"http://127.0.0.1:{port}/-/ready"), 20, what="node")
+    return proc, f"http://127.0.0.1:{port}/agent/api/v1/metrics/instance/bench/write"
+
+
+def start_prometheus(work: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    (work / "prometheus.yml").write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
+    proc = subprocess.Popen(["prometheus", "--web.enable-remote-write-receiver",
+                             f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+                             f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=open(work / "prometheus.log", "wb"))  # noqa: SIM115
+    wait_for(lambda: up(f"http://127.0.0.1:{port}/-/ready"), 30, what="prometheus")
+    return proc, f"http://127.0.0.1:{port}/api/v1/write"
+
+
+def run_wrk(url: str, body_file: Path, lua: Path, duration: int) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{duration}s", "-s", str(lua), url],
+                         env={**os.environ, "BODY": str(body_file)}, capture_output=True, text=True, check=True)
+    match = re.search(r"RESULT (.*)", out.stdout)
+    if not match:
+        raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
+    result = {k: float(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
+    ok = result["requests"] - result["non2xx"] - result["errors"]
+    result["samples_per_s"] = ok * SERIES / result["seconds"]
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--sync-intervals", default="0.001",
+                        help="comma-separated WAL group-commit intervals (s) to measure ours with")
+    args = parser.parse_args()
+    for tool in ("wrk", "prometheus"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed (tests/install-deps.sh installs it)", file=sys.stderr)
+            return 1
+    intervals = [float(x) for x in args.sync_intervals.split(",")]
+    with tempfile.TemporaryDirectory(prefix="write-ingest-") as tmp:
+        work = Path(tmp)
+        body = work / "body.bin"
+        # a fresh timestamp so Prometheus accepts the (identical, hence duplicate-tolerated) sample
+        body.write_bytes(write_body(build_series(SERIES), ts_ms=int(time.time() * 1000)))
+        lua = work / "post.lua"
+        lua.write_text(LUA)
+        print(f"body: {SERIES} series x 1 sample, {body.stat().st_size} bytes snappy; wrk -t2 -c16 "
+              f"-d{args.duration}s; {os.cpu_count()} cores shared by server and wrk")
+        best: dict[str, dict[str, float]] = {}
+        for round_ in (1, 2):
+            for target in [f"ours sync={s * 1000:g}ms" for s in intervals] + ["prometheus"]:
+                sub = work / f"{target.replace(' ', '_')}-{round_}"
+                sub.mkdir()
+                if target == "prometheus":
+                    proc, url = start_prometheus(sub)
+                else:
+                    proc, url = start_node(sub, float(target.split("=")[1][:-2]) / 1000)
+                try:
+                    r = run_wrk(url, body, lua, args.duration)
+                finally:
+                    stop(proc)
+                print(f"round {round_} {target:18s} {r['samples_per_s'] / 1e3:8.0f}k samples/s  "
+                      f"{r['requests'] / r['seconds']:6.0f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
+                      f"non2xx {int(r['non2xx'])} errors {int(r['errors'])}", flush=True)
+                if target not in best or r["samples_per_s"] > best[target]["samples_per_s"]:
+                    best[target] = r
+        prom = best["prometheus"]["samples_per_s"]
+        print("best of 2:")
+        for target, r in best.items():
+            print(f"  {target:18s} {r['samples_per_s'] / 1e3:8.0f}k samples/s  p50 {r['p50']:.1f} ms  "
+                  f"p99 {r['p99']:.1f} ms  ratio to prometheus {r['samples_per_s'] / prom:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "scraping-service.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name; kept short enough for "-etcd-headless" and pod ordinals to fit in 63. */}}
+{{- define "scraping-service.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "scraping-service.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "scraping-service.labels" -}}
+helm.sh/chart: {{ include "scraping-service.chart" . }}
+{{ include "scraping-service.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "scraping-service.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scraping-service.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: node
+{{- end }}
+
+{{- define "scraping-service.etcd.fullname" -}}
+{{- printf "%s-etcd" (include "scraping-service.fullname" .) }}
+{{- end }}
+
+{{- define "scraping-service.etcd.labels" -}}
+helm.sh/chart: {{ include "scraping-service.chart" . }}
+{{ include "scraping-service.etcd.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.etcd.image.tag | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "scraping-service.etcd.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scraping-service.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: etcd
+{{- end }}
+
+{{- define "scraping-service.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* DNS name of bundled etcd member $i (needs the root context as .ctx). */}}
+{{- define "scraping-service.etcd.memberHost" -}}
+{{- $etcd := include "scraping-service.etcd.fullname" .ctx -}}
+{{- printf "%s-%d.%s-headless.%s.svc" $etcd (int .i) $etcd .ctx.Release.Namespace }}
+{{- end }}
+
+{{/* etcd endpoints (host:port) the nodes use, as a JSON list: bundled members or etcd.external.endpoints. */}}
+{{- define "scraping-service.etcd.endpoints" -}}
+{{- $out := list }}
+{{- if .Values.etcd.enabled }}
+{{- range $i := until (int .Values.etcd.replicas) }}
+{{- $out = append $out (printf "%s:%d" (include "scraping-service.etcd.memberHost" (dict "ctx" $ "i" $i)) (int $.Values.etcd.clientPort)) }}
+{{- end }}
+{{- else }}
+{{- $out = .Values.etcd.external.endpoints }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* etcd --initial-cluster for the bundled cluster, computed from etcd.replicas. */}}
+{{- define "scraping-service.etcd.initialCluster" -}}
+{{- $etcd := include "scraping-service.etcd.fullname" . -}}
+{{- $members := list }}
+{{- range $i := until (int .Values.etcd.replicas) }}
+{{- $members = append $members (printf "%s-%d=http://%s:%d" $etcd $i (include "scraping-service.etcd.memberHost" (dict "ctx" $ "i" $i)) (int $.Values.etcd.peerPort)) }}
+{{- end }}
+{{- join "," $members }}
+{{- end }}
+
+{{- define "scraping-service.etcd.authSecret" -}}
+{{- default (printf "%s-etcd-auth" (include "scraping-service.fullname" .)) .Values.etcd.auth.existingSecret }}
+{{- end }}
+
+{{- define "scraping-service.etcd.tlsSecret" -}}
+{{- default (printf "%s-etcd-tls" (include "scraping-service.fullname" .)) .Values.etcd.tls.existingSecret }}
+{{- end }}
+
+{{/* The etcd client block of agent.yaml (used for both the configs store and the ring). */}}
+{{- define "scraping-service.etcd.clientConfig" -}}
+endpoints: {{ include "scraping-service.etcd.endpoints" . }}
+dial_timeout: {{ .Values.etcd.dialTimeout }}
+{{- if .Values.etcd.auth.enabled }}
+username: ${ETCD_USERNAME}
+password: ${ETCD_PASSWORD}
+{{- end }}
+{{- if .Values.etcd.tls.enabled }}
+tls_enabled: true
+{{- with .Values.etcd.tls.certKey }}
+tls_cert_path: /etc/agent/etcd-tls/{{ . }}
+{{- end }}
+{{- with .Values.etcd.tls.keyKey }}
+tls_key_path: /etc/agent/etcd-tls/{{ . }}
+{{- end }}
+{{- with .Values.etcd.tls.caKey }}
+tls_ca_path: /etc/agent/etcd-tls/{{ . }}
+{{- end }}
+{{- with .Values.etcd.tls.serverName }}
+tls_server_name: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Stops rendering on combinations the schema cannot express. */}}
+{{- define "scraping-service.validate" -}}
+{{- if and (not .Values.etcd.enabled) (empty .Values.etcd.external.endpoints) }}
+{{- fail "etcd.enabled is false: set etcd.external.endpoints (host:port of each member)" }}
+{{- end }}
+{{- if and .Values.etcd.enabled (or .Values.etcd.auth.enabled .Values.etcd.tls.enabled) }}
+{{- fail "etcd.auth and etcd.tls apply to an external etcd: set etcd.enabled=false and etcd.external.endpoints" }}
+{{- end }}
+{{- if and .Values.etcd.auth.enabled (not .Values.etcd.auth.existingSecret) (not .Values.etcd.auth.password) }}
+{{- fail "etcd.auth.enabled: set etcd.auth.existingSecret or etcd.auth.username/password" }}
+{{- end }}
+{{- if and .Values.etcd.tls.enabled (not .Values.etcd.tls.existingSecret) (not (or .Values.etcd.tls.ca .Values.etcd.tls.cert)) }}
+{{- fail "etcd.tls.enabled: set etcd.tls.existingSecret or etcd.tls.cert/key/ca" }}
+{{- end }}
+{{- end }}

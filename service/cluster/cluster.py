@@ -1,0 +1,113 @@
+"""The cluster layer of one node: membership + claims + sharder over the instance manager.
+
+The single-node embedded setup is a ring of one and runs the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from service.cluster.claims import Claims
+from service.cluster.membership import Membership, State, parse_members
+from service.cluster.ring import Ring
+from service.cluster.sharder import ReshardResult, Sharder
+from service.kv.store import KVError, KVStore
+from service.log import get_logger
+from service.metrics.config import GlobalConfig
+from service.metrics.manager import InstanceManager
+from service.settings import ScrapingServiceConfig
+
+_log = get_logger("cluster")
+
+
+def claims_prefix(service: ScrapingServiceConfig) -> str:
+    lifecycler = service.lifecycler
+    if lifecycler.claims_prefix:
+        return lifecycler.claims_prefix
+    return lifecycler.ring.kvstore.prefix.rstrip("/") + "-claims/"
+
+
+class Cluster:
+    def __init__(self, kv: KVStore, manager: InstanceManager, service: ScrapingServiceConfig,
+                 global_cfg: GlobalConfig, *, default_address: str = "", debounce: float = 0.05,
+                 on_synced: Callable[[], None] | None = None) -> None:
+        lifecycler = service.lifecycler
+        self.node_id = lifecycler.id or socket.gethostname()
+        address = lifecycler.address or default_address or socket.gethostname()
+        if lifecycler.port and ":" not in address:
+            address = f"{address}:{lifecycler.port}"
+        self.kv = kv
+        self.manager = manager
+        self.config_prefix = service.kvstore.prefix
+        self.membership = Membership(kv, lifecycler.ring.kvstore.prefix, self.node_id, address,
+                                     heartbeat_period=float(lifecycler.heartbeat_period),
+                                     lease_ttl=float(lifecycler.lease_ttl), on_new_lease=self._on_new_lease)
+        self.claims = Claims(kv, claims_prefix(service), self.node_id)
+        self.sharder = Sharder(kv, manager, self.membership, self.claims, config_prefix=self.config_prefix,
+                               global_cfg=global_cfg, reshard_interval=float(service.reshard_interval),
+                               reshard_timeout=float(service.reshard_timeout), debounce=debounce,
+                               on_synced=on_synced)
+        self.leave_timeout = max(float(service.cluster_reshard_event_timeout), 1.0)
+
+    @property
+    def synced(self) -> bool:
+        return self.sharder.synced
+
+    def start(self) -> None:
+        """Join and reshard in the background (the store may be unreachable; readiness waits for sync)."""
+        self.sharder.start()
+
+    async def _on_new_lease(self) -> None:
+        self.sharder.request("lease")
+
+    def set_global(self, global_cfg: GlobalConfig) -> None:
+        self.sharder.cache.set_global(global_cfg)
+        self.sharder.request("reload")
+
+    async def reshard(self) -> ReshardResult:
+        """Force a reshard and wait for it (answers a failed result if none finishes in time)."""
+        limit = (self.sharder.reshard_timeout or 30.0) + 5.0
+        try:
+            async with asyncio.timeout(limit):
+                return await self.sharder.reshard_now()
+        except TimeoutError:
+            return ReshardResult(error=f"no reshard finished within {limit:g}s")
+
+    async def stop(self) -> None:
+        """Graceful leave: LEAVING, stop own instances, then revoke the lease (claims and record go with it)."""
+        try:
+            async with asyncio.timeout(self.leave_timeout):
+                await self.membership.set_state(State.LEAVING)
+        except (KVError, TimeoutError) as exc:
+            _log.warning("could not mark this node LEAVING", err=str(exc))
+        await self.sharder.stop()
+        await self.sharder.release_all()
+        await self.membership.leave(self.leave_timeout)
+
+    async def status(self) -> dict[str, Any]:
+        """Members and, per config, its owner and whether the owner holds its claim (runs it)."""
+        configs, ring_listing, claims = await asyncio.gather(
+            self.kv.list(self.config_prefix), self.kv.list(self.membership.prefix), self.claims.list())
+        members = parse_members([(p.key, p.value) for p in ring_listing.pairs])
+        ring = Ring.of(members)
+        owned: dict[str, int] = dict.fromkeys(members, 0)
+        rows = []
+        for pair in configs.pairs:
+            name = pair.key[len(self.config_prefix):]
+            owner = ring.owner(name) or ""
+            claim = claims.get(name)
+            holder = claim.node if claim is not None else ""
+            if owner:
+                owned[owner] = owned.get(owner, 0) + 1
+            rows.append({"name": name, "owner": owner, "running": bool(owner) and holder == owner,
+                         "running_on": holder})
+        return {
+            "self": self.node_id,
+            "members": [{"id": mem.id, "address": mem.address, "state": mem.state.value,
+                         "heartbeat": mem.heartbeat, "owned": owned.get(mem.id, 0)}
+                        for mem in sorted(members.values(), key=lambda x: x.id)],
+            "configs": rows,
+        }

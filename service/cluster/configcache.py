@@ -1,0 +1,56 @@
+"""Stored configs parsed once per KV revision: (key, mod_revision) → validated config and its digest.
+
+A reshard with nothing changed then costs a dictionary lookup per config, not a YAML parse and a hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.config.errors import ConfigError
+from service.configapi.store import decode_value
+from service.kv.store import KVPair
+from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults, parse_instance
+from service.metrics.manager import config_hash
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    mod_revision: int
+    cfg: InstanceConfig | None
+    digest: str
+    error: str = ""
+
+
+class ConfigCache:
+    def __init__(self, global_cfg: GlobalConfig) -> None:
+        self._global = global_cfg
+        self._entries: dict[str, Parsed] = {}
+
+    def set_global(self, global_cfg: GlobalConfig) -> None:
+        """The defaults changed (reload): every config is parsed again on next use."""
+        if global_cfg is not self._global:
+            self._global = global_cfg
+            self._entries.clear()
+
+    def fresh(self, pair: KVPair) -> bool:
+        entry = self._entries.get(pair.key)
+        return entry is not None and entry.mod_revision == pair.mod_revision
+
+    def get(self, name: str, pair: KVPair) -> Parsed:
+        entry = self._entries.get(pair.key)
+        if entry is not None and entry.mod_revision == pair.mod_revision:
+            return entry
+        try:
+            # The agent's base validation only: the no-files rule is the API's, applied on PUT.
+            cfg = apply_defaults(parse_instance(decode_value(pair.value), name), self._global)
+            entry = Parsed(pair.mod_revision, cfg, config_hash(cfg))
+        except (ConfigError, UnicodeDecodeError, OSError, EOFError) as exc:
+            entry = Parsed(pair.mod_revision, None, "", str(exc))
+        self._entries[pair.key] = entry
+        return entry
+
+    def forget_missing(self, live_keys: set[str]) -> None:
+        if len(live_keys) < len(self._entries):
+            for key in [k for k in self._entries if k not in live_keys]:
+                del self._entries[key]

@@ -1,0 +1,296 @@
+"""The sharder: from the KV store's configs and ring to this node's running set, in one bulk diff.
+
+Triggers: a watch on the config prefix (any change), on the ring prefix (a member appeared, left or changed
+state; heartbeats alone do not count), on the claims prefix (a claim we wait for was released), the
+`reshard_interval` timer and explicit requests. Triggers arriving within `debounce` are coalesced.
+
+One reshard (bounded by `reshard_timeout`): list configs, members and claims once; compute the owner of every
+config on the ring; parse owned configs through the (key, mod_revision) cache; claim the owned configs not
+yet claimed (compare_and_swap, expected 0); hand the claimed set to the instance manager with cached digests
+(it stops removed, starts added, restarts changed); release the claims of what stopped. If the store cannot
+be reached the reshard fails and nothing running is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from service.cluster import metrics as m
+from service.cluster.claims import Claims
+from service.cluster.configcache import ConfigCache
+from service.cluster.membership import Member, Membership, State, parse_members
+from service.cluster.ring import Ring
+from service.kv.store import EventType, KVError, KVStore, WatchEvent
+from service.log import get_logger
+from service.metrics.config import GlobalConfig, InstanceConfig
+from service.metrics.manager import ApplyResult, InstanceManager
+
+_log = get_logger("cluster.sharder")
+PARSE_SLICE = 32  # configs parsed between two yields to the event loop
+
+
+@dataclass
+class ReshardResult:
+    ok: bool = False
+    error: str = ""
+    duration: float = 0.0
+    owned: int = 0
+    running: int = 0
+    pending: int = 0
+    invalid: int = 0
+    claimed: int = 0
+    released: int = 0
+    applied: ApplyResult = field(default_factory=ApplyResult)
+
+    def summary(self) -> dict[str, object]:
+        a = self.applied
+        return {"ok": self.ok, "error": self.error, "duration_seconds": round(self.duration, 4),
+                "owned": self.owned, "running": self.running, "pending_handoff": self.pending,
+                "invalid": self.invalid, "claimed": self.claimed, "released": self.released,
+                "started": len(a.started), "stopped": len(a.stopped), "restarted": len(a.restarted),
+                "unchanged": a.unchanged, "failed": len(a.failed)}
+
+
+class Sharder:
+    def __init__(self, kv: KVStore, manager: InstanceManager, membership: Membership, claims: Claims, *,
+                 config_prefix: str, global_cfg: GlobalConfig, reshard_interval: float, reshard_timeout: float,
+                 debounce: float = 0.05, on_synced: Callable[[], None] | None = None) -> None:
+        self.kv = kv
+        self.manager = manager
+        self.membership = membership
+        self.claims = claims
+        self.config_prefix = config_prefix
+        self.cache = ConfigCache(global_cfg)
+        self.reshard_interval = reshard_interval
+        self.reshard_timeout = reshard_timeout
+        self.debounce = debounce
+        self.on_synced = on_synced
+        self.synced = False
+        self.last: ReshardResult | None = None
+        self._wake = asyncio.Event()
+        self._trigger = "start"
+        self._waiters: list[asyncio.Future[ReshardResult]] = []
+        self._ring_view: dict[str, State] = {}
+        self._ring: Ring | None = None
+        self._pending_since: dict[str, float] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._lock = asyncio.Lock()
+
+    @property
+    def node_id(self) -> str:
+        return self.membership.node_id
+
+    # lifecycle ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._run(), name="cluster-sharder")]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.cancel()
+        self._waiters.clear()
+
+    def request(self, trigger: str = "request") -> None:
+        self._trigger = trigger
+        self._wake.set()
+
+    async def reshard_now(self) -> ReshardResult:
+        """Ask for a reshard and wait for it to finish."""
+        waiter: asyncio.Future[ReshardResult] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self.request("api")
+        return await waiter
+
+    async def _run(self) -> None:
+        await self._join()
+        self._tasks += [
+            asyncio.create_task(self._watch(self.config_prefix, lambda e: True), name="cluster-watch-configs"),
+            asyncio.create_task(self._watch(self.membership.prefix, self._ring_changed), name="cluster-watch-ring"),
+            asyncio.create_task(self._watch(self.claims.prefix, self._claim_released), name="cluster-watch-claims"),
+        ]
+        self._wake.set()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.reshard_interval):
+                    await self._wake.wait()
+            trigger = self._trigger if self._wake.is_set() else "interval"
+            if self.debounce > 0:
+                await asyncio.sleep(self.debounce)  # coalesce a burst of changes into one reshard
+            self._wake.clear()
+            self._trigger = "event"
+            waiters, self._waiters = self._waiters, []
+            result = await self.reshard(trigger)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(result)
+
+    async def _join(self) -> None:
+        """Register (JOINING), then go ACTIVE; retry while the store cannot be reached."""
+        delay = 0.1
+        while True:
+            try:
+                if not self.membership.registered:
+                    await self.membership.register()
+                self.membership.start()  # keep the lease alive while preparing
+                await self._prewarm()
+                await self.membership.set_state(State.ACTIVE)
+                break
+            except KVError as exc:
+                _log.warning("cannot join the ring yet", err=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max(self.membership.heartbeat_period, 0.1))
+
+    async def _prewarm(self) -> None:
+        """While JOINING: parse what this node will own once ACTIVE, so taking it over is quick."""
+        configs, ring_listing = await asyncio.gather(self.kv.list(self.config_prefix),
+                                                     self.kv.list(self.membership.prefix))
+        members = parse_members([(p.key, p.value) for p in ring_listing.pairs])
+        ring = Ring([*(mid for mid, mem in members.items() if mem.state is State.ACTIVE), self.node_id])
+        for i, pair in enumerate(p for p in configs.pairs
+                                 if ring.owner(p.key[len(self.config_prefix):]) == self.node_id):
+            self.cache.get(pair.key[len(self.config_prefix):], pair)
+            if i % PARSE_SLICE == 0:
+                await asyncio.sleep(0)
+
+    async def _watch(self, prefix: str, relevant: Callable[[WatchEvent], bool]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                async for event in self.kv.watch(prefix):
+                    delay = 0.1
+                    if relevant(event):
+                        self._wake.set()
+            except KVError as exc:  # compacted or failed: watch again from now, resync by a full reshard
+                _log.warning("watch ended; watching again", prefix=prefix, err=str(exc))
+                self._wake.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _ring_changed(self, event: WatchEvent) -> bool:
+        if event.type is EventType.DELETE:
+            return True
+        try:
+            member = Member.decode(event.value)
+        except ValueError:
+            return False
+        return self._ring_view.get(member.id) is not member.state
+
+    def _claim_released(self, event: WatchEvent) -> bool:
+        return event.type is EventType.DELETE and event.key[len(self.claims.prefix):] in self._pending_since
+
+    # one reshard -------------------------------------------------------------------------------------
+    async def reshard(self, trigger: str = "request") -> ReshardResult:
+        m.RESHARDS.labels(trigger).inc()
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.reshard_timeout or None):
+                result = await self._reshard()
+        except (KVError, TimeoutError) as exc:
+            result = ReshardResult(error=str(exc) or "reshard timed out")
+            _log.warning("reshard failed; running instances are left as they are", err=result.error)
+        result.duration = time.monotonic() - started
+        m.RESHARD_DURATION.labels("1" if result.ok else "0").observe(result.duration)
+        self.last = result
+        if result.ok and not self.synced:
+            self.synced = True
+            if self.on_synced is not None:
+                self.on_synced()
+        return result
+
+    async def _reshard(self) -> ReshardResult:
+        async with self._lock:
+            lease = self.membership.lease
+            if lease is None:
+                raise KVError("not registered in the ring")
+            configs, ring_listing, claims = await asyncio.gather(
+                self.kv.list(self.config_prefix), self.kv.list(self.membership.prefix), self.claims.list())
+            members = parse_members([(p.key, p.value) for p in ring_listing.pairs])
+            self._ring_view = {mid: mem.state for mid, mem in members.items()}
+            _count_states(members)
+            leaving = self.membership.state is State.LEAVING
+            if not leaving and self.node_id not in members:
+                raise KVError("this node's ring record is missing (lease lost?); waiting for the heartbeat")
+            ring = Ring.of(members)
+            if self._ring is not None and self._ring.members == ring.members:
+                ring = self._ring  # keeps its owner cache
+            self._ring = ring
+            pairs = {p.key[len(self.config_prefix):]: p for p in configs.pairs}
+            self.cache.forget_missing({p.key for p in configs.pairs})
+
+            result = ReshardResult(ok=True)
+            desired: dict[str, InstanceConfig] = {}
+            digests: dict[str, str] = {}
+            if not leaving:
+                misses = 0
+                for name, pair in pairs.items():
+                    if ring.owner(name) != self.node_id:
+                        continue
+                    result.owned += 1
+                    if not self.cache.fresh(pair):
+                        misses += 1
+                        if misses % PARSE_SLICE == 0:
+                            await asyncio.sleep(0)  # parsing is ~1 ms a config: let heartbeats through
+                    parsed = self.cache.get(name, pair)
+                    if parsed.cfg is not None:
+                        desired[name], digests[name] = parsed.cfg, parsed.digest
+                        continue
+                    result.invalid += 1
+                    _log.error("stored config is invalid; not (re)started", config=name, err=parsed.error)
+                    running = self.manager.get(name)
+                    digest = self.manager.digest(name)
+                    if running is not None and digest is not None:  # the old version keeps running
+                        desired[name], digests[name] = running.cfg, digest  # type: ignore[attr-defined]
+
+            held = {n for n in desired if self.claims.ours(claims.get(n), lease)}
+            wanted = [n for n in desired if n not in held]
+            won = await self.claims.acquire(wanted, lease, claims) if wanted else set()
+            result.claimed = len(won)
+            held |= won
+            self._track_pending(set(desired) - held, won)
+            result.pending = len(desired) - len(held)
+
+            final = {n: desired[n] for n in held}
+            apply = asyncio.ensure_future(self.manager.apply(final, {n: digests[n] for n in final}))
+            result.applied = await asyncio.shield(apply)  # a timeout must not cut an apply in half
+
+            stale = [c for c in claims.values() if c.node == self.node_id and c.name not in final]
+            result.released = await self.claims.release(stale) if stale else 0
+            result.running = len(self.manager.running())
+            m.CONFIGS_OWNED.set(result.owned)
+            m.CONFIGS_PENDING.set(result.pending)
+            a = result.applied
+            if a.started or a.stopped or a.restarted or result.released or result.pending:
+                _log.info("resharded", owned=result.owned, started=len(a.started), stopped=len(a.stopped),
+                          restarted=len(a.restarted), pending=result.pending, released=result.released,
+                          members=len(ring.members))
+            return result
+
+    def _track_pending(self, pending: set[str], won: set[str]) -> None:
+        now = time.monotonic()
+        for name in won:
+            since = self._pending_since.pop(name, None)
+            if since is not None:
+                m.HANDOFF_WAIT.observe(now - since)
+        for name in [n for n in self._pending_since if n not in pending]:
+            del self._pending_since[name]
+        for name in pending:
+            self._pending_since.setdefault(name, now)
+
+    async def release_all(self) -> None:
+        """Leaving: stop every instance (flushing what it holds); the caller then revokes the lease."""
+        async with self._lock:
+            await self.manager.stop_all()
+
+
+def _count_states(members: dict[str, Member]) -> None:
+    for state in State:
+        m.RING_MEMBERS.labels(state.value).set(sum(1 for mem in members.values() if mem.state is state))

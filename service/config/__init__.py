@@ -1,0 +1,1 @@
+"""Config schema machinery shared by the node file (agent.yaml) and instance configs."""

@@ -1,0 +1,1 @@
+"""Config management API over the KV store."""

@@ -1,0 +1,165 @@
+"""Config management API (SPEC §1): list, get, put and delete named metrics instance configs."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import Counter
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from service.config.errors import ConfigError
+from service.configapi.names import InvalidName, decode_name, raw_segment
+from service.configapi.store import ConfigStore, UniquenessError
+from service.configapi.stored import stored_yaml
+from service.http.body import BodyTooLarge, read_body
+from service.http.envelope import APIError, error, success
+from service.kv.store import KVError, KVUnavailable
+from service.log import get_logger
+from service.metrics.config import (
+    GlobalConfig,
+    apply_defaults,
+    check_reading_files,
+    job_names,
+    parse_instance,
+    render_instance,
+)
+
+CONFIGS = "/agent/api/v1/configs"
+CONFIG = "/agent/api/v1/config/"
+DEFAULT_BODY_LIMIT = 4 << 20
+
+_log = get_logger("configapi")
+_CHANGES = {
+    event: Counter(f"agent_metrics_ha_configs_{event}_total", f"Total number of configs {event} through the API.")
+    for event in ("created", "updated", "deleted")
+}
+Handler = Callable[["ConfigAPI", Request], Awaitable[Response]]
+
+
+def stored_job_names(yaml_text: str, name: str) -> set[str]:
+    return job_names(parse_instance(yaml_text, name))
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Map failures to the envelope: APIError as given, KV unreachable 503, anything else 500."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: ConfigAPI, request: Request) -> Response:
+        if self.store is None:
+            return error(404, "no config store running")
+        try:
+            return await handler(self, request)
+        except APIError as exc:
+            return error(exc.status, exc.message)
+        except BodyTooLarge as exc:
+            return error(413, str(exc))
+        except KVUnavailable as exc:
+            return error(503, f"KV store unavailable: {exc}")
+        except KVError as exc:
+            _log.error("KV store error", err=str(exc))
+            return error(500, f"KV store error: {exc}")
+        except Exception as exc:  # the envelope, never a bare 500 page; the traceback goes to the log
+            _log.exception("config API request failed", path=request.url.path)
+            return error(500, f"internal error: {exc}")
+
+    return wrapper
+
+
+def _not_found() -> Response:
+    return PlainTextResponse("404 page not found\n", status_code=404)
+
+
+class ConfigAPI:
+    def __init__(self, store: ConfigStore | None, global_cfg: GlobalConfig, *, allow_reading_files: bool,
+                 read_api_enabled: bool = True, body_limit: int = DEFAULT_BODY_LIMIT) -> None:
+        self.store = store
+        self.global_cfg = global_cfg
+        self.allow_reading_files = allow_reading_files
+        self.read_api_enabled = read_api_enabled
+        self.body_limit = body_limit
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(CONFIGS, self.list_configs, methods=["GET"]),
+            Route(CONFIGS + "/{name:anything}", self.get_config, methods=["GET"]),
+            Route(CONFIG + "{name:anything}", self.put_config, methods=["PUT", "POST"]),
+            Route(CONFIG + "{name:anything}", self.delete_config, methods=["DELETE"]),
+        ]
+
+    def _name(self, request: Request, prefix: str) -> str | None:
+        segment = raw_segment(request, prefix)
+        if segment is None:
+            return None
+        try:
+            return decode_name(segment)
+        except InvalidName as exc:
+            raise APIError(400, f"could not decode config name: {exc}") from None
+
+    @_guarded
+    async def list_configs(self, request: Request) -> Response:
+        assert self.store is not None
+        return success({"configs": await self.store.names()})
+
+    async def get_config(self, request: Request) -> Response:
+        if not self.read_api_enabled:
+            return PlainTextResponse("404 - config endpoint is disabled", status_code=404)
+        return await self._get_config(request)
+
+    @_guarded
+    async def _get_config(self, request: Request) -> Response:
+        assert self.store is not None
+        name = self._name(request, CONFIGS + "/")
+        if name is None:
+            return _not_found()
+        text = await self.store.get(name)
+        if text is None:
+            raise APIError(404, f"configuration {name} does not exist")
+        try:
+            cfg = parse_instance(text, name)
+        except ConfigError as exc:
+            raise APIError(500, f"failed to get config {name}: {exc}") from None
+        # A config stored before a rule changed, or written around the API, is shown as parsed.
+        with contextlib.suppress(ConfigError):
+            cfg = apply_defaults(cfg, self.global_cfg)
+        return success({"value": render_instance(cfg)})
+
+    @_guarded
+    async def put_config(self, request: Request) -> Response:
+        assert self.store is not None
+        name = self._name(request, CONFIG)
+        if name is None:
+            return _not_found()
+        body = await read_body(request, self.body_limit)
+        try:
+            cfg = parse_instance(body, name)
+        except ConfigError as exc:
+            raise APIError(400, f"could not unmarshal config: {exc}") from None
+        try:
+            applied = apply_defaults(cfg, self.global_cfg)
+            if not self.allow_reading_files:
+                check_reading_files(applied)
+        except ConfigError as exc:
+            raise APIError(400, f"failed to validate config: {exc}") from None
+        try:
+            created = await self.store.put(name, stored_yaml(body, name), job_names(applied))
+        except UniquenessError as exc:
+            raise APIError(400, f"failed to check uniqueness of config: {exc}") from None
+        _CHANGES["created" if created else "updated"].inc()
+        _log.info("config stored", config=name, created=created)
+        return success(status=201 if created else 200)
+
+    @_guarded
+    async def delete_config(self, request: Request) -> Response:
+        assert self.store is not None
+        name = self._name(request, CONFIG)
+        if name is None:
+            return _not_found()
+        if not await self.store.delete(name):
+            raise APIError(404, f"configuration {name} does not exist")
+        _CHANGES["deleted"].inc()
+        _log.info("config deleted", config=name)
+        return success()

@@ -1,0 +1,1 @@
+"""Shared HTTP pieces: response envelopes, body limits, access logging."""

@@ -1,0 +1,155 @@
+"""In-memory KV store with etcd semantics, for unit tests and as the embedded store's live index."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+
+from service.kv.store import EventType, KVError, KVPair, Lease, LeaseExpired, ListResult, WatchEvent
+
+
+class MemoryLease:
+    def __init__(self, store: MemoryKV, lease_id: int, ttl: float) -> None:
+        self.id = lease_id
+        self.ttl = ttl
+        self._store = store
+
+    async def keepalive_once(self) -> None:
+        self._store.refresh_lease(self.id)
+
+    async def revoke(self) -> None:
+        self._store.revoke_lease(self.id)
+
+
+class MemoryKV:
+    """All state in dicts; watchers get events through per-watch queues. The last `history_limit` events
+    are kept so a watch can resume from a recent revision; older ones count as compacted (KVError)."""
+
+    def __init__(self, history_limit: int = 100_000) -> None:
+        self._data: dict[str, KVPair] = {}
+        self._revision = 0
+        self._history: deque[WatchEvent] = deque(maxlen=history_limit)
+        self._compacted = 0  # watches must start after this revision
+        self._watchers: set[asyncio.Queue[WatchEvent]] = set()
+        self._leases: dict[int, tuple[float, float]] = {}  # id -> (ttl, deadline)
+        self._lease_ids = itertools.count(1)
+        self._reaper: asyncio.Task[None] | None = None
+
+    # lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_leases(), name="kv-lease-reaper")
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
+
+    # reads -----------------------------------------------------------------------------------------
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    async def get(self, key: str) -> KVPair | None:
+        return self._data.get(key)
+
+    async def list(self, prefix: str) -> ListResult:
+        pairs = sorted((p for k, p in self._data.items() if k.startswith(prefix)), key=lambda p: p.key)
+        return ListResult(pairs, self._revision)
+
+    # writes ----------------------------------------------------------------------------------------
+    async def put(self, key: str, value: bytes, *, lease: Lease | None = None) -> int:
+        return self.apply_put(key, value, lease.id if lease else 0)
+
+    async def delete(self, key: str) -> bool:
+        return self.apply_delete(key)
+
+    async def compare_and_swap(self, key: str, value: bytes | None, *, expected_mod_revision: int,
+                               lease: Lease | None = None) -> bool:
+        current = self._data.get(key)
+        if (current.mod_revision if current else 0) != expected_mod_revision:
+            return False
+        if value is None:
+            self.apply_delete(key)
+        else:
+            self.apply_put(key, value, lease.id if lease else 0)
+        return True
+
+    def apply_put(self, key: str, value: bytes, lease_id: int = 0, revision: int | None = None) -> int:
+        if lease_id and lease_id not in self._leases:
+            raise LeaseExpired(f"lease {lease_id} not found")
+        self._revision = revision if revision is not None else self._revision + 1
+        old = self._data.get(key)
+        created = old.create_revision if old else self._revision
+        self._data[key] = KVPair(key, value, created, self._revision, lease_id)
+        self._emit(WatchEvent(EventType.PUT, key, value, self._revision))
+        return self._revision
+
+    def apply_delete(self, key: str, revision: int | None = None) -> bool:
+        if key not in self._data:
+            return False
+        del self._data[key]
+        self._revision = revision if revision is not None else self._revision + 1
+        self._emit(WatchEvent(EventType.DELETE, key, b"", self._revision))
+        return True
+
+    def _emit(self, event: WatchEvent) -> None:
+        if len(self._history) == self._history.maxlen:
+            self._compacted = self._history[0].revision
+        self._history.append(event)
+        for queue in self._watchers:
+            queue.put_nowait(event)
+
+    # leases ----------------------------------------------------------------------------------------
+    async def grant_lease(self, ttl: float) -> Lease:
+        lease_id = next(self._lease_ids)
+        self._leases[lease_id] = (ttl, time.monotonic() + ttl)
+        return MemoryLease(self, lease_id, ttl)
+
+    def refresh_lease(self, lease_id: int) -> None:
+        entry = self._leases.get(lease_id)
+        if entry is None:
+            raise LeaseExpired(f"lease {lease_id} not found")
+        self._leases[lease_id] = (entry[0], time.monotonic() + entry[0])
+
+    def revoke_lease(self, lease_id: int) -> None:
+        self._leases.pop(lease_id, None)
+        for key in [k for k, p in self._data.items() if p.lease == lease_id]:
+            self.apply_delete(key)
+
+    async def _reap_leases(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for lease_id in [i for i, (_, deadline) in self._leases.items() if deadline < now]:
+                self.revoke_lease(lease_id)
+
+    # watch -----------------------------------------------------------------------------------------
+    def compact(self, revision: int) -> None:
+        """Forget history up to `revision` (inclusive); later watches must start after it."""
+        while self._history and self._history[0].revision <= revision:
+            self._history.popleft()
+        self._compacted = max(self._compacted, revision)
+
+    async def watch(self, prefix: str, *, start_revision: int | None = None) -> AsyncIterator[WatchEvent]:
+        if start_revision is not None and start_revision <= self._compacted:
+            raise KVError(f"revision {start_revision} is compacted (history starts after {self._compacted})")
+        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        self._watchers.add(queue)
+        try:
+            last = self._revision if start_revision is None else start_revision - 1
+            for event in list(self._history):
+                if event.revision > last and event.key.startswith(prefix):
+                    last = event.revision
+                    yield event
+            while True:
+                event = await queue.get()
+                if event.revision > last and event.key.startswith(prefix):
+                    last = event.revision
+                    yield event
+        finally:
+            self._watchers.discard(queue)

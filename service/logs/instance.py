@@ -1,0 +1,215 @@
+"""One logs instance (a ``logs.configs[]`` entry): its WAL, its Loki clients and its push listeners.
+
+Accepted pushes are appended to the instance's WAL (``<wal root>/logs/<safe name>``) and acknowledged
+once durable; every ``clients[]`` entry tails that WAL from its own progress marker. ``add_sink``
+lets another part of the node (e.g. a local search store) receive every accepted push as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import Any
+
+import snappy
+
+from service.log import get_logger
+from service.logs import metrics
+from service.logs.client import LokiClient
+from service.logs.config import LogsInstanceConfig, ScrapeConfig
+from service.logs.push import PushRules
+from service.logs.record import RECORD_TYPE, encode_record
+from service.metrics.proto.push_pb2 import PushRequest
+from service.tasks import cancel_and_wait
+from service.wal import WAL, wal_dir_for
+
+Sink = Callable[[str, bytes, int, Callable[[], PushRequest]], Any]
+"""Called with (tenant, body, entries, request) for every accepted push, after it is durable: ``body`` is the
+request as the WAL holds it (snappy-compressed protobuf, canonical labels) and ``request()`` parses it only
+for a sink that needs the message."""
+
+DEFAULT_MAX_PENDING_BYTES = 64 << 20
+DEFAULT_MAX_BACKLOG_BYTES = 512 << 20
+TRUNCATE_INTERVAL = 30.0
+
+
+class Overloaded(Exception):
+    def __init__(self, status: int, retry_after: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def rules_for(sc: ScrapeConfig | None) -> PushRules:
+    """Push rules of a ``loki_push_api`` scrape config; without one, incoming labels and timestamps
+    are kept as they are (the main-port endpoints of an instance without a push target)."""
+    if sc is None or sc.loki_push_api is None:
+        return PushRules(use_incoming_timestamp=True)
+    api = sc.loki_push_api
+    return PushRules(api.labels, [*api.relabel_configs, *sc.relabel_configs], api.use_incoming_timestamp)
+
+
+class LogsInstance:
+    def __init__(self, cfg: LogsInstanceConfig, positions_dir: str, wal_root: str, *,
+                 max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+                 max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES, wal_sync_interval: float = 0.005) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.positions_dir = positions_dir
+        self.wal_dir = wal_dir_for(os.path.join(wal_root, "logs"), cfg.name)
+        self.max_pending_bytes = max_pending_bytes
+        self.max_backlog_bytes = max_backlog_bytes
+        self.wal_sync_interval = wal_sync_interval
+        self.wal: WAL | None = None
+        self.clients: list[LokiClient] = []
+        self.servers: list[Any] = []
+        self.files: Any = None  # FileTailing when the instance tails files
+        self.store: Any = None  # LogStore when `search.enabled`
+        self.wal_root = wal_root
+        push = cfg.push_configs()
+        self.default_rules = rules_for(push[0] if push else None)
+        self._sinks: list[Sink] = []
+        self._pending = 0
+        self._appended = 0
+        self._truncator: asyncio.Task[None] | None = None
+        self._log = get_logger("logs.instance", instance=cfg.name)
+
+    def add_sink(self, sink: Sink) -> None:
+        self._sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        from service.logs.server import PushServer  # the server imports routes, which import this module
+
+        self.wal = await asyncio.to_thread(WAL.open, self.wal_dir, sync_interval=self.wal_sync_interval,
+                                           instance=f"logs/{self.name}")
+        seen: set[str] = set()
+        for cc in self.cfg.clients:
+            if cc.display_name() in seen:
+                raise ValueError(f"logs instance {self.name}: two clients named {cc.display_name()!r}")
+            seen.add(cc.display_name())
+            client = LokiClient(cc, self.wal, self.name)
+            client.start()
+            self.clients.append(client)
+        try:
+            for sc in self.cfg.push_configs():
+                server = PushServer(self, sc)
+                await server.start()
+                self.servers.append(server)
+        except BaseException:
+            await self.stop()
+            raise
+        self._truncator = asyncio.create_task(self._truncate_loop(), name=f"logs-truncate[{self.name}]")
+        await self._start_store()
+        await self._start_files()
+        self._log.info("logs instance started", clients=len(self.clients), push_servers=len(self.servers),
+                       file_targets=len(self.targets()))
+
+    async def _start_store(self) -> None:
+        from service.logs.search.feed import store_sink
+        from service.logs.search.store import LogStore
+
+        if not self.cfg.search.enabled:
+            return
+        self.store = LogStore(self.cfg.search, self.cfg.search.directory(self.wal_root, self.name), instance=self.name)
+        await self.store.start()
+        self.add_sink(store_sink(self.store))
+
+    async def _start_files(self) -> None:
+        from service.logs.files import FileTailing, file_scrape_configs
+
+        if not file_scrape_configs(self.cfg):
+            return
+        try:
+            self.files = FileTailing(self.cfg, self.positions_dir, self.push)
+            await self.files.start()
+        except BaseException:
+            self.files = None
+            await self.stop()
+            raise
+
+    def targets(self) -> list[dict[str, Any]]:
+        """File targets in the SPEC §2 shape."""
+        if self.files is None:
+            return []
+        return [{"instance": self.name, **t} for t in self.files.targets()]
+
+    async def stop(self) -> None:
+        if self.files is not None:
+            await self.files.stop()  # saves positions of what the WAL accepted
+            self.files = None
+        for server in self.servers:
+            await server.stop()
+        self.servers = []
+        if self.store is not None:
+            await self.store.stop()
+            self.store = None
+        await cancel_and_wait(self._truncator)
+        self._truncator = None
+        await asyncio.gather(*(c.stop() for c in self.clients))
+        self.clients = []
+        if self.wal is not None:
+            await self.wal.aclose()
+            self.wal = None
+        self._log.info("logs instance stopped")
+
+    async def _truncate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TRUNCATE_INTERVAL)
+            await self.truncate()
+
+    async def truncate(self) -> None:
+        """Delete WAL segments every client has sent."""
+        wal = self.wal
+        if wal is None:
+            return
+        consumers = [c.marker.load() for c in self.clients]
+        try:
+            await asyncio.to_thread(wal.truncate, 0, 0, consumers)
+        except OSError as exc:
+            self._log.warning("WAL truncation failed", err=str(exc))
+
+    # --- the data path ---------------------------------------------------------------------------------
+    def check_capacity(self) -> None:
+        """Raise :class:`Overloaded` instead of queueing without bound (answered 503/429 + Retry-After)."""
+        if self.wal is None:
+            raise Overloaded(503, 1, f"logs instance {self.name} is not running")
+        if self._pending > self.max_pending_bytes:
+            raise Overloaded(503, 1, "too many pushes waiting for the WAL; retry later")
+        if self.clients:
+            backlog = self._appended - min(c.consumed_bytes for c in self.clients)
+            if backlog > self.max_backlog_bytes:
+                raise Overloaded(429, 5, "forwarding to Loki is behind; retry later")
+
+    async def push(self, request: PushRequest, tenant: str, entries: int, body: bytes | None = None) -> None:
+        """Append one accepted push durably (``body``: its snappy PushRequest when already at hand)."""
+        if body is None:
+            body = snappy.compress(request.SerializeToString())
+        await self.push_body(body, tenant, entries, lambda: request)
+
+    async def push_body(self, body: bytes, tenant: str, entries: int, request: Callable[[], PushRequest]) -> None:
+        """Append a snappy-block PushRequest durably; ``request()`` is asked for the parsed request only
+        when sinks are attached."""
+        wal = self.wal
+        if wal is None:
+            raise Overloaded(503, 1, f"logs instance {self.name} is not running")
+        payload = encode_record(tenant, entries, body)
+        self._pending += len(payload)
+        try:
+            await wal.append_durable(RECORD_TYPE, payload)
+        finally:
+            self._pending -= len(payload)
+        self._appended += len(payload) + 17
+        metrics.ENTRIES_WRITTEN.inc(entries)
+        for sink in self._sinks:
+            try:
+                result = sink(tenant, body, entries, request)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                self._log.exception("a logs sink failed")

@@ -1,0 +1,103 @@
+"""Runs the logs instances of the node config; re-creates only the ones whose config changed on reload."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from service.config.schema import encode
+from service.log import get_logger
+from service.logs.config import LogsConfig, LogsInstanceConfig
+from service.logs.instance import LogsInstance, Sink
+from service.logs.push import PushError
+
+TargetsProvider = Callable[[], list[dict[str, Any]]]
+"""Returns target dicts in the SPEC §2 shape: {instance, target_group, type, labels, discovered_labels,
+ready, details}. File tailing registers one with :meth:`LogsManager.add_targets_provider`."""
+
+_log = get_logger("logs.manager")
+
+
+def _key(cfg: LogsInstanceConfig) -> bytes:
+    return orjson.dumps(encode(cfg, show_secrets=True), option=orjson.OPT_SORT_KEYS, default=str)
+
+
+class LogsManager:
+    def __init__(self, cfg: LogsConfig | None, wal_root: str, **instance_options: Any) -> None:
+        self.cfg = cfg or LogsConfig()
+        self.wal_root = wal_root
+        self.instances: dict[str, LogsInstance] = {}
+        self._keys: dict[str, bytes] = {}
+        self._providers: list[TargetsProvider] = []
+        self._sinks: list[Sink] = []
+        self._options = instance_options
+        self._lock = asyncio.Lock()
+
+    # --- hooks for other parts of the node ---------------------------------------------------------------
+    def add_targets_provider(self, provider: TargetsProvider) -> None:
+        self._providers.append(provider)
+
+    def add_sink(self, sink: Sink) -> None:
+        """Receive every accepted push of every instance (present and future)."""
+        self._sinks.append(sink)
+        for inst in self.instances.values():
+            inst.add_sink(sink)
+
+    def targets(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [t for name in sorted(self.instances) for t in self.instances[name].targets()]
+        for provider in self._providers:
+            out.extend(provider())
+        return out
+
+    def search_store(self) -> Any:
+        """The store the log search API serves: the default instance's, else the first instance's that has one."""
+        ordered = sorted(self.instances.values(), key=lambda i: (i.name != "default", i.name))
+        return next((i.store for i in ordered if i.store is not None), None)
+
+    def default_instance(self) -> LogsInstance:
+        """``default``, or the only instance; PushError 400 naming the choices otherwise."""
+        inst = self.instances.get("default")
+        if inst is not None:
+            return inst
+        if len(self.instances) == 1:
+            return next(iter(self.instances.values()))
+        if not self.instances:
+            raise PushError(400, "no logs instance is running")
+        names = ", ".join(sorted(self.instances))
+        raise PushError(400, f"several logs instances and none named default: choose one of {names} with "
+                             "/agent/api/v1/logs/instance/<name>/push")
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.reload(self.cfg)
+
+    async def reload(self, cfg: LogsConfig | None) -> None:
+        async with self._lock:
+            self.cfg = cfg or LogsConfig()
+            wanted = {c.name: c for c in self.cfg.configs}
+            for name in list(self.instances):
+                if name not in wanted or _key(wanted[name]) != self._keys[name]:
+                    await self._stop_one(name)
+            for name, icfg in wanted.items():
+                if name in self.instances:
+                    continue
+                inst = LogsInstance(icfg, self.cfg.positions_directory, self.wal_root, **self._options)
+                for sink in self._sinks:
+                    inst.add_sink(sink)
+                await inst.start()
+                self.instances[name] = inst
+                self._keys[name] = _key(icfg)
+                _log.info("logs instance running", instance=name)
+
+    async def _stop_one(self, name: str) -> None:
+        inst = self.instances.pop(name)
+        self._keys.pop(name, None)
+        await inst.stop()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            for name in list(self.instances):
+                await self._stop_one(name)

@@ -1,0 +1,122 @@
+"""HTTP routes of the logs subsystem: the Loki push receiver and the Agent API logs endpoints.
+
+Main port: ``/loki/api/v1/push`` and ``/api/v1/push`` (+ ``raw``) feed the instance named ``default``, or
+the only instance; ``/agent/api/v1/logs/instance/{name}/push`` and ``.../raw`` address one by name.
+Each ``loki_push_api`` listener serves the same handlers bound to its own instance and rules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from service.http.body import BodyTooLarge, read_body
+from service.http.envelope import success
+from service.logs import metrics
+from service.logs.instance import LogsInstance, Overloaded
+from service.logs.push import DEFAULT_MAX_MESSAGE_SIZE, PushError, PushRules, check_tenant
+from service.wal import WALError
+
+if TYPE_CHECKING:
+    from service.logs.manager import LogsManager
+
+Resolve = Callable[[Request], tuple[LogsInstance, PushRules, int]]
+"""(instance, rules, max message size) for a request, or PushError."""
+
+
+def _text(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return PlainTextResponse(message + "\n", status_code=status, headers=headers)
+
+
+def _observe(request: Request, route: str, status: int, start: float, body_len: int, resp_len: int) -> None:
+    method = request.method
+    metrics.REQUEST_DURATION.labels(method, route, str(status), "false").observe(time.perf_counter() - start)
+    metrics.REQUEST_BYTES.labels(method, route).observe(body_len)
+    metrics.RESPONSE_BYTES.labels(method, route).observe(resp_len)
+
+
+def push_endpoint(resolve: Resolve, route: str, *, raw: bool = False) -> Callable:
+    async def handler(request: Request) -> Response:
+        start = time.perf_counter()
+        body = b""
+        try:
+            instance, rules, limit = resolve(request)
+            instance.check_capacity()
+            tenant = check_tenant(request.headers.get("x-scope-orgid"))
+            body = await read_body(request, limit)
+            errors: list[str] = []
+            if raw:
+                req = rules.raw_request(body)
+                if req.streams:
+                    await instance.push(req, tenant, sum(len(s.entries) for s in req.streams))
+            else:
+                accepted = rules.ingest(body, request.headers.get("content-type"),
+                                        request.headers.get("content-encoding"), limit)
+                errors = accepted.errors
+                if accepted.streams:
+                    await instance.push_body(accepted.body, tenant, accepted.entries, accepted.request)
+            resp = _text(400, errors[-1]) if errors else Response(status_code=204)
+        except PushError as exc:
+            resp = _text(exc.status, exc.message)
+        except BodyTooLarge as exc:
+            resp = _text(413, str(exc))
+        except Overloaded as exc:
+            resp = _text(exc.status, str(exc), {"Retry-After": str(exc.retry_after)})
+        except WALError as exc:
+            resp = _text(500, f"WAL append failed: {exc}")
+        _observe(request, route, resp.status_code, start, len(body), len(resp.body))
+        return resp
+
+    return handler
+
+
+async def ready(request: Request) -> Response:
+    return PlainTextResponse("ready")
+
+
+def push_routes(resolve: Resolve) -> list[Route]:
+    """The Loki-compatible routes (``loki.source.api``) bound to ``resolve``."""
+    return [
+        Route("/loki/api/v1/push", push_endpoint(resolve, "loki_api_v1_push"), methods=["POST"]),
+        Route("/api/v1/push", push_endpoint(resolve, "api_v1_push"), methods=["POST"]),
+        Route("/loki/api/v1/raw", push_endpoint(resolve, "loki_api_v1_raw", raw=True), methods=["POST"]),
+        Route("/api/v1/raw", push_endpoint(resolve, "api_v1_raw", raw=True), methods=["POST"]),
+        Route("/ready", ready, methods=["GET"]),
+    ]
+
+
+def logs_routes(manager: LogsManager) -> list[Route]:
+    """Routes for the node's main port."""
+
+    def default(request: Request) -> tuple[LogsInstance, PushRules, int]:
+        inst = manager.default_instance()
+        return inst, inst.default_rules, DEFAULT_MAX_MESSAGE_SIZE
+
+    def named(request: Request) -> tuple[LogsInstance, PushRules, int]:
+        name = request.path_params["name"]
+        inst = manager.instances.get(name)
+        if inst is None:
+            raise PushError(400, f"instance {name} does not exist")
+        return inst, inst.default_rules, DEFAULT_MAX_MESSAGE_SIZE
+
+    async def instances(request: Request) -> Response:
+        return success(sorted(manager.instances))
+
+    async def targets(request: Request) -> Response:
+        return success(manager.targets())
+
+    return [
+        *(r for r in push_routes(default) if r.path != "/ready"),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/agent/api/v1/logs/instance/{name}/push", push_endpoint(named, "agent_logs_push"),
+              methods=["POST"]),
+        Route("/agent/api/v1/logs/instance/{name}/raw", push_endpoint(named, "agent_logs_raw", raw=True),
+              methods=["POST"]),
+        Route("/agent/api/v1/logs/instances", instances, methods=["GET"]),
+        Route("/agent/api/v1/logs/targets", targets, methods=["GET"]),
+    ]

@@ -1,0 +1,94 @@
+"""User text and filters → SQL with every value bound.
+
+Search text is words, as Meilisearch matches them: each word must occur (case- and accent-insensitive), the
+last word also matches as a prefix. Every token is quoted for FTS5 (`"tok"`, inner quotes doubled), so FTS5
+operators (`OR`, `NEAR(`, `*`, `:`, `^`) and SQL text are searched as words, never interpreted; the whole
+match expression is a bound parameter. Text with no word characters at all (`"`, `*`, `;`) cannot be found
+through a word index, so it is matched as a case-insensitive substring instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_WORDLIKE = re.compile(r"\w", re.UNICODE)
+
+
+def fts_expression(text: str) -> str | None:
+    """An FTS5 MATCH expression for user text, or None when it has no indexable word."""
+    tokens = [t for t in text.split() if _WORDLIKE.search(t)]
+    if not tokens:
+        return None
+    quoted = ['"' + t.replace('"', '""') + '"' for t in tokens]
+    quoted[-1] += "*"
+    return " AND ".join(quoted)
+
+
+@dataclass
+class Filters:
+    """What a search, histogram or count is limited to. Timestamps are Unix ms, both inclusive."""
+
+    tenant: str = ""
+    query: str = ""
+    source: str | None = None
+    stream: str | None = None
+    from_ms: int | None = None
+    to_ms: int | None = None
+    # Any of these words (or words starting with them): the "errors" filter of the chat tools.
+    any_words: tuple[str, ...] = ()
+
+    def match(self) -> str | None:
+        """The FTS5 expression every result must match (None when words are not part of the filter)."""
+        parts = []
+        text = self.query.strip()
+        if text:
+            expr = fts_expression(text)
+            if expr is None:
+                return None  # a substring filter: not answerable from the word index
+            parts.append(expr)
+        if self.any_words:
+            parts.append("(" + " OR ".join('"' + w.replace('"', '""') + '"*' for w in self.any_words) + ")")
+        return " AND ".join(parts) or None
+
+    def only_words(self) -> bool:
+        """True when the word index alone decides (no time, source, stream or substring filter)."""
+        return (self.match() is not None and self.source is None and self.stream is None
+                and self.from_ms is None and self.to_ms is None)
+
+    def where(self, *, words: bool = True) -> tuple[str, list[Any]]:
+        """A WHERE clause over `logs l` and its parameters; `words=False` leaves out the word match (for
+        queries that join the FTS table and match there)."""
+        clauses = ["l.tenant = ?"]
+        params: list[Any] = [self.tenant]
+        if self.from_ms is not None:
+            clauses.append("l.ts >= ?")
+            params.append(self.from_ms)
+        if self.to_ms is not None:
+            clauses.append("l.ts <= ?")
+            params.append(self.to_ms)
+        stream_clauses = []
+        if self.source is not None:
+            stream_clauses.append("s.source = ?")
+            params.append(self.source)
+        if self.stream is not None:
+            stream_clauses.append("s.stream = ?")
+            params.append(self.stream)
+        if stream_clauses:
+            clauses.append("l.sid IN (SELECT s.id FROM streams s WHERE s.tenant = ? AND "
+                           + " AND ".join(stream_clauses) + ")")
+            params.insert(len(params) - len(stream_clauses), self.tenant)
+        text = self.query.strip()
+        if text and (words or self.match() is None):
+            expr = fts_expression(text)
+            if expr is not None:
+                clauses.append("l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)")
+                params.append(expr)
+            else:
+                clauses.append("instr(lower(l.line), lower(?)) > 0")
+                params.append(text)
+        if self.any_words and (words or self.match() is None):
+            clauses.append("l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)")
+            params.append(" OR ".join('"' + w.replace('"', '""') + '"*' for w in self.any_words))
+        return " AND ".join(clauses), params

@@ -1,0 +1,98 @@
+"""Retention by age and by size, run by the writer process between batches.
+
+Entries are deleted oldest first in chunks (one short transaction each, so searches and writes interleave),
+from `logs`, from the FTS index (external content: the 'delete' command with the stored text) and from the
+per-stream counts. Size is the database's pages in use; after deleting, freed pages are returned to the file
+system (incremental vacuum) and FTS segments merged so the tombstones do not keep the space. Deletions and
+size are counted in `shared` (the writer's counter array, read by the node) before each commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from service.logs.search.schema import used_bytes
+
+CHUNK = 5_000
+# Slots of the shared counter array (see writer_proc.py).
+DELETED_AGE, DELETED_SIZE, SIZE = 1, 2, 3
+
+
+@dataclass
+class Retention:
+    instance: str
+    max_age_s: float
+    max_bytes: int
+    shared: Any  # a sequence of ints, at least SIZE + 1 long
+    # The size check deletes down to this fraction of max_bytes, so it does not run on every batch.
+    low_water: float = 0.9
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        if self.max_age_s > 0:
+            cutoff = int(time.time() * 1000 - self.max_age_s * 1000)
+            while True:
+                n = delete_oldest(conn, CHUNK, before_ms=cutoff, counted=self._counter(DELETED_AGE))
+                if n < CHUNK:
+                    break
+        size = used_bytes(conn)
+        if size > self.max_bytes:
+            target = int(self.max_bytes * self.low_water)
+            while size > target:
+                total = conn.execute("SELECT count(*) FROM logs").fetchone()[0]
+                if total == 0:
+                    break
+                share = (size - target) / size
+                n = delete_oldest(conn, max(100, min(50 * CHUNK, int(total * share) + 1)),
+                                  counted=self._counter(DELETED_SIZE))
+                conn.execute("INSERT INTO logs_fts (logs_fts, rank) VALUES ('merge', 500)")
+                size = used_bytes(conn)
+                if n == 0:
+                    break
+        if conn.execute("PRAGMA freelist_count").fetchone()[0] > 256:
+            conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free only one page
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.shared[SIZE] = size
+
+    def _counter(self, slot: int) -> Callable[[int], None]:
+        def add(n: int) -> None:
+            self.shared[slot] += n
+
+        return add
+
+
+def delete_oldest(conn: sqlite3.Connection, limit: int, *, before_ms: int | None = None,
+                  counted: Callable[[int], None] = lambda n: None) -> int:
+    """Delete up to `limit` oldest entries (only those older than `before_ms` when given); `counted(n)` is
+    called before the commit (and `counted(-n)` if the commit fails)."""
+    if before_ms is None:
+        rows = conn.execute("SELECT id, sid, line FROM logs ORDER BY ts LIMIT ?", (limit,)).fetchall()
+    else:
+        rows = conn.execute("SELECT id, sid, line FROM logs WHERE ts < ? ORDER BY ts LIMIT ?",
+                            (before_ms, limit)).fetchall()
+    if not rows:
+        return 0
+    per_stream: dict[int, int] = {}
+    for _, sid, _ in rows:
+        per_stream[sid] = per_stream.get(sid, 0) + 1
+    conn.execute("BEGIN")
+    try:
+        conn.executemany("INSERT INTO logs_fts (logs_fts, rowid, line) VALUES ('delete', ?, ?)",
+                         [(rid, line) for rid, _, line in rows])
+        conn.executemany("DELETE FROM logs WHERE id = ?", [(rid,) for rid, _, _ in rows])
+        conn.executemany("UPDATE streams SET count = count - ? WHERE id = ?",
+                         [(n, sid) for sid, n in per_stream.items()])
+        counted(len(rows))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            counted(-len(rows))
+            raise
+    except sqlite3.Error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return len(rows)

@@ -1,0 +1,180 @@
+"""Loggator's documented API (SPEC §4) over the local log store.
+
+Choices where Loggator's docs leave room (see docs of the functions):
+- a container id is `source_id(name)` (12 hex digits of SHA-256 of the name); `/api/containers/{id}` also
+  accepts the exact name;
+- histogram windows are `fromTimestamp`/`toTimestamp` (ms) or `minutes` (default 60 back from now); the bucket
+  is `bucket` in milliseconds, or chosen from the window (a round step giving at most ~120 buckets); buckets
+  are aligned to multiples of the bucket size since the Unix epoch, ascending and zero-filled;
+- requests see only their tenant (X-Scope-OrgID; absent = the default tenant "").
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service import __version__
+from service.logs.search.envelope import (
+    SearchAPIError,
+    handler,
+    int_param,
+    invalid,
+    ok,
+    str_param,
+    tenant_of,
+)
+from service.logs.search.query import Filters
+from service.logs.search.store import LogStore
+
+StoreRef = LogStore | Callable[[], LogStore | None] | None
+StatusProvider = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
+
+MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+MAX_BUCKETS = 10_000
+STEPS_MS = [1_000, 5_000, 10_000, 15_000, 30_000, 60_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000,
+            3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000]
+TARGET_BUCKETS = 120
+
+
+def choose_bucket(window_ms: int) -> int:
+    """The smallest round step giving at most TARGET_BUCKETS buckets over the window."""
+    for step in STEPS_MS:
+        if window_ms / step <= TARGET_BUCKETS:
+            return step
+    return STEPS_MS[-1]
+
+
+def _store(ref: StoreRef) -> LogStore:
+    store = ref() if callable(ref) and not isinstance(ref, LogStore) else ref
+    if store is None or not store.running:
+        raise SearchAPIError("SERVICE_UNAVAILABLE", "log store is not running")
+    return store
+
+
+async def filters_from(request: Request, store: LogStore) -> tuple[Filters, bool]:
+    """Filters common to search and histogram; the flag is False when containerId names no source."""
+    q = request.query_params
+    tenant = tenant_of(request)
+    stream = str_param(q, "stream")
+    if stream is not None and stream not in ("stdout", "stderr"):
+        raise invalid("stream must be stdout or stderr")
+    from_ms = int_param(q, "fromTimestamp", low=0, high=MAX_MS)
+    to_ms = int_param(q, "toTimestamp", low=0, high=MAX_MS)
+    if from_ms is not None and to_ms is not None and from_ms > to_ms:
+        raise invalid("fromTimestamp must not be after toTimestamp")
+    source = str_param(q, "container")
+    known = True
+    container_id = str_param(q, "containerId", max_len=200)
+    if container_id:
+        name = await store.resolve_source_id(tenant, container_id)
+        if name is None or (source is not None and source != name):
+            known = False
+        source = name
+    query = str_param(q, "query") or ""
+    return Filters(tenant=tenant, query=query, source=source, stream=stream or None, from_ms=from_ms,
+                   to_ms=to_ms), known
+
+
+def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = None,
+                  chat: Any = None) -> list[Route]:
+    """Routes for /api/*. `store` is the store or a function returning the current one (None when disabled);
+    `status_provider` adds the node's parts (KV, cluster) to /api/status; `chat` answers POST /api/chat."""
+
+    @handler
+    async def status(request: Request) -> Response:
+        current = store() if callable(store) and not isinstance(store, LogStore) else store
+        parts: dict[str, Any] = {}
+        if status_provider is not None:
+            got = status_provider()
+            parts = await got if inspect.isawaitable(got) else got
+        store_status = current.status() if current is not None else {"running": False}
+        healthy = store_status["running"] and all(
+            not isinstance(v, dict) or v.get("healthy", True) is not False for v in parts.values())
+        return ok({"service": "scraping-service", "version": __version__,
+                   "status": "healthy" if healthy else "degraded", "store": store_status, **parts})
+
+    @handler
+    async def version(request: Request) -> Response:
+        return ok({"name": "scraping-service", "version": __version__})
+
+    @handler
+    async def search(request: Request) -> Response:
+        s = _store(store)
+        q = request.query_params
+        limit = int_param(q, "limit", 50, low=1, high=100)
+        offset = int_param(q, "offset", 0, low=0)
+        f, known = await filters_from(request, s)
+        started = time.perf_counter()
+        total, logs = await s.search(f, limit, offset) if known else (0, [])
+        return ok({"total": total, "returned": len(logs), "limit": limit, "offset": offset,
+                   "processingTimeMs": round((time.perf_counter() - started) * 1000, 1), "logs": logs})
+
+    @handler
+    async def histogram(request: Request) -> Response:
+        s = _store(store)
+        q = request.query_params
+        f, known = await filters_from(request, s)
+        minutes = int_param(q, "minutes", low=1, high=366 * 24 * 60)
+        if minutes is not None and (f.from_ms is not None or f.to_ms is not None):
+            raise invalid("minutes cannot be combined with fromTimestamp/toTimestamp")
+        now = int(time.time() * 1000)
+        if f.from_ms is None and f.to_ms is None:
+            f.to_ms = now
+            f.from_ms = now - (minutes or 60) * 60_000 + 1
+        elif f.from_ms is None:
+            f.from_ms = max(0, f.to_ms - 60 * 60_000 + 1)  # type: ignore[operator]
+        elif f.to_ms is None:
+            f.to_ms = max(now, f.from_ms)
+        window = f.to_ms - f.from_ms + 1  # type: ignore[operator]
+        bucket = int_param(q, "bucket", low=1)
+        if bucket is None:
+            bucket = choose_bucket(window)
+        elif window / bucket > MAX_BUCKETS:
+            raise invalid(f"bucket too small: at most {MAX_BUCKETS} buckets per window")
+        if known:
+            buckets, total = await s.histogram(f, bucket)
+        else:
+            first = (f.from_ms // bucket) * bucket  # type: ignore[operator]
+            buckets, total = [{"timestamp": b, "count": 0} for b in range(first, f.to_ms + 1, bucket)], 0
+        return ok({"buckets": buckets, "total": total, "bucket": bucket, "fromTimestamp": f.from_ms,
+                   "toTimestamp": f.to_ms})
+
+    @handler
+    async def log_containers(request: Request) -> Response:
+        s = _store(store)
+        return ok([{"name": x["name"], "count": x["count"], "lastSeen": x["lastSeen"], "id": x["id"]}
+                   for x in await s.sources(tenant_of(request))])
+
+    @handler
+    async def containers(request: Request) -> Response:
+        s = _store(store)
+        return ok(await s.sources(tenant_of(request)))
+
+    @handler
+    async def container(request: Request) -> Response:
+        s = _store(store)
+        ident = request.path_params["id"]
+        found = await s.source(tenant_of(request), ident)
+        if found is None:
+            raise SearchAPIError("NOT_FOUND", f"container {ident} not found")
+        return ok(found)
+
+    routes = [
+        Route("/api/status", status, methods=["GET"]),
+        Route("/api/version", version, methods=["GET"]),
+        Route("/api/logs/search", search, methods=["GET"]),
+        Route("/api/logs/histogram", histogram, methods=["GET"]),
+        Route("/api/logs/containers", log_containers, methods=["GET"]),
+        Route("/api/containers", containers, methods=["GET"]),
+        Route("/api/containers/{id}", container, methods=["GET"]),
+    ]
+    if chat is not None:
+        routes.append(Route("/api/chat", handler(chat.handle), methods=["POST"]))
+    return routes

@@ -1,0 +1,67 @@
+"""The SQLite layout of the log store.
+
+`streams` interns each distinct (tenant, label set) once — Loki pushes many lines per stream — and keeps a
+live `count` per stream (raised by the writer, lowered by retention), so per-source counts are exact without
+scanning. `logs` holds one row per line; `logs_fts` is an external-content FTS5 index over `logs.line`
+(unicode61, diacritics removed: case- and accent-insensitive words). Row ids are assigned by the writer, so
+FTS rows are inserted with the same rowid without a round trip. `auto_vacuum=INCREMENTAL` lets retention give
+freed pages back to the file system.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+DB_FILE = "logs.db"
+
+DDL = """
+CREATE TABLE IF NOT EXISTS streams (
+    id       INTEGER PRIMARY KEY,
+    tenant   TEXT NOT NULL,
+    labels   TEXT NOT NULL,
+    source   TEXT NOT NULL,
+    stream   TEXT NOT NULL,
+    count    INTEGER NOT NULL DEFAULT 0,
+    last_ts  INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (tenant, labels)
+);
+CREATE INDEX IF NOT EXISTS streams_source ON streams (tenant, source);
+CREATE TABLE IF NOT EXISTS logs (
+    id      INTEGER PRIMARY KEY,
+    ts      INTEGER NOT NULL,
+    tenant  TEXT NOT NULL,
+    sid     INTEGER NOT NULL,
+    line    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_tenant_ts ON logs (tenant, ts, sid);
+CREATE INDEX IF NOT EXISTS logs_ts ON logs (ts);
+CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(
+    line, content='logs', content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='2 3'
+);
+"""
+
+
+def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the store's pragmas. Readers and the one writer share the file through WAL mode."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if readonly:
+        conn.execute("PRAGMA query_only = 1")
+        conn.execute("PRAGMA cache_size = -32000")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        return conn
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect on a new database
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")  # no fsync per commit: the logs WAL is the durability point
+    conn.execute("PRAGMA cache_size = -64000")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.executescript(DDL)
+    return conn
+
+
+def used_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes of the database in use (pages minus free pages)."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return int((pages - free) * page_size)

@@ -1,0 +1,276 @@
+"""LogStore: the local searchable copy of the logs a node received.
+
+The logs instance hands each push to `add_push(tenant, body, entries)` once it is durable in its WAL; that only
+enqueues (see writer.py; the writing happens in a separate process). Reads run on a small thread pool, each
+thread with its own read-only connection, so searches run beside the writer (SQLite WAL mode). Counts are
+exact: `total` is a COUNT and histogram buckets are a GROUP BY, with no result cap.
+
+A "source" (Loggator's container) is the value of `source_label` (default `container`, else `job`). Its id is
+the first 12 hex digits of SHA-256 of the name: stable across restarts and nodes, unlike container ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+import snappy
+
+from service.logs.labels import format_labels
+from service.logs.search.config import SearchConfig
+from service.logs.search.query import Filters
+from service.logs.search.schema import DB_FILE, connect
+from service.logs.search.writer import Writer
+from service.logs.search.writer_proc import DELETED_AGE, DELETED_SIZE, SIZE
+from service.metrics.proto.push_pb2 import PushRequest
+
+ERROR_WORDS = ("error", "exception", "fail", "fatal", "panic")
+
+
+def source_id(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
+def encode_entries(entries: list[Any]) -> bytes:
+    """Entries (objects with labels, timestamp_ns, line) as a snappy PushRequest, one stream per label set."""
+    request = PushRequest()
+    streams: dict[str, Any] = {}
+    for e in entries:
+        key = format_labels(e.labels)
+        s = streams.get(key)
+        if s is None:
+            s = streams[key] = request.streams.add()
+            s.labels = key
+        item = s.entries.add()
+        item.timestamp.seconds, item.timestamp.nanos = divmod(e.timestamp_ns, 1_000_000_000)
+        item.line = e.line
+    return snappy.compress(request.SerializeToString())
+
+
+class RetentionView:
+    """What retention has done, as counted by the writer process."""
+
+    def __init__(self, shared: Any) -> None:
+        self._shared = shared
+
+    @property
+    def deleted(self) -> dict[str, int]:
+        return {"age": int(self._shared[DELETED_AGE]), "size": int(self._shared[DELETED_SIZE])}
+
+    @property
+    def last_size(self) -> int:
+        return int(self._shared[SIZE])
+
+
+class LogStore:
+    def __init__(self, config: SearchConfig, directory: str, *, instance: str = "default",
+                 read_threads: int = 4) -> None:
+        self.config = config
+        self.directory = directory
+        self.instance = instance
+        self.path = os.path.join(directory, DB_FILE)
+        self._read_threads = read_threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._writer = Writer(self.path, source_label=config.source_label, max_entries=config.max_queue_entries,
+                              instance=instance, max_age_s=float(config.retention),
+                              max_bytes=config.max_size_bytes, tick_interval=float(config.retention_interval))
+        self.writer: Writer | None = None
+        self.retention = RetentionView(self._writer.shared)
+        self.started_at = 0.0
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    def open(self) -> None:
+        """Create the database and start the writer (synchronous; `start` runs it off the event loop)."""
+        os.makedirs(self.directory, exist_ok=True)
+        connect(self.path).close()  # the schema exists before readers open
+        self.writer = self._writer
+        self.writer.start()
+        self._pool = ThreadPoolExecutor(self._read_threads, thread_name_prefix=f"logs-search-read-{self.instance}")
+        self.started_at = time.time()
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self.writer is not None:
+            self.writer.stop(timeout)
+            self.writer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.open)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        await asyncio.to_thread(self.close, timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.writer is not None
+
+    # ------------------------------------------------------------------------------------------ ingest
+
+    def add_push(self, tenant: str, body: bytes, entries: int) -> None:
+        """Queue one accepted push (a snappy PushRequest of `entries` lines) for writing. Never blocks."""
+        writer = self.writer
+        if writer is not None:
+            writer.enqueue(tenant, body, entries)
+
+    def add(self, entries: Iterable[Any], tenant: str | None = "") -> None:
+        """Queue entries (objects with labels, timestamp_ns, line) for writing. Never blocks."""
+        entries = entries if isinstance(entries, list) else list(entries)
+        if entries and self.writer is not None:
+            self.writer.enqueue(tenant or "", encode_entries(entries), len(entries))
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything added so far is written."""
+        return self.writer.wait_idle(timeout) if self.writer is not None else True
+
+    # ------------------------------------------------------------------------------------------ reads
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    async def _read(self, fn: Any, *args: Any) -> Any:
+        if self._pool is None:
+            raise RuntimeError("log store is not running")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def search(self, f: Filters, limit: int = 50, offset: int = 0) -> tuple[int, list[dict[str, Any]]]:
+        return await self._read(self._search, f, limit, offset)
+
+    # Word searches: FTS5 finds matching rows fast but joining each to `logs` costs. So a total over words alone
+    # is counted in the FTS index (when the store holds one tenant), a total with more filters is driven from
+    # the FTS matches, and a page is driven from the matches when they are few, else from the newest rows
+    # (the (tenant, ts) index) checking membership — which finds 50 common matches quickly.
+    FEW_MATCHES = 20_000
+
+    def _single_tenant(self, conn: sqlite3.Connection, tenant: str) -> bool:
+        return conn.execute("SELECT NOT EXISTS (SELECT 1 FROM streams WHERE tenant != ?)", (tenant,)).fetchone()[0]
+
+    def _fts_count(self, conn: sqlite3.Connection, expr: str) -> int:
+        return conn.execute("SELECT count(*) FROM logs_fts WHERE logs_fts MATCH ?", (expr,)).fetchone()[0]
+
+    def _total(self, conn: sqlite3.Connection, f: Filters) -> tuple[int, int | None]:
+        """(total, matches of the words alone or None when there are no words)."""
+        expr = f.match()
+        if expr is None:
+            where, params = f.where()
+            return conn.execute(f"SELECT count(*) FROM logs l WHERE {where}", params).fetchone()[0], None
+        matches = self._fts_count(conn, expr)
+        if f.only_words() and self._single_tenant(conn, f.tenant):
+            return matches, matches
+        where, params = f.where(words=False)
+        total = conn.execute("SELECT count(*) FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid "
+                             f"WHERE logs_fts MATCH ? AND {where}", [expr, *params]).fetchone()[0]
+        return total, matches
+
+    def _search(self, f: Filters, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+        conn = self._conn()
+        total, matches = self._total(conn, f)
+        cols = "l.id, l.ts, s.source, s.stream, s.labels, l.line"
+        if matches is not None and matches <= self.FEW_MATCHES:
+            where, params = f.where(words=False)
+            rows = conn.execute(
+                f"SELECT {cols} FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid JOIN streams s "
+                f"ON s.id = l.sid WHERE logs_fts MATCH ? AND {where} ORDER BY l.ts DESC, l.id DESC LIMIT ? OFFSET ?",
+                [f.match(), *params, limit, offset]).fetchall()
+        else:
+            where, params = f.where()
+            rows = conn.execute(
+                f"SELECT {cols} FROM logs l JOIN streams s ON s.id = l.sid "
+                f"WHERE {where} ORDER BY l.ts DESC, l.id DESC LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
+        return total, [{"id": str(rid), "timestamp": ts, "container": source, "stream": stream,
+                        "labels": orjson.loads(labels), "message": line}
+                       for rid, ts, source, stream, labels, line in rows]
+
+    async def count(self, f: Filters) -> int:
+        return await self._read(self._count, f)
+
+    def _count(self, f: Filters) -> int:
+        return self._total(self._conn(), f)[0]
+
+    async def histogram(self, f: Filters, bucket_ms: int) -> tuple[list[dict[str, int]], int]:
+        """Counts per bucket aligned to multiples of bucket_ms, zero-filled over [from_ms, to_ms], ascending."""
+        return await self._read(self._histogram, f, bucket_ms)
+
+    def _histogram(self, f: Filters, bucket_ms: int) -> tuple[list[dict[str, int]], int]:
+        assert f.from_ms is not None and f.to_ms is not None
+        expr = f.match()
+        if expr is None:
+            where, params = f.where()
+            sql = f"SELECT (l.ts / ?) * ? AS b, count(*) FROM logs l WHERE {where} GROUP BY b"
+        else:
+            where, params = f.where(words=False)
+            sql = ("SELECT (l.ts / ?) * ? AS b, count(*) FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid "
+                   f"WHERE logs_fts MATCH ? AND {where} GROUP BY b")
+            params = [expr, *params]
+        counts = dict(self._conn().execute(sql, [bucket_ms, bucket_ms, *params]).fetchall())
+        first = (f.from_ms // bucket_ms) * bucket_ms
+        buckets = [{"timestamp": b, "count": counts.get(b, 0)} for b in range(first, f.to_ms + 1, bucket_ms)]
+        return buckets, sum(counts.values())
+
+    async def sources(self, tenant: str) -> list[dict[str, Any]]:
+        """Sources with entries: [{id, name, count, lastSeen, streams}], most entries first."""
+        return await self._read(self._sources, tenant)
+
+    def _sources(self, tenant: str) -> list[dict[str, Any]]:
+        rows = self._conn().execute(
+            "SELECT source, sum(count), max(last_ts), group_concat(DISTINCT stream) FROM streams "
+            "WHERE tenant = ? AND count > 0 GROUP BY source ORDER BY sum(count) DESC, source", (tenant,)).fetchall()
+        return [{"id": source_id(name), "name": name, "count": n, "lastSeen": last,
+                 "streams": sorted(s for s in (streams or "").split(",") if s)}
+                for name, n, last, streams in rows]
+
+    async def source(self, tenant: str, id_or_name: str) -> dict[str, Any] | None:
+        """One source by id (or exact name) with its label sets; None when unknown to this tenant."""
+        return await self._read(self._source, tenant, id_or_name)
+
+    def _source(self, tenant: str, id_or_name: str) -> dict[str, Any] | None:
+        found = next((s for s in self._sources(tenant) if id_or_name in (s["id"], s["name"])), None)
+        if found is None:
+            return None
+        rows = self._conn().execute(
+            "SELECT labels, stream, count, last_ts FROM streams WHERE tenant = ? AND source = ? AND count > 0 "
+            "ORDER BY count DESC LIMIT 100", (tenant, found["name"])).fetchall()
+        first = self._conn().execute(
+            "SELECT min(l.ts) FROM logs l WHERE l.tenant = ? AND l.sid IN "
+            "(SELECT id FROM streams WHERE tenant = ? AND source = ?)", (tenant, tenant, found["name"])).fetchone()[0]
+        return {**found, "firstSeen": first,
+                "labelSets": [{"labels": orjson.loads(labels), "stream": stream, "count": n, "lastSeen": last}
+                              for labels, stream, n, last in rows]}
+
+    async def resolve_source_id(self, tenant: str, sid: str) -> str | None:
+        for s in await self.sources(tenant):
+            if s["id"] == sid:
+                return s["name"]
+        return None
+
+    def status(self) -> dict[str, Any]:
+        w = self.writer
+        if w is not None:
+            w.report()
+        return {"running": w is not None, "path": self.path,
+                "queuedEntries": w.queued if w else 0, "droppedEntries": w.dropped_entries if w else 0,
+                "sizeBytes": self.retention.last_size, "maxSizeBytes": self.config.max_size_bytes,
+                "retentionSeconds": float(self.config.retention), "deleted": dict(self.retention.deleted)}

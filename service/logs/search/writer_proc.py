@@ -1,0 +1,143 @@
+"""The store's writer process: receives pushes as snappy PushRequest bytes and writes them to SQLite.
+
+Indexing a line costs far more CPU than accepting it, so it runs in its own process (its own GIL, at a lower
+scheduling priority): the node's event loop pays only an enqueue per push. The process owns the one write
+connection and runs retention between batches, so there is a single writer and no lock contention inside
+SQLite. Messages from the parent: `(seq, [(tenant, body, entries), ...])`, or None to finish; after each
+commit it answers `seq`. Counters the parent reads (written, retention deletions, size) live in `shared`,
+updated before each commit so they are never behind what readers can see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+import snappy
+
+from service.logs.labels import LabelParseError, parse_labels
+from service.logs.search.retention import Retention
+from service.logs.search.schema import connect
+from service.metrics.proto.push_pb2 import PushRequest
+
+MAX_TXN_ENTRIES = 20_000
+# Indices into the shared counter array.
+WRITTEN, DELETED_AGE, DELETED_SIZE, SIZE, ERRORS = range(5)
+SHARED_SLOTS = 5
+
+
+class _Streams:
+    """(tenant, label string) → stream id, creating `streams` rows on first sight."""
+
+    def __init__(self, conn: sqlite3.Connection, source_label: str) -> None:
+        self.conn = conn
+        self.source_label = source_label
+        self.ids: dict[tuple[str, str], int] = {}
+
+    def get(self, tenant: str, labels_text: str) -> int:
+        key = (tenant, labels_text)
+        sid = self.ids.get(key)
+        if sid is not None:
+            return sid
+        try:
+            labels = parse_labels(labels_text)
+        except LabelParseError:
+            labels = {}
+        source = labels.get(self.source_label) or labels.get("job") or ""
+        stream = labels.get("stream", "")
+        json_labels = orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
+        sid = self.conn.execute("INSERT INTO streams (tenant, labels, source, stream) VALUES (?, ?, ?, ?) "
+                                "ON CONFLICT (tenant, labels) DO UPDATE SET source = source RETURNING id",
+                                (tenant, json_labels, source, stream)).fetchone()[0]
+        self.ids[key] = sid
+        return sid
+
+
+def write_batch(conn: sqlite3.Connection, streams: _Streams, next_id: int,
+                pushes: list[tuple[str, bytes, int]], shared: Any) -> int:
+    """One transaction for the pushes; returns the next free row id. Python touches each entry once (one
+    tuple); FTS rows and per-stream counts are derived in SQL."""
+    rows: list[tuple[int, int, str, int, str]] = []
+    first_id = next_id
+    conn.execute("BEGIN")
+    try:
+        for tenant, body, _ in pushes:
+            request = PushRequest.FromString(snappy.uncompress(body))
+            for s in request.streams:
+                sid = streams.get(tenant, s.labels)
+                for e in s.entries:
+                    ts = e.timestamp
+                    rows.append((next_id, ts.seconds * 1000 + ts.nanos // 1_000_000, tenant, sid, e.line))
+                    next_id += 1
+        conn.executemany("INSERT INTO logs (id, ts, tenant, sid, line) VALUES (?, ?, ?, ?, ?)", rows)
+        conn.execute("INSERT INTO logs_fts (rowid, line) SELECT id, line FROM logs WHERE id >= ?", (first_id,))
+        conn.execute(
+            "UPDATE streams SET count = streams.count + agg.n, last_ts = max(streams.last_ts, agg.ts) "
+            "FROM (SELECT sid, count(*) AS n, max(ts) AS ts FROM logs WHERE id >= ? GROUP BY sid) AS agg "
+            "WHERE streams.id = agg.sid", (first_id,))
+        shared[WRITTEN] += len(rows)
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            shared[WRITTEN] -= len(rows)
+            raise
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return next_id
+
+
+def run(path: str, source_label: str, instance: str, max_age_s: float, max_bytes: int, tick_interval: float,
+        pipe: Connection, shared: Any, nice: int) -> None:
+    """The process body: write what arrives, run retention every `tick_interval`, exit on None."""
+    with contextlib.suppress(OSError):
+        os.nice(nice)
+    conn = connect(path)
+    streams = _Streams(conn, source_label)
+    retention = Retention(instance, max_age_s, max_bytes, shared=shared)
+    next_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1
+    next_tick = 0.0
+    try:
+        while True:
+            stopping = False
+            batch: list[tuple[str, bytes, int]] = []
+            last_seq = -1
+            if pipe.poll(max(0.0, next_tick - time.monotonic())):
+                # Drain what is waiting into one transaction (bounded), then acknowledge the last sequence.
+                while sum(p[2] for p in batch) < MAX_TXN_ENTRIES and pipe.poll(0):
+                    msg = pipe.recv()
+                    if msg is None:
+                        stopping = True
+                        break
+                    last_seq, pushes = msg
+                    batch.extend(pushes)
+            if batch:
+                try:
+                    next_id = write_batch(conn, streams, next_id, batch, shared)
+                except (sqlite3.Error, ValueError) as exc:
+                    shared[ERRORS] += 1
+                    streams.ids.clear()
+                    next_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1
+                    pipe.send(("error", str(exc)))
+            if last_seq >= 0:
+                pipe.send(last_seq)
+            if time.monotonic() >= next_tick and not stopping:
+                try:
+                    retention(conn)
+                except sqlite3.Error as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    pipe.send(("error", f"retention: {exc}"))
+                next_tick = time.monotonic() + tick_interval
+            if stopping:
+                return
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return
+    finally:
+        conn.close()

@@ -1,0 +1,1 @@
+"""File tailing with Promtail semantics: globbed targets, saved positions, rotation and truncation."""

@@ -1,0 +1,119 @@
+"""Protobuf framing of ``logproto.PushRequest`` written and rewritten by hand, for the push hot paths.
+
+Building upb messages entry by entry costs far more than the bytes involved, so JSON pushes are encoded
+straight to wire bytes and re-stamped protobuf pushes are rewritten at the byte level. Everything here
+produces bytes that ``push_pb2.PushRequest`` parses to the message the slow way would have built
+(tests/test_logs_wire.py checks that against upb).
+
+Field numbers (push.proto): PushRequest.streams = 1; StreamAdapter.labels = 1, .entries = 2;
+EntryAdapter.timestamp = 1, .line = 2, .structuredMetadata = 3; Timestamp.seconds = 1, .nanos = 2.
+"""
+
+from __future__ import annotations
+
+from service.metrics.remote.codec import CodecError, read_varint
+
+# varint(n) for n < 2**14, and the two low groups of a longer varint (continuation bits set on both)
+_VAR: list[bytes] = [bytes((i,)) if i < 0x80 else bytes((i & 0x7F | 0x80, i >> 7)) for i in range(1 << 14)]
+_CONT: list[bytes] = [bytes((i & 0x7F | 0x80, i >> 7 | 0x80)) for i in range(1 << 14)]
+
+
+class WireError(CodecError):
+    """Bytes that are not the protobuf they should be (read_varint, shared with the codec, raises its
+    base class CodecError for a bad varint)."""
+
+
+def varint(n: int) -> bytes:
+    """The canonical varint of a non-negative integer (table lookups for the common sizes)."""
+    if n < 0x4000:
+        return _VAR[n]
+    out = b""
+    while n >= 0x4000:
+        out += _CONT[n & 0x3FFF]
+        n >>= 14
+    return out + _VAR[n]
+
+
+def field_bytes(tag: int, data: bytes) -> bytes:
+    """A length-delimited field: tag byte, varint length, data."""
+    n = len(data)
+    return bytes((tag,)) + (_VAR[n] if n < 0x4000 else varint(n)) + data
+
+
+def timestamp_bytes(seconds: int, nanos: int) -> bytes:
+    """A Timestamp message body in upb's canonical form (zero fields left out)."""
+    out = b""
+    if seconds:
+        out = b"\x08" + varint(seconds & 0xFFFFFFFFFFFFFFFF)
+    if nanos:
+        out += b"\x10" + varint(nanos)
+    return out
+
+
+def stamp_field(seconds: int, nanos: int) -> bytes:
+    """The timestamp field (EntryAdapter field 1) that re-stamps an entry when written after its other
+    fields: both members are explicit (even when zero), so it overrides whatever came before it, as the
+    last occurrence of a singular field does in every protobuf parser."""
+    ts = b"\x08" + varint(seconds & 0xFFFFFFFFFFFFFFFF) + b"\x10" + varint(nanos)
+    return field_bytes(0x0A, ts)
+
+
+def next_field(buf: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of the field's payload, end of the field) of the field at ``pos``."""
+    tag, p = read_varint(buf, pos)
+    wire = tag & 7
+    if wire == 2:
+        n, p = read_varint(buf, p)
+        end = p + n
+    elif wire == 0:
+        end = read_varint(buf, p)[1]
+    elif wire == 1:
+        end = p + 8
+    elif wire == 5:
+        end = p + 4
+    else:  # groups: never in logproto; let the caller take the slow path
+        raise WireError(f"unsupported wire type {wire}")
+    if end > len(buf):
+        raise WireError("field runs past the end")
+    return tag, p, end
+
+
+_LEN12: list[bytes] = [b"\x12" + v for v in _VAR]
+
+
+def restamp_stream(buf: bytes, start: int, end: int, labels: bytes, stamp: bytes) -> bytes:
+    """A StreamAdapter field (tag and length included) from the stream payload ``buf[start:end]``: the
+    ``labels`` field replaces every labels field, each entry gets ``stamp`` (a :func:`stamp_field`)
+    appended and loses a leading timestamp field, other fields are kept (after the entries)."""
+    entries: list[bytes] = []  # each entry's header and fields; joined with the stamp between them
+    append, len12, slen = entries.append, _LEN12, len(stamp)
+    other = b""
+    p = start
+    while p < end:
+        if buf[p] == 0x12:  # an entry: tag byte, then a 1- or 2-byte length on the fast path
+            b = buf[p + 1]
+            if b < 0x80:
+                q = p + 2
+                p = q + b
+            else:
+                c = buf[p + 2]
+                if c < 0x80:
+                    q = p + 3
+                    p = q + (b & 0x7F | c << 7)
+                else:
+                    n, q = read_varint(buf, p + 1)
+                    p = q + n
+            if q < p and buf[q] == 0x0A and buf[q + 1] < 0x80:  # leading timestamp: drop it
+                q += 2 + buf[q + 1]
+            n = p - q + slen
+            append((len12[n] if n < 0x4000 else b"\x12" + varint(n)) + buf[q:p])
+            continue
+        tag, _, fend = next_field(buf, p)
+        if tag != 0x0A:  # hash or unknown fields: kept
+            other += buf[p:fend]
+        p = fend
+    if p != end:
+        raise WireError("stream runs past its length")
+    body = stamp.join(entries) + stamp if entries else b""
+    n = len(labels) + len(body) + len(other)
+    return b"".join((b"\x0a", varint(n), labels, body, other))

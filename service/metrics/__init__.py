@@ -1,0 +1,1 @@
+"""Metrics: instance configs, instances, WAL-backed remote_write, the remote_write receiver, scraping."""

@@ -1,0 +1,88 @@
+"""Decode and check a received remote write body at C speed where it can be (perf-anchors B.1, C.1).
+
+Counts come from a view parsed and counted in C (service/metrics/views.py); each series' key is its
+labels-only protobuf bytes, from a view holding labels as raw bytes (no label objects are built). Label
+checks, which parse a series in full and touch every label in Python, run only for keys not seen before;
+label sets churn slowly, so most requests check nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from operator import methodcaller
+
+from google.protobuf.message import DecodeError
+
+from service.metrics import views
+from service.metrics.proto.remote_pb2 import TimeSeries
+from service.metrics.remote.codec import CodecError, TooLarge, WriteStats, decompress_body
+
+__all__ = ["CodecError", "IngestStats", "InvalidSeries", "SeriesChecker", "TooLarge"]
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_serialize = methodcaller("SerializeToString")
+DEFAULT_SEEN_LIMIT = 500_000  # ≈430 B per key: ≈200 MiB at the limit, then the cache starts over
+
+
+class InvalidSeries(CodecError):
+    """A series breaks the remote write rules for label sets (answer 400)."""
+
+
+@dataclass(slots=True)
+class IngestStats(WriteStats):
+    """What one request carried, and how many of its label sets the checker had not seen before."""
+
+    new_series: int = 0
+
+
+def check_labels(ts: TimeSeries) -> None:
+    """Remote write 1.0 label rules a receiver can enforce without rejecting what real senders send:
+    at least one label, valid and unique names. Unsorted labels and a missing ``__name__`` are accepted,
+    as Prometheus' own receiver accepts them."""
+    names = [label.name for label in ts.labels]
+    if not names:
+        raise InvalidSeries("invalid series: empty label set")
+    for name in names:
+        if not _LABEL_NAME.fullmatch(name):
+            raise InvalidSeries(f"invalid series {_show(ts)}: invalid label name {name!r}")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise InvalidSeries(f"invalid series {_show(ts)}: label name {dup!r} is not unique")
+
+
+def _show(ts: TimeSeries) -> str:
+    text = "{" + ", ".join(f"{label.name}={label.value!r}" for label in ts.labels) + "}"
+    return text if len(text) <= 300 else text[:300] + "...}"
+
+
+class SeriesChecker:
+    """Decodes bodies and checks each label set once; keeps the keys of label sets that passed."""
+
+    def __init__(self, seen_limit: int = DEFAULT_SEEN_LIMIT) -> None:
+        self.seen_limit = seen_limit
+        self._seen: set[bytes] = set()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def decode(self, body: bytes, max_decoded_bytes: int) -> IngestStats:
+        """Check ``body`` (snappy block of a WriteRequest). Raises TooLarge (413) or CodecError (400)."""
+        if not body:
+            raise CodecError("empty body: want a snappy-compressed WriteRequest")
+        raw = decompress_body(body, max_decoded_bytes)
+        try:
+            series, samples, exemplars, histograms, metadata = views.counts(raw)
+            keys = views.series_keys(raw)
+            seen = self._seen
+            fresh = [key for key in map(_serialize, keys.timeseries) if key not in seen]
+            for key in fresh:
+                check_labels(TimeSeries.FromString(key))  # new label sets only: parsed in full, checked
+        except DecodeError as exc:
+            raise CodecError(f"protobuf: cannot parse WriteRequest: {exc}") from None
+        if fresh:
+            if len(seen) + len(fresh) > self.seen_limit:
+                seen.clear()
+            seen.update(fresh)
+        return IngestStats(series=series, samples=samples, exemplars=exemplars, histograms=histograms,
+                           metadata=metadata, decoded_bytes=len(raw), new_series=len(fresh))

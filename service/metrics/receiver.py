@@ -1,0 +1,119 @@
+"""`POST /agent/api/v1/metrics/instance/{instance}/write`: Prometheus remote write into an instance's WAL.
+
+Answers as Prometheus' write handler does (204 empty; 400 text/plain with the reason), plus 413 for a body
+or a declared decoded size over the limits, checked before anything is decompressed. The WAL record is the
+received compressed body; 204 only once an fsync covers it (group commit), 500 when the WAL failed.
+Headers are not required: senders that omit Content-Encoding or the remote write version are accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import unquote_to_bytes
+
+from prometheus_client import Counter, Histogram
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from service.configapi.names import InvalidName, decode_name
+from service.http.body import BodyTooLarge, read_body
+from service.log import get_logger
+from service.metrics.ingest import CodecError, IngestStats, SeriesChecker, TooLarge
+from service.wal import Position, WALError
+
+PREFIX = "/agent/api/v1/metrics/instance/"
+SUFFIX = "/write"
+DEFAULT_MAX_BODY_BYTES = 32 << 20
+DEFAULT_MAX_DECODED_BYTES = 128 << 20
+
+REQUESTS = Counter("agent_remote_write_receiver_requests_total",
+                   "Remote write requests received, by HTTP status code.", ["code"])
+DURATION = Histogram("agent_remote_write_receiver_request_duration_seconds",
+                     "Time from the request's arrival to its answer (204 includes the WAL fsync).", ["code"],
+                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0))
+RECEIVED_BYTES = Counter("agent_remote_write_receiver_received_bytes_total",
+                         "Compressed bytes of remote write bodies accepted into a WAL.")
+SAMPLES = Counter("agent_remote_write_receiver_samples_total", "Samples in accepted remote write requests.")
+_log = get_logger("metrics.receiver")
+
+
+class Appender(Protocol):
+    async def append(self, body: bytes, *, samples: int = 0, exemplars: int = 0) -> Position: ...
+
+
+def instance_name(request: Request) -> str | None:
+    """The URL-decoded instance name from the raw path, or None when the path is not `.../{name}/write`
+    with one non-empty segment (`a%2Fb` is the instance `a/b`)."""
+    raw = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
+    raw = raw.split("?", 1)[0]
+    if not raw.startswith(PREFIX) or not raw.endswith(SUFFIX):
+        return None
+    segment = raw[len(PREFIX):-len(SUFFIX)]
+    if not segment or "/" in segment:
+        return None
+    try:
+        return decode_name(segment)
+    except InvalidName:
+        return unquote_to_bytes(segment).decode("utf-8", "replace")  # unknown anyway: answered 400
+
+
+def _text(status: int, message: str) -> Response:
+    return PlainTextResponse(message + "\n", status_code=status)
+
+
+class WriteReceiver:
+    def __init__(self, lookup: Callable[[str], Appender | None], *,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                 max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+                 checker: SeriesChecker | None = None, offload_bytes: int = 1 << 20) -> None:
+        """``offload_bytes``: bodies at least this large are decoded in a worker thread so one huge
+        request does not stall the event loop (snappy and upb release the GIL only partly)."""
+        self.lookup = lookup
+        self.max_body_bytes = max_body_bytes
+        self.max_decoded_bytes = max_decoded_bytes
+        self.checker = checker or SeriesChecker()
+        self.offload_bytes = offload_bytes
+
+    async def handle(self, request: Request) -> Response:
+        start = time.perf_counter()
+        response = await self._handle(request)
+        code = str(response.status_code)
+        REQUESTS.labels(code).inc()
+        DURATION.labels(code).observe(time.perf_counter() - start)
+        return response
+
+    async def _handle(self, request: Request) -> Response:
+        name = instance_name(request)
+        if name is None:
+            return _text(404, "404 page not found")
+        instance = self.lookup(name)
+        if instance is None:
+            return _text(400, f"instance {name} does not exist")
+        try:
+            body = await read_body(request, self.max_body_bytes)
+        except BodyTooLarge as exc:
+            return _text(413, str(exc))
+        try:
+            stats = await self._decode(body)
+        except TooLarge as exc:
+            return _text(413, str(exc))
+        except CodecError as exc:
+            return _text(400, str(exc))
+        if not stats.series and not stats.metadata:
+            return Response(status_code=204)  # nothing to keep (Prometheus accepts it too)
+        try:
+            await instance.append(body, samples=stats.samples, exemplars=stats.exemplars)
+        except WALError as exc:
+            _log.error("WAL append failed", instance=name, err=str(exc))
+            return _text(500, f"failed to append to the WAL of instance {name}: {exc}")
+        RECEIVED_BYTES.inc(len(body))
+        SAMPLES.inc(stats.samples)
+        return Response(status_code=204)
+
+    async def _decode(self, body: bytes) -> IngestStats:
+        if len(body) >= self.offload_bytes:
+            return await asyncio.to_thread(self.checker.decode, body, self.max_decoded_bytes)
+        return self.checker.decode(body, self.max_decoded_bytes)

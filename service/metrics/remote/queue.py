@@ -1,0 +1,330 @@
+"""The remote_write sender of one endpoint: tail the WAL, batch, rewrite if needed, send, retry, advance.
+
+Two tasks joined by a bounded queue of prepared batches (Prometheus' ``queue_manager.go`` in small):
+
+- the *reader* follows the WAL from the endpoint's progress marker and cuts batches of whole records, up to
+  ``max_samples_per_send`` samples or :data:`MAX_BATCH_BYTES` decoded bytes, or whatever arrived within
+  ``batch_send_deadline`` of a batch's first record. It rewrites series only when external_labels or
+  write_relabel_configs are set; otherwise the stored bytes are forwarded. Prepared batches wait in a queue
+  bounded by ``capacity`` samples, so preparing the next batch overlaps sending the current one;
+- the *sender* sends batches strictly one after another (split across shards, see ``shards``), retrying
+  recoverable failures with exponential backoff (``min_backoff``..``max_backoff``, or the server's
+  Retry-After) until they succeed, and dropping refused ones. Only then does it advance the acknowledged
+  position. The marker is stored at most every ``marker_interval`` seconds and on stop, so after a crash at
+  most that much is sent twice and nothing acknowledged into the WAL is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+import snappy
+
+from service.http.client import HTTPClient
+from service.metrics.config.remote_write import RemoteWriteConfig
+from service.metrics.remote import metrics as m
+from service.metrics.remote.batch import RECORD_WRITE_REQUEST, Batch, Counts, count, decode_record
+from service.metrics.remote.client import NonRecoverableError, RecoverableError, WriteClient
+from service.metrics.remote.codec import CodecError
+from service.metrics.remote.rewrite import SeriesRewriter
+from service.metrics.remote.shards import split_by_series
+from service.wal import WAL, Position, Record, WALTail
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_BYTES = 16 << 20  # decoded bytes per batch, whatever the sample count
+_READ_RECORDS = 64
+_READ_BYTES = 8 << 20
+
+
+class RemoteWriteQueue:
+    """Sends what a WAL holds to one remote_write endpoint. ``start()`` once, ``stop(deadline)`` once."""
+
+    def __init__(self, wal: WAL, cfg: RemoteWriteConfig, *, instance: str, external_labels: dict[str, str],
+                 http: HTTPClient | None = None, marker_interval: float = 1.0) -> None:
+        self.wal = wal
+        self.cfg = cfg
+        self.instance = instance
+        self.name = cfg.name or cfg.url
+        self.url = cfg.url
+        self.marker_interval = marker_interval
+        qc = cfg.queue_config
+        self.max_samples = max(1, qc.max_samples_per_send)
+        self.deadline = float(qc.batch_send_deadline)
+        self.min_backoff = max(0.001, float(qc.min_backoff))
+        self.max_backoff = max(self.min_backoff, float(qc.max_backoff))
+        self.shards = max(1, qc.min_shards)
+        rewriter = SeriesRewriter(external_labels, cfg.write_relabel_configs)
+        self._rewriter = rewriter if rewriter.active else None
+        self._client = WriteClient(cfg, http)
+        self._marker = wal.marker(self.name)
+        self._labels = (self.name, self.url, instance)
+        self._batches: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, qc.capacity // self.max_samples))
+        self._records: deque[Record] = deque()
+        self._drain = asyncio.Event()
+        self._tail: WALTail | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stored: Position | None = None
+        self._stored_at = 0.0
+        self.acked_position: Position | None = None  # end of the last batch answered (or dropped)
+        self.samples_sent = self.samples_failed = self.samples_retried = self.samples_dropped = 0
+        self.samples_pending = 0
+        self.batches_sent = self.batches_failed = 0
+        self.bad_records = self.skipped_records = 0
+        self.highest_read_ts_ms = self.highest_sent_ts_ms = 0
+        self.last_error = ""
+        self._set_gauges()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the marker and start following the WAL from it."""
+        if self._tasks:
+            raise RuntimeError("queue already started")
+        start = await asyncio.to_thread(self._marker.load)
+        self._stored = self.acked_position = start
+        self._stored_at = time.monotonic()
+        self._tail = self.wal.tail(start)
+        tag = f"{self.instance}/{self.name}"
+        self._tasks = [asyncio.create_task(self._read_loop(), name=f"rw-read[{tag}]"),
+                       asyncio.create_task(self._send_loop(), name=f"rw-send[{tag}]")]
+        self._log(logging.INFO, "remote_write queue started", position=str(start))
+
+    async def stop(self, flush_deadline: float) -> None:
+        """Send what is durable in the WAL now, for at most ``flush_deadline`` seconds; then stop and store
+        the marker. Returns within the deadline (a few ms for the marker aside)."""
+        if not self._tasks:
+            await self._client.close()
+            return
+        self._drain.set()
+        margin = min(0.25, flush_deadline * 0.1)
+        _, pending = await asyncio.wait(self._tasks, timeout=max(0.0, flush_deadline - margin))
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tail is not None:
+            self._tail.close()
+        await self._store_marker(force=True)
+        await self._client.close()
+        self.samples_pending = 0
+        m.SAMPLES_PENDING.labels(*self._labels).set(0)
+        self._log(logging.INFO, "remote_write queue stopped", position=str(self.acked_position),
+                  unsent_batches=len(pending))
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks) and not all(t.done() for t in self._tasks)
+
+    def status(self) -> dict[str, object]:
+        """A summary for status pages."""
+        return {
+            "name": self.name, "url": self.url, "instance": self.instance, "running": self.running,
+            "acked_position": list(self.acked_position) if self.acked_position else None,
+            "samples_sent": self.samples_sent, "samples_failed": self.samples_failed,
+            "samples_retried": self.samples_retried, "samples_dropped": self.samples_dropped,
+            "samples_pending": self.samples_pending, "batches_sent": self.batches_sent,
+            "batches_failed": self.batches_failed, "shards": self.shards, "last_error": self.last_error,
+        }
+
+    # --- reader -------------------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                batch = await self._next_batch()
+                if batch is None:
+                    break
+                self.samples_pending += batch.counts.samples
+                m.SAMPLES_PENDING.labels(*self._labels).set(self.samples_pending)
+                await self._batches.put(batch)
+        except Exception:
+            log.exception("remote_write reader failed", extra=self._extra())
+        await self._batches.put(None)
+
+    async def _next_batch(self) -> Batch | None:
+        """The next batch, or None when draining and caught up (or the WAL is closed)."""
+        batch: Batch | None = None
+        due = 0.0
+        while True:
+            if not self._records:
+                assert self._tail is not None
+                recs = self._tail.read_available(_READ_RECORDS, _READ_BYTES)
+                if not recs:
+                    now = time.monotonic()
+                    if self._drain.is_set() or (batch is not None and now >= due):
+                        return batch
+                    recs = await self._wait_records(None if batch is None else due - now)
+                    if recs is None:
+                        return batch
+                self._records.extend(recs)
+                continue
+            rec = self._records.popleft()
+            if batch is None:
+                batch = Batch(end=rec.end)
+                due = time.monotonic() + self.deadline
+            self._add(batch, rec)
+            if batch.counts.samples >= self.max_samples or batch.raw_bytes >= MAX_BATCH_BYTES:
+                return batch
+
+    async def _wait_records(self, timeout: float | None) -> list[Record] | None:
+        """Records once some are durable; [] on timeout or drain; None when the WAL is closed and read."""
+        assert self._tail is not None
+        nxt = asyncio.ensure_future(self._tail.next_batch(_READ_RECORDS, _READ_BYTES))
+        drain = asyncio.ensure_future(self._drain.wait())
+        try:
+            await asyncio.wait((nxt, drain), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drain.cancel()
+            nxt.cancel()  # a no-op when it has finished: its records are taken below
+        try:
+            recs = await nxt
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise
+            return []
+        return recs if recs else None
+
+    def _add(self, batch: Batch, rec: Record) -> None:
+        batch.records += 1
+        batch.end = rec.end
+        if rec.type != RECORD_WRITE_REQUEST:
+            self.skipped_records += 1
+            return
+        try:
+            raw = decode_record(rec)
+            if self._rewriter is not None:
+                before = count(raw, highest=False).samples
+                raw = self._rewriter.rewrite(raw)
+                counts = count(raw)
+                batch.dropped_samples += before - counts.samples
+            else:
+                counts = count(raw)
+        except CodecError as exc:
+            batch.bad_records += 1
+            self.bad_records += 1
+            self._log(logging.ERROR, "unreadable WAL record skipped", error=str(exc), segment=rec.position[0],
+                      offset=rec.position[1])
+            return
+        if batch.records == 1 and self._rewriter is None:
+            batch.stored_body = rec.payload
+        batch.parts.append(raw)
+        batch.raw_bytes += len(raw)
+        batch.counts.add(counts)
+        if counts.highest_ts_ms > self.highest_read_ts_ms:
+            self.highest_read_ts_ms = counts.highest_ts_ms
+            m.HIGHEST_TIMESTAMP.labels(*self._labels).set(counts.highest_ts_ms / 1000)
+
+    # --- sender -------------------------------------------------------------------------------------
+    async def _send_loop(self) -> None:
+        while True:
+            batch = await self._batches.get()
+            if batch is None:
+                return
+            try:
+                await self._send_batch(batch)
+            finally:
+                self.samples_pending -= batch.counts.samples
+                m.SAMPLES_PENDING.labels(*self._labels).set(self.samples_pending)
+            self.acked_position = batch.end
+            await self._store_marker()
+
+    async def _send_batch(self, batch: Batch) -> None:
+        if batch.dropped_samples:
+            self.samples_dropped += batch.dropped_samples
+            m.SAMPLES_DROPPED.labels(*self._labels).inc(batch.dropped_samples)
+        if not batch.parts:
+            return
+        if self.shards == 1:
+            await self._send_one(batch.body(), batch.counts)
+            return
+        raws = [raw for raw in split_by_series(batch.raw(), self.shards) if raw]
+        await asyncio.gather(*(self._send_one(snappy.compress(raw), count(raw)) for raw in raws))
+
+    async def _send_one(self, body: bytes, counts: Counts) -> None:
+        """Send until answered 2xx or refused for good; recoverable failures are retried, in place."""
+        labels = self._labels
+        backoff = self.min_backoff
+        while True:
+            started = time.monotonic()
+            try:
+                await self._client.store(body)
+            except RecoverableError as exc:
+                m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
+                self._count_retry(counts)
+                delay = exc.retry_after if exc.retry_after is not None else backoff
+                self.last_error = str(exc)
+                self._log(logging.WARNING, "failed to send batch, retrying", error=str(exc), delay=delay)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            except NonRecoverableError as exc:
+                m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
+                self._count_failed(counts)
+                self.last_error = str(exc)
+                self._log(logging.ERROR, "non-recoverable error, dropping batch", error=str(exc),
+                          samples=counts.samples)
+                return
+            m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
+            self._count_sent(counts, len(body))
+            return
+
+    def _count_sent(self, c: Counts, size: int) -> None:
+        labels = self._labels
+        self.samples_sent += c.samples
+        self.batches_sent += 1
+        m.SAMPLES.labels(*labels).inc(c.samples)
+        m.EXEMPLARS.labels(*labels).inc(c.exemplars)
+        m.HISTOGRAMS.labels(*labels).inc(c.histograms)
+        m.METADATA.labels(*labels).inc(c.metadata)
+        m.BYTES.labels(*labels).inc(size)
+        if c.highest_ts_ms > self.highest_sent_ts_ms:
+            self.highest_sent_ts_ms = c.highest_ts_ms
+            m.HIGHEST_SENT_TIMESTAMP.labels(*labels).set(c.highest_ts_ms / 1000)
+
+    def _count_retry(self, c: Counts) -> None:
+        labels = self._labels
+        self.samples_retried += c.samples
+        m.SAMPLES_RETRIED.labels(*labels).inc(c.samples)
+        m.EXEMPLARS_RETRIED.labels(*labels).inc(c.exemplars)
+        m.HISTOGRAMS_RETRIED.labels(*labels).inc(c.histograms)
+        m.METADATA_RETRIED.labels(*labels).inc(c.metadata)
+
+    def _count_failed(self, c: Counts) -> None:
+        labels = self._labels
+        self.samples_failed += c.samples
+        self.batches_failed += 1
+        m.SAMPLES_FAILED.labels(*labels).inc(c.samples)
+        m.EXEMPLARS_FAILED.labels(*labels).inc(c.exemplars)
+        m.HISTOGRAMS_FAILED.labels(*labels).inc(c.histograms)
+        m.METADATA_FAILED.labels(*labels).inc(c.metadata)
+
+    # --- helpers --------------------------------------------------------------------------------------
+    async def _store_marker(self, force: bool = False) -> None:
+        pos = self.acked_position
+        if pos is None or pos == self._stored:
+            return
+        now = time.monotonic()
+        if not force and now - self._stored_at < self.marker_interval:
+            return
+        try:
+            await self._marker.store_async(pos)
+        except OSError as exc:
+            self._log(logging.ERROR, "cannot store WAL progress marker", error=str(exc))
+            return
+        self._stored, self._stored_at = pos, now
+
+    def _set_gauges(self) -> None:
+        qc = self.cfg.queue_config
+        m.SHARDS.labels(*self._labels).set(self.shards)
+        m.SHARDS_DESIRED.labels(*self._labels).set(self.shards)
+        m.SHARDS_MIN.labels(*self._labels).set(qc.min_shards)
+        m.SHARDS_MAX.labels(*self._labels).set(qc.max_shards)
+        m.SAMPLES_PENDING.labels(*self._labels).set(0)
+
+    def _extra(self, **fields: object) -> dict[str, object]:
+        return {"component": "remote_write", "instance": self.instance, "remote_name": self.name,
+                "url": self.url, **fields}
+
+    def _log(self, level: int, msg: str, **fields: object) -> None:
+        log.log(level, msg, extra=self._extra(**fields))

@@ -1,0 +1,299 @@
+"""One target's scrape loop: fetch, split, cache lookup, encode a WriteRequest, stale markers, report series.
+
+Each scrape appends one snappy-compressed WriteRequest (the target's samples, stale markers for series that
+went away, and the five report series) through `append`. A failed fetch or a malformed page appends no
+samples, only stale markers for the previous scrape's series and `up` 0, as Prometheus does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import struct
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import snappy
+
+from service.http.client import HTTPClient
+from service.log import get_logger
+from service.metrics.remote.codec import encode_labels, encode_varint
+from service.metrics.scrape.cache import ScrapeCache, SeriesSyntaxError, merge_target_labels
+from service.metrics.scrape.parser import ACCEPT_HEADER, ParseError, is_openmetrics, split_samples
+from service.metrics.scrape.target import Target
+from service.tasks import cancel_and_wait
+
+STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
+_STALE_BYTES = struct.pack("<Q", 0x7FF0000000000002)
+_ZERO = b"\x00" * 8
+_pack = struct.Struct("<d").pack
+_LEN = [encode_varint(i) for i in range(1 << 14)]
+REPORT_NAMES = ("up", "scrape_duration_seconds", "scrape_samples_scraped",
+                "scrape_samples_post_metric_relabeling", "scrape_series_added")
+Append = Callable[[bytes], Awaitable[None]]
+
+
+class ScrapeError(Exception):
+    """A scrape that failed: HTTP error, timeout, body too large, sample limit."""
+
+
+class _Encoder:
+    """Encodes single-sample TimeSeries fields for one scrape timestamp."""
+
+    def __init__(self, ts_ms: int) -> None:
+        tsf = b"\x10" + encode_varint(ts_ms) if ts_ms else b""
+        self.tsf = tsf
+        self.zero = b"\x12" + bytes((len(tsf),)) + tsf
+        self.prefix = b"\x12" + bytes((9 + len(tsf),)) + b"\x09"
+
+    def series(self, label_bytes: bytes, value: float) -> bytes:
+        packed = _pack(value)
+        sample = self.zero if packed == _ZERO else self.prefix + packed + self.tsf
+        body = label_bytes + sample
+        n = len(body)
+        return b"\x0a" + (_LEN[n] if n < 16384 else encode_varint(n)) + body
+
+    def stale(self, label_bytes: bytes) -> bytes:
+        body = label_bytes + self.prefix + _STALE_BYTES + self.tsf
+        n = len(body)
+        return b"\x0a" + (_LEN[n] if n < 16384 else encode_varint(n)) + body
+
+
+def _explicit(label_bytes: bytes, value: float, ts_ms: int) -> bytes:
+    return _Encoder(ts_ms).series(label_bytes, value)
+
+
+class ScrapeLoop:
+    """Scrapes one target every interval until stopped."""
+
+    def __init__(self, target: Target, client: HTTPClient, append: Append, *, job: str, instance: str,
+                 honor_labels: bool, honor_timestamps: bool, sample_limit: int, body_size_limit: int,
+                 cache: ScrapeCache, offset_seed: int = 0) -> None:
+        self.target = target
+        self.client = client
+        self.append = append
+        self.job = job
+        self.instance = instance
+        self.honor_timestamps = honor_timestamps
+        self.sample_limit = sample_limit
+        self.body_size_limit = body_size_limit
+        self.cache = cache
+        self.offset_seed = offset_seed
+        self.forced_error: str | None = None
+        self.health = "unknown"
+        self.last_error = ""
+        self.last_scrape: float | None = None
+        self.last_duration = 0.0
+        self.scrapes = 0
+        self._prev: set[bytes] = set()
+        self._last_ok = 0  # samples in the last successful scrape
+        self._next_at = 0.0  # monotonic time of the next scrape slot
+        self._stale_written = False
+        self._report = [encode_labels(sorted(merge_target_labels([("__name__", n)], target.labels, False).items()))
+                        for n in REPORT_NAMES]
+        self._task: asyncio.Task[None] | None = None
+        self._log = get_logger("scrape", instance=instance, job=job, target=target.url)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def offset(self, now: float) -> float:
+        """Delay before the first scrape: spread over the interval by target hash, as Prometheus does."""
+        interval = self.target.interval
+        base = interval - now % interval
+        offset = ((self.target.hash64() ^ self.offset_seed) % int(interval * 1e9)) / 1e9
+        delay = base + offset
+        return delay - interval if delay > interval else delay
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"scrape {self.target.url}")
+
+    async def stop(self, write_stale: bool = True) -> None:
+        """Stop the loop (or its pending end-of-run staleness); with write_stale, append stale markers for
+        every series it last wrote now."""
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+        if write_stale and self.scrapes and not self._stale_written:
+            await self._write_stale(int(time.time() * 1000))
+
+    async def retire(self) -> None:
+        """The target left discovery: stop scraping and write stale markers as Prometheus'
+        endOfRunStaleness does, stamped with the next scrape slot and written one interval (+10%) after
+        it, so a target re-created meanwhile is not marked stale (the pool then `stop`s this loop)."""
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+        if self.scrapes:
+            self._task = asyncio.get_running_loop().create_task(self._end_of_run(), name=f"stale {self.target.url}")
+
+    @property
+    def retiring(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _end_of_run(self) -> None:
+        interval = self.target.interval
+        await asyncio.sleep(max(0.0, self._next_at - time.monotonic()))
+        stale_ms = int(time.time() * 1000)
+        await asyncio.sleep(interval * 1.1)
+        await self._write_stale(stale_ms)
+
+    async def _write_stale(self, ts_ms: int) -> None:
+        enc = _Encoder(ts_ms)
+        out = [enc.stale(lb) for lb in self._prev] + [enc.stale(lb) for lb in self._report]
+        self._prev = set()
+        self._stale_written = True
+        await self._append(out)
+
+    async def _run(self) -> None:
+        interval = self.target.interval
+        delay = self.offset(time.time())
+        self._next_at = time.monotonic() + delay
+        await asyncio.sleep(delay)
+        next_at = time.monotonic()
+        while True:
+            try:
+                await self.scrape_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not end the loop; it is logged and the next scrape runs
+                self._log.exception("scrape loop iteration failed")
+            next_at += interval
+            now = time.monotonic()
+            if next_at < now:  # fell behind: skip missed slots rather than bursting
+                next_at += ((now - next_at) // interval + 1) * interval
+            self._next_at = next_at
+            await asyncio.sleep(next_at - now)
+
+    # --- one scrape --------------------------------------------------------------------------------
+    async def fetch(self) -> tuple[bytes, str]:
+        session = await self.client.session()
+        timeout = self.target.timeout
+        headers = {"Accept": ACCEPT_HEADER, "Accept-Encoding": "gzip",
+                   "X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}", **await self.client.auth_headers()}
+        async with asyncio.timeout(timeout):
+            async with session.get(self.target.url, headers=headers, **self.client.request_options()) as resp:
+                if resp.status != 200:
+                    raise ScrapeError(f"server returned HTTP status {resp.status} {resp.reason or ''}".rstrip())
+                limit = self.body_size_limit
+                if not limit:
+                    body = await resp.read()
+                else:
+                    chunks, size = [], 0
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        size += len(chunk)
+                        if size > limit:
+                            raise ScrapeError(f"body size limit exceeded ({limit} bytes)")
+                        chunks.append(chunk)
+                    body = b"".join(chunks)
+                return body, resp.headers.get("Content-Type", "")
+
+    async def scrape_once(self) -> None:
+        start = time.time()
+        ts_ms = int(start * 1000)
+        enc = _Encoder(ts_ms)
+        error = self.forced_error
+        out: list[bytes] = []
+        seen: set[bytes] = set()
+        scraped = added = new = 0
+        if error is None:
+            try:
+                body, content_type = await self.fetch()
+                out, seen, scraped, added, new, error = self.build(body, is_openmetrics(content_type), enc)
+            except ScrapeError as exc:
+                error = str(exc)
+            except TimeoutError:
+                error = "context deadline exceeded"
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                error = str(exc) or type(exc).__name__
+            if error is not None:
+                out, seen = [], set()  # the page's samples are rolled back; its counts are still reported
+        for lb in self._prev - seen:
+            out.append(enc.stale(lb))
+        self._prev = seen
+        duration = time.time() - start
+        report = (0.0 if error else 1.0, duration, float(scraped), float(added), float(new))
+        out.extend(enc.series(lb, v) for lb, v in zip(self._report, report, strict=True))
+        self.health = "down" if error else "up"
+        self.last_error = error or ""
+        self.last_scrape = start
+        self.last_duration = duration
+        self.scrapes += 1
+        await self._append(out)
+
+    async def _append(self, out: list[bytes]) -> None:
+        await self.append(snappy.compress(b"".join(out)))
+
+    def build(self, body: bytes, openmetrics: bool, enc: _Encoder
+              ) -> tuple[list[bytes], set[bytes], int, int, int, str | None]:
+        """Encoded TimeSeries of one page, the label bytes tracked for staleness, the report counts
+        (samples scraped, samples after metric relabeling, new series) and the error failing the page.
+
+        The counts follow Prometheus' scrapeLoop.append: a page failing part-way reports what was read
+        before the error; a duplicate series counts as a sample (Prometheus appends it, and the receiver
+        keeps the first) but only the first is written; a series is new when it was not in the previous
+        successful scrape, and only while the sample limit is not reached.
+        """
+        cache = self.cache
+        get = cache.get
+        out: list[bytes] = []
+        emit = out.append
+        seen: set[bytes] = set()
+        remember = seen.add
+        explicit: list[bytes] = []
+        honor_ts = self.honor_timestamps
+        series = enc.series
+        limit = self.sample_limit
+        scraped = dups = new = 0
+        error = None
+        try:
+            for key, value, ts in split_samples(body, openmetrics):
+                scraped += 1
+                lb = get(key)
+                if lb is None:
+                    try:
+                        lb = cache.resolve(key, openmetrics)
+                    except SeriesSyntaxError:
+                        scraped -= 1  # Prometheus' parser fails on this line before counting it
+                        raise
+                    if lb and (not limit or len(out) + dups < limit):
+                        new += 1
+                if not lb:
+                    continue  # dropped by metric relabeling
+                if lb in seen:
+                    dups += 1  # a duplicate series: counted, not written (the first one wins)
+                    continue
+                remember(lb)
+                if ts is not None and honor_ts:
+                    explicit.append(lb)
+                    emit(_explicit(lb, value, ts))
+                else:
+                    emit(series(lb, value))
+        except ParseError as exc:
+            error = str(exc)
+        added = len(out) + dups
+        if error is None and limit and added > limit:
+            error = f"sample limit exceeded (number of samples: {added}, limit: {limit})"
+        if error is None:
+            if len(cache.entries) > scraped - dups:  # entries this page did not show: forget them
+                cache.keep(key for key, _, _ in split_samples(body, openmetrics))
+            self._last_ok = scraped
+        else:
+            cache.trim(self._last_ok)
+        if explicit:
+            seen.difference_update(explicit)  # series with their own timestamps get no stale markers
+        return out, seen, scraped, added, new, error
+
+    def state(self) -> dict[str, object]:
+        """This target as the targets API shows it."""
+        last = (datetime.datetime.fromtimestamp(self.last_scrape, datetime.UTC)
+                .isoformat().replace("+00:00", "Z") if self.last_scrape else "0001-01-01T00:00:00Z")
+        return {
+            "instance": self.instance,
+            "target_group": self.job,
+            "endpoint": self.target.url,
+            "state": self.health,
+            "discovered_labels": self.target.discovered_labels,
+            "labels": self.target.labels,
+            "last_scrape": last,
+            "scrape_duration_ms": int(self.last_duration * 1000),
+            "scrape_error": self.last_error,
+        }

@@ -1,0 +1,149 @@
+"""One node: owns the subsystems a node config asks for and starts/stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from service import log
+from service.cluster.cluster import Cluster
+from service.config.errors import ConfigError
+from service.config.schema import encode
+from service.configapi.routes import ConfigAPI, stored_job_names
+from service.configapi.store import ConfigStore
+from service.kv.factory import open_store
+from service.kv.store import KVError, KVStore
+from service.log import get_logger
+from service.logs.manager import LogsManager
+from service.logs.search.config import ChatConfig
+from service.metrics.config import InstanceConfig, apply_defaults
+from service.metrics.instance import MetricsInstance
+from service.metrics.manager import InstanceManager
+from service.settings import NodeConfig, load_node_config
+
+_log = get_logger("node")
+
+
+@dataclass
+class NodeOptions:
+    """Command-line choices that are not in the node file."""
+
+    config_file: str = ""
+    expand_env: bool = False
+    read_api_enabled: bool = True
+    advertise_address: str = ""  # host:port others can reach this node at (default for the ring record)
+
+
+class Node:
+    def __init__(self, cfg: NodeConfig, options: NodeOptions) -> None:
+        self.cfg = cfg
+        self.options = options
+        self.kv: KVStore | None = None
+        self.config_store: ConfigStore | None = None
+        self.cluster: Cluster | None = None
+        self.ready = False
+        self._reload_lock = asyncio.Lock()
+        self.manager = InstanceManager(self._new_instance)
+        self.config_api = ConfigAPI(None, cfg.metrics.global_, allow_reading_files=False,
+                                    read_api_enabled=options.read_api_enabled)
+        self._open_config_store()
+        # logs subsystem (hook): instances from `logs.configs`, WAL under metrics.wal_directory/logs
+        self.logs = LogsManager(cfg.logs, cfg.metrics.wal_directory)
+
+    def _open_config_store(self) -> None:
+        service = self.cfg.metrics.scraping_service
+        self.kv = open_store(service.kvstore, self.cfg.metrics.wal_directory) if service.enabled else None
+        self.config_store = (ConfigStore(self.kv, service.kvstore.prefix, stored_job_names)
+                             if self.kv is not None else None)
+        self.config_api.store = self.config_store
+        self.config_api.global_cfg = self.cfg.metrics.global_
+        self.config_api.allow_reading_files = service.dangerous_allow_reading_files
+        self.cluster = (Cluster(self.kv, self.manager, service, self.cfg.metrics.global_,
+                                default_address=self.options.advertise_address, on_synced=self._synced)
+                        if self.kv is not None else None)
+
+    def _synced(self) -> None:
+        if not self.ready:
+            self.ready = True
+            _log.info("node ready: first reshard done")
+
+    def _new_instance(self, cfg: InstanceConfig) -> MetricsInstance:
+        return MetricsInstance(cfg, self.cfg.metrics.global_, self.cfg.metrics.wal_directory)
+
+    def static_configs(self) -> dict[str, InstanceConfig]:
+        """`metrics.configs` from the node file, with the global defaults applied."""
+        return {c.name: apply_defaults(c, self.cfg.metrics.global_) for c in self.cfg.metrics.configs}
+
+    async def start(self) -> None:
+        for section in self.cfg.unimplemented():
+            _log.warning("config section is accepted but not implemented yet; it is ignored", section=section)
+        if self.kv is not None:
+            await self.kv.start()
+            _log.info("KV store started", store=self.cfg.metrics.scraping_service.kvstore.store)
+        await self.logs.start()  # logs subsystem (hook)
+        if self.cluster is not None:
+            self.cluster.start()  # ready after its first reshard
+            return
+        await self.manager.apply(self.static_configs())
+        self.ready = True
+        _log.info("node ready")
+
+    def chat_config(self) -> ChatConfig:
+        """The chat provider of the logs instance whose store the search API serves (`default` first)."""
+        configs = sorted(self.cfg.logs.configs if self.cfg.logs else [], key=lambda c: (c.name != "default", c.name))
+        return next((c.search.chat for c in configs if c.search.enabled), ChatConfig())
+
+    async def status(self) -> dict[str, Any]:
+        """Parts of the node for /api/status: the KV store, the cluster and the instances."""
+        parts: dict[str, Any] = {"metrics": {"instances": len(self.manager.running()), "ready": self.ready}}
+        if self.kv is not None:
+            try:
+                await asyncio.wait_for(self.kv.get(self.cfg.metrics.scraping_service.kvstore.prefix), 2.0)
+                parts["kv"] = {"healthy": True, "store": self.cfg.metrics.scraping_service.kvstore.store}
+            except (KVError, TimeoutError) as exc:
+                parts["kv"] = {"healthy": False, "error": str(exc) or "timeout"}
+        if self.cluster is not None:
+            parts["cluster"] = {"node": self.cluster.node_id, "synced": self.cluster.synced}
+        return parts
+
+    async def reload(self) -> None:
+        """Re-read the node file and apply what changed. Raises ConfigError (and changes nothing) when
+        the file cannot be loaded or is invalid."""
+        async with self._reload_lock:
+            new = await asyncio.to_thread(load_node_config, self.options.config_file, expand=self.options.expand_env)
+            old = self.cfg
+            self.cfg = new
+            log.configure(new.server.log_level, new.server.log_format)
+            service_changed = encode(old.metrics.scraping_service) != encode(new.metrics.scraping_service)
+            if service_changed or old.metrics.wal_directory != new.metrics.wal_directory:
+                if self.cluster is not None:
+                    await self.cluster.stop()
+                if self.kv is not None:
+                    await self.kv.close()
+                try:
+                    self._open_config_store()
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+                if self.kv is not None:
+                    await self.kv.start()
+                if self.cluster is not None:
+                    self.cluster.start()
+            else:
+                self.config_api.global_cfg = new.metrics.global_
+                if self.cluster is not None:
+                    self.cluster.set_global(new.metrics.global_)
+            if self.cluster is None:
+                await self.manager.apply(self.static_configs())
+            await self.logs.reload(new.logs)  # logs subsystem (hook)
+            _log.info("config reloaded", scraping_service_changed=service_changed)
+
+    async def stop(self) -> None:
+        self.ready = False
+        if self.cluster is not None:
+            await self.cluster.stop()  # LEAVING, stop own instances, release claims, deregister
+        await self.manager.stop_all()
+        await self.logs.stop()  # logs subsystem (hook)
+        if self.kv is not None:
+            await self.kv.close()
+        _log.info("node stopped")

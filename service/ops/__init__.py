@@ -1,0 +1,1 @@
+"""Operations endpoints: readiness, health, self metrics, reload, config dump."""

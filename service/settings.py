@@ -1,0 +1,269 @@
+"""The node config file: Grafana Agent static-mode YAML (`agent.yaml`) with the agent's defaults.
+
+Strict like the agent: an unknown key anywhere is an error naming it. Sections the agent knows that we do not
+implement yet parse and log a warning instead of failing (see `unimplemented()`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.config.durations import GoDuration
+from service.config.errors import ConfigError
+from service.config.schema import Secret, loads, yaml_field
+from service.http.auth import HTTPAuthConfig
+from service.http.tls import ServerTLSConfig
+from service.logs.config import LogsConfig
+from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults
+from service.ops.integrations import BUILT_IN
+
+
+@dataclass
+class ServerConfig:
+    __yaml_type__ = "server.Config"
+
+    log_level: str = "info"
+    log_format: str = "logfmt"
+    http_listen_address: str = ""
+    http_listen_port: int = 0
+    grpc_listen_address: str = ""
+    grpc_listen_port: int = 0
+    http_tls_config: ServerTLSConfig = field(default_factory=ServerTLSConfig)
+    http_auth: HTTPAuthConfig = field(default_factory=HTTPAuthConfig)  # ours
+    grpc_tls_config: Any = None
+    graceful_shutdown_timeout: GoDuration = GoDuration(30)
+
+    def check(self) -> None:
+        if self.log_level not in ("debug", "info", "warn", "error"):
+            raise ConfigError(f'unrecognized log level "{self.log_level}"')
+        if self.log_format not in ("logfmt", "json"):
+            raise ConfigError(f'unrecognized log format "{self.log_format}"')
+
+
+@dataclass
+class EtcdConfig:
+    __yaml_type__ = "etcd.Config"
+
+    endpoints: list[str] = field(default_factory=list)
+    dial_timeout: GoDuration = GoDuration(10)
+    max_retries: int = 10
+    tls_enabled: bool = False
+    tls_cert_path: str = ""
+    tls_key_path: str = ""
+    tls_ca_path: str = ""
+    tls_server_name: str = ""
+    tls_insecure_skip_verify: bool = False
+    tls_cipher_suites: str = ""
+    tls_min_version: str = ""
+    username: str = ""
+    password: Secret = Secret("")
+
+
+@dataclass
+class EmbeddedKVConfig:
+    """Ours: the single-node store. `path` defaults to `<wal_directory>/kvstore.db`."""
+
+    __yaml_type__ = "embedded.Config"
+
+    path: str = ""
+
+
+@dataclass
+class KVStoreConfig:
+    __yaml_type__ = "kv.Config"
+
+    store: str = ""  # "" = etcd when etcd endpoints are set, else embedded (ours)
+    prefix: str = "configurations/"
+    etcd: EtcdConfig = field(default_factory=EtcdConfig)
+    embedded: EmbeddedKVConfig = field(default_factory=EmbeddedKVConfig)
+    consul: Any = None
+    multi: Any = None
+
+    def __post_init__(self) -> None:
+        if not self.store:
+            self.store = "etcd" if self.etcd.endpoints else "embedded"
+
+    def check(self) -> None:
+        if self.store not in ("etcd", "embedded", "inmemory", "consul", "multi"):
+            raise ConfigError(f"invalid KV store type {self.store!r}: use etcd or embedded")
+        if self.store == "etcd" and not self.etcd.endpoints:
+            raise ConfigError("kvstore.store is etcd but kvstore.etcd.endpoints is empty")
+
+
+@dataclass
+class RingConfig:
+    __yaml_type__ = "ring.Config"
+
+    kvstore: KVStoreConfig = field(default_factory=lambda: KVStoreConfig(prefix="collectors/"))
+    heartbeat_timeout: GoDuration = GoDuration(60)
+    replication_factor: int = 1
+    zone_awareness_enabled: bool = False
+    excluded_zones: str = ""
+
+
+@dataclass
+class LifecyclerConfig:
+    __yaml_type__ = "ring.LifecyclerConfig"
+
+    ring: RingConfig = field(default_factory=RingConfig)
+    num_tokens: int = 128
+    heartbeat_period: GoDuration = GoDuration(5)
+    heartbeat_timeout: GoDuration = GoDuration(60)
+    observe_period: GoDuration = GoDuration(0)
+    join_after: GoDuration = GoDuration(0)
+    min_ready_duration: GoDuration = GoDuration(15)
+    interface_names: list[str] = field(default_factory=list)
+    final_sleep: GoDuration = GoDuration(0)
+    tokens_file_path: str = ""
+    availability_zone: str = ""
+    unregister_on_shutdown: bool = True
+    readiness_check_ring_health: bool = True
+    address: str = ""
+    port: int = 0
+    id: str = ""
+    # Ours: the membership lease. A crashed node leaves the ring (and its configs' claims lapse) this long
+    # after its last heartbeat; keep it a few heartbeat periods.
+    lease_ttl: GoDuration = GoDuration(15)
+    # Ours: where per-config claims (which node runs a config) live; "" = `<ring prefix>` with "-claims/".
+    claims_prefix: str = ""
+
+    def check(self) -> None:
+        if float(self.heartbeat_period) <= 0:
+            raise ConfigError("lifecycler.heartbeat_period must be greater than 0s")
+        if float(self.lease_ttl) < 2 * float(self.heartbeat_period):
+            raise ConfigError("lifecycler.lease_ttl must be at least twice lifecycler.heartbeat_period")
+
+
+@dataclass
+class ScrapingServiceConfig:
+    __yaml_type__ = "cluster.Config"
+
+    enabled: bool = False
+    reshard_interval: GoDuration = GoDuration(60)
+    reshard_timeout: GoDuration = GoDuration(30)
+    cluster_reshard_event_timeout: GoDuration = GoDuration(30)
+    kvstore: KVStoreConfig = field(default_factory=KVStoreConfig)
+    lifecycler: LifecyclerConfig = field(default_factory=LifecyclerConfig)
+    dangerous_allow_reading_files: bool = False
+
+    def check(self) -> None:
+        if self.reshard_interval <= 0:
+            raise ConfigError("scraping_service.reshard_interval must be greater than 0s")
+
+
+@dataclass
+class MetricsConfig:
+    __yaml_type__ = "metrics.Config"
+
+    global_: GlobalConfig = yaml_field("global", default_factory=GlobalConfig)
+    wal_directory: str = "data-agent/"
+    wal_cleanup_age: GoDuration = GoDuration(12 * 3600)
+    wal_cleanup_period: GoDuration = GoDuration(30 * 60)
+    scraping_service: ScrapingServiceConfig = field(default_factory=ScrapingServiceConfig)
+    scraping_service_client: Any = None
+    configs: list[InstanceConfig] = field(default_factory=list)
+    instance_restart_backoff: GoDuration = GoDuration(5)
+    instance_mode: str = "shared"
+    http_disable_keepalives: bool = False
+    http_idle_conn_timeout: GoDuration = GoDuration(5 * 60)
+
+    def check(self) -> None:
+        if self.instance_mode not in ("shared", "distinct"):
+            raise ConfigError(f"unsupported instance_mode '{self.instance_mode}'. supported values 'shared', "
+                              "'distinct'")
+        if self.scraping_service.enabled and self.configs:
+            raise ConfigError("cannot use configs when scraping_service mode is enabled")
+        if (self.configs or self.scraping_service.enabled) and not self.wal_directory:
+            raise ConfigError("no wal_directory configured")
+        seen: set[str] = set()
+        for index, cfg in enumerate(self.configs):
+            if cfg is None or not cfg.name:
+                raise ConfigError(f"error validating instance at index {index}: missing instance name")
+            if cfg.name in seen:
+                raise ConfigError("prometheus instance names must be unique. found multiple instances "
+                                  f"with name {cfg.name}")
+            seen.add(cfg.name)
+            try:
+                apply_defaults(cfg, self.global_)
+            except ConfigError as exc:
+                raise ConfigError(f"failed to apply defaults to \"{cfg.name}\": {exc}") from None
+
+
+@dataclass
+class NodeConfig:
+    __yaml_type__ = "config.Config"
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logs: LogsConfig | None = None
+    integrations: dict[str, Any] = field(default_factory=dict)
+    traces: Any = None
+    # Deprecated names the agent still accepted for `metrics` and `logs`.
+    prometheus: Any = None
+    loki: Any = None
+
+    def check(self) -> None:
+        if self.prometheus is not None:
+            raise ConfigError("the `prometheus` block was renamed to `metrics`; rename it in the config file")
+        if self.loki is not None:
+            raise ConfigError("the `loki` block was renamed to `logs`; rename it in the config file")
+
+    def unimplemented(self) -> list[str]:
+        """Sections that parse but are not acted on yet (logged as warnings at start and reload)."""
+        out = []
+        if self.logs is not None and any(sc.loki_push_api is None and not sc.static_configs
+                                         for c in self.logs.configs for sc in c.scrape_configs):
+            out.append("logs")  # only push targets and static file targets are served
+        out.extend(f"integrations.{name}" for name in sorted(self.integrations) if name not in BUILT_IN)
+        if self.traces is not None:
+            out.append("traces")
+        kv = self.metrics.scraping_service.kvstore
+        if self.metrics.scraping_service.enabled and kv.store in ("consul", "multi"):
+            out.append(f"metrics.scraping_service.kvstore.store={kv.store}")
+        return out
+
+
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def expand_env(text: str) -> str:
+    """`${VAR}`, `${VAR:-default}`, `$VAR`; `$$` is a literal `$` (as -config.expand-env does)."""
+
+    def sub(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(3)
+        value = os.environ.get(name, "")
+        if not value and match.group(2) is not None:
+            return match.group(2)
+        return value
+
+    return _ENV_REF.sub(sub, text)
+
+
+def parse_node_config(data: str | bytes, *, expand: bool = False) -> NodeConfig:
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"invalid UTF-8 at byte {exc.start}") from None
+    if expand:
+        data = expand_env(data)
+    if not data.strip():
+        return NodeConfig()
+    return loads(NodeConfig, data)
+
+
+def load_node_config(path: str, *, expand: bool = False) -> NodeConfig:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"error loading config file {path}: {exc.strerror}") from None
+    try:
+        return parse_node_config(data, expand=expand)
+    except ConfigError as exc:
+        raise ConfigError(f"error loading config file {path}: {exc}") from None

@@ -1,0 +1,389 @@
+"""The WAL writer: numbered segment files, cheap appends, and one flush thread doing group commit.
+
+``append`` neither frames, copies nor writes: it assigns the record its position, queues it and
+returns. One flush thread per WAL takes everything queued, writes it with ``writev`` and fsyncs once,
+then wakes every waiter whose record that fsync covered (group commit). Successive fsyncs start at least
+``sync_interval`` apart, so under load many records share one fsync, while a lone record is synced at once.
+
+On a failed write or fsync every record not yet durable fails with :class:`WALError`, and the segment is
+truncated back to its last durable offset; if even that fails, writing moves on to a new segment (see
+``segment_writer``), so a reader never sees a failed record in the middle of a segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from . import metrics
+from .errors import WALError
+from .marker import ProgressMarker
+from .notify import SyncNotifier
+from .record import HEADER_SIZE, MAX_PAYLOAD, Position, check_type, encode_header
+from .retention import TruncateResult, truncate
+from .segment import SegmentSummary, list_segments, repair_segment, scan_segment, segment_path
+from .segment_writer import SegmentWriter
+
+if TYPE_CHECKING:
+    from .tail import WALTail
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEGMENT_SIZE = 64 << 20
+_CUT = None  # queued in place of a record: close the segment and start the next one
+
+
+class WAL:
+    """A write-ahead log in one directory. Create with :meth:`WAL.open`; stop with :meth:`close`."""
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        segment_size: int,
+        sync_interval: float,
+        fsync: bool,
+        instance: str,
+        max_pending_bytes: int,
+    ) -> None:
+        self.directory = directory
+        self.instance = instance
+        self.segment_size = segment_size
+        self.sync_interval = sync_interval
+        self.max_pending_bytes = max_pending_bytes
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._notifier = SyncNotifier()
+        # Logical state, owned by appenders (under the lock).
+        self._seg = 0
+        self._off = 0
+        self._seq = 0
+        self._pending: list[tuple[int, int, bytes, int] | None] = []
+        self._pending_bytes = 0
+        self._closing = False
+        self._idle = False
+        self._pacing = False
+        # Published by the flush thread (under the lock).
+        self._synced_seq = 0
+        self._durable = Position(0, 0)
+        self._failed = (0, 0)  # (lo, hi]: sequence numbers of the last failed batch
+        self._last_error: WALError | None = None
+        self._next_sync_at = 0.0
+        self._file = SegmentWriter(directory, instance, fsync=fsync)  # owned by the flush thread
+        self._thread = threading.Thread(target=self._run, name=f"wal-flush[{instance}]", daemon=True)
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        directory: str,
+        *,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        sync_interval: float = 0.005,
+        fsync: bool = True,
+        instance: str | None = None,
+        max_pending_bytes: int = 32 << 20,
+    ) -> WAL:
+        """Open (creating if needed) the WAL in ``directory``, repair a torn tail, start the flush thread.
+
+        Blocking (it reads the last segments); call it via ``asyncio.to_thread`` from a busy loop.
+        """
+        if segment_size < HEADER_SIZE + 1:
+            raise ValueError("segment_size too small")
+        wal = cls(
+            directory,
+            segment_size=segment_size,
+            sync_interval=sync_interval,
+            fsync=fsync,
+            instance=instance if instance is not None else os.path.basename(os.path.normpath(directory)),
+            max_pending_bytes=max_pending_bytes,
+        )
+        try:
+            wal._recover()
+        except OSError as e:
+            raise WALError(e.errno, f"WAL {directory}: cannot open: {e}") from e
+        wal._thread.start()
+        return wal
+
+    def _recover(self) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        segments = list_segments(self.directory)
+        for number in segments[-2:]:
+            end = repair_segment(segment_path(self.directory, number))
+            if not end.clean:
+                metrics.CORRUPTIONS.labels(self.instance).inc()
+                log.warning(
+                    "cut corrupt WAL tail",
+                    extra={"component": "wal", "instance": self.instance, "segment": number,
+                           "offset": end.offset, "reason": end.reason},
+                )
+        self._file.add_closed_bytes(sum(os.path.getsize(segment_path(self.directory, n)) for n in segments))
+        last = segments[-1] if segments else 0
+        if last and os.path.getsize(segment_path(self.directory, last)) == 0:
+            self._file.reopen(last)  # reuse an empty last segment instead of piling up empty files
+        else:
+            self._file.create(last + 1)
+        self._seg = self._file.segment
+        self._durable = Position(self._seg, 0)
+        metrics.STORAGE_SIZE.labels(self.instance).set(self._file.storage_bytes())
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Make everything appended durable, stop the flush thread, end every tail. Idempotent."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise WALError(f"WAL {self.directory}: flush thread did not stop within {timeout}s")
+        self._file.close()
+        with self._lock:
+            events = self._notifier.subscribed()
+        self._notifier.dispatch([], events)
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop."""
+        await asyncio.to_thread(self.close)
+
+    @property
+    def fsync_count(self) -> int:
+        """fsyncs of segment data so far (each may cover many records)."""
+        return self._file.fsync_count
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    # --- appending ---------------------------------------------------------------------------------
+    def append(self, rtype: int, payload: bytes) -> Position:
+        """Queue a record; returns its position at once. Durable only after a later sync.
+
+        ``payload`` is kept by reference until written: pass ``bytes`` (anything else is copied).
+        """
+        return self._append(rtype, payload, None)
+
+    async def append_durable(self, rtype: int, payload: bytes) -> Position:
+        """Append a record and return its position once an fsync covers it.
+
+        Raises :class:`WALError` if it could not be made durable. Cancelling the caller does not
+        withdraw the record.
+        """
+        fut = asyncio.get_running_loop().create_future()
+        pos = self._append(rtype, payload, fut)
+        await fut
+        return pos
+
+    def _append(self, rtype: int, payload: bytes, fut: asyncio.Future | None) -> Position:
+        check_type(rtype)
+        if type(payload) is not bytes:
+            payload = bytes(payload)
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"record of {len(payload)} bytes is too large")
+        size = HEADER_SIZE + len(payload)
+        time_ms = time.time_ns() // 1_000_000
+        with self._lock:
+            if self._closing:
+                raise WALError(f"WAL {self.directory} is closed")
+            if self._off and self._off + size > self.segment_size:
+                self._pending.append(_CUT)
+                self._seg += 1
+                self._off = 0
+            pos = Position(self._seg, self._off)
+            self._off += size
+            self._seq += 1
+            self._pending.append((rtype, time_ms, payload, self._seq))
+            self._pending_bytes += size
+            if fut is not None:
+                self._notifier.add(self._seq, fut)
+            if self._idle or (self._pacing and self._pending_bytes >= self.max_pending_bytes):
+                self._cond.notify()
+        return pos
+
+    def cut(self) -> None:
+        """End the current segment; the next record starts a new one (no-op if it is empty)."""
+        with self._lock:
+            if self._closing:
+                raise WALError(f"WAL {self.directory} is closed")
+            if self._off:
+                self._pending.append(_CUT)
+                self._seg += 1
+                self._off = 0
+                if self._idle:
+                    self._cond.notify()
+
+    async def sync_barrier(self) -> Position:
+        """Return once everything appended so far is durable (the durable end position).
+
+        Raises :class:`WALError` if the most recent record failed to become durable.
+        """
+        fut = asyncio.get_running_loop().create_future()
+        if self._barrier(fut):
+            await fut
+        return self._barrier_result()
+
+    def sync(self, timeout: float | None = None) -> Position:
+        """Blocking :meth:`sync_barrier` for threads (never call it on the event loop)."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        if self._barrier(fut):
+            fut.result(timeout)
+        return self._barrier_result()
+
+    def _barrier(self, fut: asyncio.Future | concurrent.futures.Future) -> bool:
+        with self._lock:
+            if self._seq <= self._synced_seq:
+                return False
+            self._notifier.add(self._seq, fut)
+            if self._idle:
+                self._cond.notify()
+            return True
+
+    def _barrier_result(self) -> Position:
+        lo, hi = self._failed
+        if lo < self._seq <= hi and self._last_error is not None:
+            raise self._last_error
+        return self._durable
+
+    # --- what readers need -------------------------------------------------------------------------
+    @property
+    def durable_position(self) -> Position:
+        """End of the durable part of the WAL: readers never go past it."""
+        return self._durable
+
+    @property
+    def current_segment(self) -> int:
+        """The lowest segment number that may still be written to (retention never deletes it)."""
+        return min(self._file.segment, self._durable.segment)
+
+    def segment_limit(self, segment: int) -> int | None:
+        """Valid length of a finished segment whose tail could not be truncated after a failure."""
+        return self._file.limits.get(segment)
+
+    def subscribe(self, event: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+        """Set ``event`` on ``loop`` after every sync (and on close); used by tails."""
+        with self._lock:
+            self._notifier.subscribe(loop, event)
+
+    def unsubscribe(self, event: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._notifier.unsubscribe(loop, event)
+
+    def tail(self, start: Position | None = None) -> WALTail:
+        """A live tail from ``start`` (default: the oldest record); see :class:`WALTail`."""
+        from .tail import WALTail
+
+        return WALTail(self, start)
+
+    def marker(self, consumer: str) -> ProgressMarker:
+        """The progress marker of ``consumer`` (e.g. a remote_write endpoint name)."""
+        return ProgressMarker(self.directory, consumer)
+
+    def segment_summary(self, segment: int) -> SegmentSummary:
+        """Counts and times of a finished segment (cached; scanned once from disk if not written here)."""
+        summary = self._file.summaries.get(segment)
+        if summary is None or segment >= self.current_segment:
+            summary, _ = scan_segment(segment_path(self.directory, segment), verify=False)
+            if segment < self.current_segment:
+                self._file.summaries[segment] = summary
+        return summary
+
+    def truncate(
+        self,
+        min_keep_time_ms: int,
+        max_age_ms: int,
+        consumers: list[Position | None],
+        *,
+        now_ms: int | None = None,
+    ) -> TruncateResult:
+        """Apply retention (see :func:`service.wal.retention.truncate`). Blocking file I/O."""
+        result = truncate(self, min_keep_time_ms, max_age_ms, consumers, now_ms=now_ms)
+        self._file.add_closed_bytes(-result.bytes_deleted)
+        for number in result.segments_deleted:
+            self._file.summaries.pop(number, None)
+            self._file.limits.pop(number, None)
+        metrics.STORAGE_SIZE.labels(self.instance).set(self._file.storage_bytes())
+        return result
+
+    # --- the flush thread --------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._pending:
+                        if self._closing or self._pending_bytes >= self.max_pending_bytes:
+                            break
+                        delay = self._next_sync_at - time.monotonic()
+                        if delay <= 0:
+                            break
+                        self._pacing = True
+                        self._cond.wait(delay)
+                        self._pacing = False
+                    elif self._closing:
+                        return
+                    else:
+                        self._idle = True
+                        self._cond.wait()
+                        self._idle = False
+                batch, self._pending, self._pending_bytes = self._pending, [], 0
+            self._next_sync_at = time.monotonic() + self.sync_interval
+            self._flush(batch)
+
+    def _flush(self, batch: list[tuple[int, int, bytes, int] | None]) -> None:
+        ok_seq = last_seq = self._synced_seq
+        iov: list[bytes | memoryview] = []
+        try:
+            file = self._file
+            file.ensure_open()
+            for op in batch:
+                if op is _CUT:
+                    file.write(iov)
+                    iov = []
+                    file.sync()
+                    ok_seq = last_seq
+                    file.roll()
+                    continue
+                rtype, time_ms, payload, last_seq = op
+                iov.append(encode_header(rtype, time_ms, payload))
+                iov.append(payload)
+                file.note(rtype, time_ms, len(payload))
+            file.write(iov)
+            file.sync()
+        except Exception as e:  # an OSError from the disk, or a bug: either way nobody may hang
+            if not isinstance(e, OSError):
+                log.exception("WAL flush failed", extra={"component": "wal", "instance": self.instance})
+            self._fail(e, ok_seq)
+            return
+        with self._lock:
+            self._synced_seq = last_seq
+            self._durable = Position(self._file.segment, self._file.offset)
+            done = self._notifier.take_upto(last_seq)
+            events = self._notifier.subscribed()
+        self._notifier.dispatch(done, events)
+        records = len(batch) - batch.count(_CUT)
+        if records:
+            metrics.RECORDS_APPENDED.labels(self.instance).inc(records)
+        metrics.STORAGE_SIZE.labels(self.instance).set(self._file.storage_bytes())
+
+    def _fail(self, exc: Exception, ok_seq: int) -> None:
+        """Fail every record not yet durable and put the segment back at its last durable offset."""
+        metrics.WRITES_FAILED.labels(self.instance).inc()
+        errno = exc.errno if isinstance(exc, OSError) else None
+        err = WALError(errno, f"WAL {self.directory}: write failed: {exc}")
+        log.error("WAL write failed: %s", exc, extra={"component": "wal", "instance": self.instance})
+        self._file.rewind()
+        with self._lock:
+            hi = self._seq
+            self._pending, self._pending_bytes = [], 0
+            self._seg, self._off = self._file.segment, self._file.offset
+            self._synced_seq = hi
+            self._failed = (ok_seq, hi)
+            self._last_error = err
+            self._durable = Position(self._file.segment, self._file.offset)
+            ok = self._notifier.take_upto(ok_seq)
+            failed = self._notifier.take_upto(hi)
+            events = self._notifier.subscribed()
+        self._notifier.dispatch(ok, {})
+        self._notifier.dispatch(failed, events, err)

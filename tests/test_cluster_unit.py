@@ -1,0 +1,259 @@
+"""The cluster layer in one process: several nodes (membership + claims + sharder + a real InstanceManager)
+sharing one MemoryKV. Every instance start asserts that no other node runs the same config."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from service.cluster.cluster import Cluster
+from service.configapi.store import encode_value
+from service.kv.memory import MemoryKV
+from service.metrics.config import GlobalConfig, InstanceConfig
+from service.metrics.manager import InstanceManager
+from service.settings import ScrapingServiceConfig, parse_node_config
+
+PREFIX = "configurations/"
+
+
+class Registry:
+    """Which node runs which config, across all in-process nodes; double running fails the test."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, str] = {}
+        self.starts: dict[str, int] = {}
+        self.violations: list[str] = []
+
+    def factory(self, node: str) -> Callable[[InstanceConfig], object]:
+        registry = self
+
+        class Instance:
+            def __init__(self, cfg: InstanceConfig) -> None:
+                self.name = cfg.name
+                self.cfg = cfg
+
+            async def start(self) -> None:
+                other = registry.running.get(self.name)
+                if other is not None:
+                    registry.violations.append(f"{self.name} started on {node} while running on {other}")
+                registry.running[self.name] = node
+                registry.starts[self.name] = registry.starts.get(self.name, 0) + 1
+
+            async def stop(self) -> None:
+                await asyncio.sleep(0.001)
+                if registry.running.get(self.name) == node:
+                    del registry.running[self.name]
+
+        return Instance
+
+
+def service_cfg(node_id: str, ttl: str = "1s") -> ScrapingServiceConfig:
+    cfg = parse_node_config(f"""
+metrics:
+  scraping_service:
+    enabled: true
+    reshard_interval: 2s
+    reshard_timeout: 10s
+    kvstore: {{store: inmemory}}
+    lifecycler:
+      id: {node_id}
+      heartbeat_period: 200ms
+      lease_ttl: {ttl}
+""")
+    return cfg.metrics.scraping_service
+
+
+async def put_configs(kv: MemoryKV, names: list[str], extra: str = "") -> None:
+    for name in names:
+        await kv.put(PREFIX + name, encode_value(f"name: {name}\nscrape_configs: []\n{extra}"))
+
+
+async def until(cond: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Nodes:
+    def __init__(self, kv: MemoryKV, registry: Registry) -> None:
+        self.kv = kv
+        self.registry = registry
+        self.clusters: dict[str, Cluster] = {}
+
+    def add(self, node_id: str, ttl: str = "1s") -> Cluster:
+        manager = InstanceManager(self.registry.factory(node_id))  # type: ignore[arg-type]
+        cluster = Cluster(self.kv, manager, service_cfg(node_id, ttl), GlobalConfig(), debounce=0.01)
+        cluster.start()
+        self.clusters[node_id] = cluster
+        return cluster
+
+    def running(self) -> dict[str, list[str]]:
+        return {nid: c.manager.running() for nid, c in self.clusters.items()}
+
+    def converged(self, names: list[str]) -> bool:
+        seen: list[str] = [n for r in self.running().values() for n in r]
+        return sorted(seen) == sorted(names) and all(c.synced for c in self.clusters.values())
+
+    async def stop_all(self) -> None:
+        for cluster in self.clusters.values():
+            await cluster.stop()
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_three_nodes_split_configs_and_a_join_moves_only_its_share() -> None:
+    async def scenario() -> None:
+        kv = MemoryKV()
+        await kv.start()
+        registry = Registry()
+        nodes = Nodes(kv, registry)
+        names = [f"cfg-{i}" for i in range(300)]
+        await put_configs(kv, names)
+        for nid in ("node-a", "node-b", "node-c"):
+            nodes.add(nid)
+        await until(lambda: nodes.converged(names), what="3 nodes converge")
+        assert all(len(r) > 50 for r in nodes.running().values()), nodes.running()
+        starts_before = dict(registry.starts)
+
+        nodes.add("node-d")
+        await until(lambda: nodes.converged(names) and len(nodes.running()["node-d"]) > 0, what="join")
+        await until(lambda: all((c.sharder.last and c.sharder.last.pending == 0) for c in nodes.clusters.values()))
+        moved = [n for n in names if registry.starts[n] != starts_before[n]]
+        assert sorted(moved) == nodes.running()["node-d"]  # only what moved restarted
+        assert len(moved) <= 1.3 * len(names) / 4
+        status = await nodes.clusters["node-a"].status()
+        assert {m["id"] for m in status["members"]} == {"node-a", "node-b", "node-c", "node-d"}
+        assert all(row["running"] for row in status["configs"])
+        assert registry.violations == []
+        await nodes.stop_all()
+        await kv.close()
+
+    run(scenario())
+
+
+def test_graceful_leave_and_crash_hand_over_without_double_running() -> None:
+    async def scenario() -> None:
+        kv = MemoryKV()
+        await kv.start()
+        registry = Registry()
+        nodes = Nodes(kv, registry)
+        names = [f"cfg-{i}" for i in range(120)]
+        await put_configs(kv, names)
+        for nid in ("a", "b", "c"):
+            nodes.add(nid)
+        await until(lambda: nodes.converged(names), what="converge")
+
+        leaving = nodes.clusters.pop("a")
+        started = time.monotonic()
+        await leaving.stop()
+        await until(lambda: nodes.converged(names), what="graceful takeover")
+        assert time.monotonic() - started < 1.0  # no TTL wait
+
+        crashed = nodes.clusters.pop("b")  # a crash: no more heartbeats, no release; its instances die with it
+        await crashed.sharder.stop()
+        await crashed.membership.stop_heartbeat()
+        for name in crashed.manager.running():
+            registry.running.pop(name, None)
+        started = time.monotonic()
+        await until(lambda: nodes.converged(names), timeout=5, what="takeover after lease expiry")
+        assert time.monotonic() - started < 1.0 + 2.0  # TTL 1s + slack
+        assert registry.violations == []
+        await nodes.stop_all()
+        await kv.close()
+
+    run(scenario())
+
+
+def test_edit_restarts_only_on_owner_delete_stops_and_invalid_keeps_old_version() -> None:
+    async def scenario() -> None:
+        kv = MemoryKV()
+        await kv.start()
+        registry = Registry()
+        nodes = Nodes(kv, registry)
+        names = [f"cfg-{i}" for i in range(30)]
+        await put_configs(kv, names)
+        for nid in ("a", "b"):
+            nodes.add(nid)
+        await until(lambda: nodes.converged(names), what="converge")
+        before = dict(registry.starts)
+
+        await put_configs(kv, ["cfg-1"], extra="wal_truncate_frequency: 30m\n")
+        await until(lambda: registry.starts["cfg-1"] == before["cfg-1"] + 1, what="edit restarts")
+        await kv.delete(PREFIX + "cfg-2")
+        await until(lambda: nodes.converged([n for n in names if n != "cfg-2"]), what="delete stops")
+        await kv.put(PREFIX + "cfg-3", encode_value("name: cfg-3\nwal_truncate_frequency: 0s\n"))
+        for cluster in nodes.clusters.values():
+            result = await cluster.reshard()
+            assert result.ok and result.applied.started == [] and result.applied.restarted == []
+        assert "cfg-3" in registry.running  # the invalid edit leaves the old version running
+        assert {n: c for n, c in registry.starts.items() if c != before[n]} == {"cfg-1": 2}
+        await nodes.stop_all()
+        await kv.close()
+
+    run(scenario())
+
+
+def test_store_errors_leave_instances_running() -> None:
+    class FlakyKV(MemoryKV):
+        down = False
+
+        async def list(self, prefix: str):  # type: ignore[override]
+            if self.down:
+                from service.kv.store import KVUnavailable
+
+                raise KVUnavailable("store is away")
+            return await super().list(prefix)
+
+    async def scenario() -> None:
+        kv = FlakyKV()
+        await kv.start()
+        registry = Registry()
+        nodes = Nodes(kv, registry)
+        names = [f"cfg-{i}" for i in range(20)]
+        await put_configs(kv, names)
+        node = nodes.add("solo", ttl="5s")
+        await until(lambda: nodes.converged(names), what="converge")
+        kv.down = True
+        result = await node.reshard()
+        assert not result.ok and "store is away" in result.error
+        assert node.manager.running() == sorted(names)
+        kv.down = False
+        result = await node.reshard()
+        assert result.ok and result.applied.unchanged == 20 and not result.applied.started
+        await nodes.stop_all()
+        await kv.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("count", [10_000])
+def test_full_reshard_with_nothing_changed_is_cheap(count: int) -> None:
+    async def scenario() -> None:
+        kv = MemoryKV()
+        await kv.start()
+        registry = Registry()
+        nodes = Nodes(kv, registry)
+        names = [f"cfg-{i}" for i in range(count)]
+        await put_configs(kv, names)
+        node = nodes.add("solo", ttl="5s")
+        await until(lambda: nodes.converged(names), timeout=120, what="converge")
+        started = time.monotonic()
+        result = await node.reshard()
+        assert result.ok and result.applied.unchanged == count
+        assert result.duration < 2.0, result.duration
+        assert time.monotonic() - started < 3.0
+        await nodes.stop_all()
+        await kv.close()
+
+    run(scenario())

@@ -1,0 +1,66 @@
+"""SeriesChecker and the partial views it decodes with: exact counts and keys against a full parse."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import snappy
+
+from service.metrics import views
+from service.metrics.ingest import CodecError, InvalidSeries, SeriesChecker
+from service.metrics.proto.remote_pb2 import TimeSeries, WriteRequest
+
+
+def random_request(rng: random.Random) -> WriteRequest:
+    req = WriteRequest()
+    for i in range(rng.randint(0, 40)):
+        ts = req.timeseries.add()
+        ts.labels.add(name="__name__", value=f"m{i}")
+        for j in range(rng.randint(0, 5)):
+            ts.labels.add(name=f"l{j}", value="\x00\x12" * rng.randint(0, 3) + str(rng.random()))
+        for _ in range(rng.randint(0, 6)):
+            ts.samples.add(value=rng.choice([0.0, 18.0, rng.random()]), timestamp=rng.randint(0, 1 << 45))
+        for _ in range(rng.randint(0, 2)):
+            ex = ts.exemplars.add(value=0.0, timestamp=0)
+            ex.labels.add(name="trace_id", value="\x1a\x00")
+        for _ in range(rng.randint(0, 2)):
+            ts.histograms.add(count_int=rng.randint(0, 1000), timestamp=rng.randint(0, 1 << 40))
+    for _ in range(rng.randint(0, 3)):
+        req.metadata.add(type=1, metric_family_name="m", help="h")
+    return req
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_counts_and_keys_match_a_full_parse(seed: int) -> None:
+    req = random_request(random.Random(seed))
+    raw = req.SerializeToString()
+    want = (len(req.timeseries), sum(len(t.samples) for t in req.timeseries),
+            sum(len(t.exemplars) for t in req.timeseries), sum(len(t.histograms) for t in req.timeseries),
+            len(req.metadata))
+    assert views.counts(raw) == want
+    keys = [k.SerializeToString() for k in views.series_keys(raw).timeseries]
+    assert [list(TimeSeries.FromString(k).labels) for k in keys] == [list(t.labels) for t in req.timeseries]
+    stats = SeriesChecker().decode(snappy.compress(raw), 1 << 30)
+    assert (stats.series, stats.samples, stats.exemplars, stats.histograms, stats.metadata) == want
+
+
+def test_new_label_sets_checked_once() -> None:
+    checker = SeriesChecker()
+    req = WriteRequest()
+    ts = req.timeseries.add()
+    ts.labels.add(name="__name__", value="m")
+    ts.samples.add(value=1, timestamp=1)
+    body = snappy.compress(req.SerializeToString())
+    assert checker.decode(body, 1 << 20).new_series == 1
+    assert checker.decode(body, 1 << 20).new_series == 0
+    ts.labels.add(name="bad-name", value="x")
+    with pytest.raises(InvalidSeries):
+        checker.decode(snappy.compress(req.SerializeToString()), 1 << 20)
+    assert len(checker) == 1
+
+
+def test_label_bytes_that_are_not_a_label_are_rejected() -> None:
+    raw = b"\x0a\x0b\x0a\x09" + b'{job="x"}'  # a series whose one "label" is a bare string
+    with pytest.raises(CodecError, match="protobuf"):
+        SeriesChecker().decode(snappy.compress(raw), 1 << 20)

@@ -1,0 +1,64 @@
+"""The remote_write sender against a real Prometheus 2.42 receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from service.metrics.remote.queue import RemoteWriteQueue
+from service.wal import WAL
+from tests.prometheus_server import PrometheusServer, available
+from tests.remote_helpers import fill_wal, rw_config, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not available(), reason="prometheus binary not installed")]
+
+REQUESTS, SERIES = 10, 50
+
+
+def test_prometheus_receives_everything_with_external_labels_and_relabel_drop(tmp_path: Path) -> None:
+    with PrometheusServer(tmp_path, receiver=True) as prom:
+        async def scenario() -> None:
+            wal = await asyncio.to_thread(WAL.open, str(tmp_path / "wal"), instance="inst")
+            start = await fill_wal(wal, REQUESTS, SERIES)
+            cfg = rw_config(prom.write_url, "write_relabel_configs:\n"
+                                            "  - {source_labels: [i], regex: '1[0-9]', action: drop}\n")
+            q = RemoteWriteQueue(wal, cfg, instance="inst", external_labels={"cluster": "c1"})
+            await q.start()
+            await wait_until(lambda: q.acked_position == wal.durable_position, timeout=20, what="all acked")
+            await q.stop(5)
+            assert q.samples_sent == REQUESTS * (SERIES - 10)
+            assert q.samples_dropped == REQUESTS * 10 and q.samples_failed == 0
+            wal.close()
+
+            now = time.time()
+            series = prom.series('{__name__="rw_test"}', start=start / 1000 - 60, end=now + 60)
+            assert len(series) == SERIES - 10
+            assert all(s["cluster"] == "c1" and s["job"] == "rwtest" for s in series)
+            assert not any(10 <= int(s["i"]) <= 19 for s in series)
+            counts = prom.query("count_over_time(rw_test[10m])", time_s=now)
+            assert len(counts) == SERIES - 10
+            assert all(r["value"][1] == str(REQUESTS) for r in counts)
+            # the last value written is r = REQUESTS - 1, plus the series index
+            last = prom.query('rw_test{i="3"}', time_s=now)
+            assert float(last[0]["value"][1]) == REQUESTS - 1 + 3
+        asyncio.run(scenario())
+
+
+def test_prometheus_pass_through(tmp_path: Path) -> None:
+    with PrometheusServer(tmp_path, receiver=True) as prom:
+        async def scenario() -> None:
+            wal = await asyncio.to_thread(WAL.open, str(tmp_path / "wal"), instance="inst")
+            await fill_wal(wal, REQUESTS, SERIES)
+            q = RemoteWriteQueue(wal, rw_config(prom.write_url), instance="inst", external_labels={})
+            await q.start()
+            await wait_until(lambda: q.acked_position == wal.durable_position, timeout=20, what="all acked")
+            await q.stop(5)
+            wal.close()
+            assert q.samples_sent == REQUESTS * SERIES and q.samples_failed == 0
+            counts = prom.query("count_over_time(rw_test[10m])", time_s=time.time())
+            assert len(counts) == SERIES and all(r["value"][1] == str(REQUESTS) for r in counts)
+            assert all("cluster" not in r["metric"] for r in counts)
+        asyncio.run(scenario())

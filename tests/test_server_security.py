@@ -1,0 +1,113 @@
+"""TLS and credentials on the node's own HTTP server, with real certificates on loopback."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import ssl
+from pathlib import Path
+
+import pytest
+
+from tests.certs import make_certs
+from tests.node_process import NodeProcess, node_config, wait_for
+
+CONFIG = "/agent/api/v1/config/"
+
+
+def tls_node(tmp_path: Path, certs: dict[str, Path], client_auth: str = "NoClientCert") -> NodeProcess:
+    tls = (f"  http_tls_config:\n    cert_file: {certs['server.crt']}\n    key_file: {certs['server.key']}\n"
+           f"    client_ca_file: {certs['ca.crt']}\n    client_auth_type: {client_auth}\n")
+    text = node_config(store="embedded").replace("server:\n", "server:\n" + tls, 1)
+    return NodeProcess(tmp_path / "node", text)
+
+
+def https_get(port: int, path: str, ctx: ssl.SSLContext) -> int:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def client_context(certs: dict[str, Path], with_cert: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(certs["ca.crt"]))
+    if with_cert:
+        ctx.load_cert_chain(str(certs["client.crt"]), str(certs["client.key"]))
+    return ctx
+
+
+def test_tls_serves_https_only(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    node = tls_node(tmp_path, certs).start(wait_ready=False)
+    try:
+        ctx = client_context(certs, with_cert=False)
+        wait_for(lambda: https_get(node.port, "/-/ready", ctx) == 200, 20, what="https readiness")
+        assert https_get(node.port, "/agent/api/v1/configs", ctx) == 200
+        plain = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
+        try:
+            plain.request("GET", "/-/ready")
+            status: int | None = plain.getresponse().status
+        except (OSError, http.client.HTTPException):
+            status = None
+        assert status != 200  # plain HTTP to the TLS port is refused or answered with an error
+    finally:
+        node.stop()
+
+
+def test_tls_can_require_client_certificates(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    node = tls_node(tmp_path, certs, client_auth="RequireAndVerifyClientCert").start(wait_ready=False)
+    try:
+        with_cert = client_context(certs, with_cert=True)
+        wait_for(lambda: https_get(node.port, "/-/healthy", with_cert) == 200, 20, what="https with a client cert")
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            https_get(node.port, "/-/healthy", client_context(certs, with_cert=False))
+    finally:
+        node.stop()
+
+
+def test_bad_certificate_paths_fail_startup_clearly(tmp_path: Path) -> None:
+    certs = {"server.crt": tmp_path / "nope.crt", "server.key": tmp_path / "nope.key", "ca.crt": tmp_path / "ca"}
+    node = tls_node(tmp_path, certs)
+    node.start(wait_ready=False)
+    assert node.proc is not None and node.proc.wait(20) == 1
+    assert "cannot load the TLS certificate" in node.log()
+
+
+AUTH = """  http_auth:
+    bearer_tokens: [token-one]
+    bearer_token_file: {token_file}
+    basic_auth_users: {{admin: s3cret}}
+"""
+
+
+def test_credentials_are_required_except_for_probes(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("token-two\n")
+    text = node_config(store="embedded").replace("server:\n", "server:\n" + AUTH.format(token_file=token_file), 1)
+    node = NodeProcess(tmp_path / "node", text).start()
+    body = "scrape_configs: []\n"
+    try:
+        assert node.get("/-/ready").status == 200 and node.get("/-/healthy").status == 200
+        assert node.get("/metrics").status == 200
+        denied = node.request("PUT", CONFIG + "a", body)
+        assert denied.status == 401
+        assert denied.json() == {"status": "error", "data": {"error": "authentication required"}}
+        assert denied.headers["www-authenticate"].startswith("Basic")
+        assert node.request("PUT", CONFIG + "a", body, {"Authorization": "Bearer wrong"}).status == 401
+        write = node.request("POST", "/agent/api/v1/metrics/instance/x/write", b"")
+        assert write.status == 401
+        assert node.request("POST", "/loki/api/v1/push", b"{}", {"Content-Type": "application/json"}).status == 401
+        assert node.request("PUT", CONFIG + "a", body, {"Authorization": "Bearer token-one"}).status == 201
+        assert node.request("PUT", CONFIG + "a", body, {"Authorization": "Bearer token-two"}).status == 200
+        basic = base64.b64encode(b"admin:s3cret").decode()
+        assert node.request("DELETE", CONFIG + "a", headers={"Authorization": f"Basic {basic}"}).status == 200
+        wrong = base64.b64encode(b"admin:nope").decode()
+        assert node.request("GET", "/agent/api/v1/configs", headers={"Authorization": f"Basic {wrong}"}).status == 401
+        assert "token-one" not in node.get("/-/config").text  # /-/config itself needs credentials
+        shown = node.request("GET", "/-/config", headers={"Authorization": "Bearer token-one"}).text
+        assert "token-one" not in shown and "s3cret" not in shown and "<secret>" in shown
+    finally:
+        node.stop()
