@@ -40,10 +40,12 @@ def add_entries(store: LogStore, entries: list[Entry], tenant: str = "") -> None
     assert store.flush(30.0), "store did not write the entries in time"
 
 
-def make_store(tmp_path, **cfg) -> LogStore:
+def make_store(tmp_path, writer_nice: int = 0, **cfg) -> LogStore:
+    """A store in tmp_path. Its writer is not niced (nodes nice it): a niced writer can be starved for a
+    minute while the rest of the suite runs nodes beside it, and these tests are about what it does."""
     config = SearchConfig(**cfg)
     config.check()
-    store = LogStore(config, str(tmp_path / "search"))
+    store = LogStore(config, str(tmp_path / "search"), writer_nice=writer_nice)
     store.open()
     return store
 

@@ -80,7 +80,6 @@ def test_size_limit_holds(tmp_path):
                        for i in range(2_000)], "")
         assert store.flush(60)
         reader = connect(store.path, readonly=True)
-        # the writer process is niced: on a busy machine retention may take a while
         _wait(lambda: used_bytes(reader) <= 2 * 1024 * 1024, 60, what="size under max_size")
         reader.close()
         # Retention keeps deleting down to its low-water mark in chunks: wait until it is done (the counter

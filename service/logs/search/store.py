@@ -72,7 +72,7 @@ class RetentionView:
 
 class LogStore:
     def __init__(self, config: SearchConfig, directory: str, *, instance: str = "default",
-                 read_threads: int = 4) -> None:
+                 read_threads: int = 4, writer_nice: int = 10) -> None:
         self.config = config
         self.directory = directory
         self.instance = instance
@@ -84,7 +84,8 @@ class LogStore:
         self._readers_lock = threading.Lock()
         self._writer = Writer(self.path, source_label=config.source_label, max_entries=config.max_queue_entries,
                               instance=instance, max_age_s=float(config.retention),
-                              max_bytes=config.max_size_bytes, tick_interval=float(config.retention_interval))
+                              max_bytes=config.max_size_bytes, tick_interval=float(config.retention_interval),
+                              nice=writer_nice)
         self.writer: Writer | None = None
         self.retention = RetentionView(self._writer.shared)
         self.started_at = 0.0
