@@ -58,7 +58,7 @@ def test_pushed_and_tailed_entries_are_searchable(tmp_path: Path) -> None:
                             {"Content-Type": "application/x-protobuf"})
         assert resp.status == 204, resp.text
 
-        wait_for(lambda: search(node)["total"] == 501, 15, what="all entries in the store")
+        wait_for(lambda: search(node)["total"] == 501, 60, what="all entries in the store")
         assert search(node, container="nginx")["total"] == 300
         assert search(node, container="api", query="payment")["total"] == 200
         assert search(node, query="upstr", stream="stderr")["total"] == 300  # prefix match
