@@ -24,9 +24,9 @@ import snappy
 
 from service.logs.labels import LabelParseError, format_labels, parse_labels
 from service.logs.push_json import JsonPushError, encode_entries, json_streams
-from service.logs.wire import WireError, field_bytes, next_field, restamp_stream, stamp_field, varint
+from service.logs.wire import WireError, field_bytes, restamp_stream, stamp_field, varint
 from service.metrics.proto.push_pb2 import PushRequest
-from service.metrics.remote.codec import CodecError, snappy_declared_length
+from service.metrics.remote.codec import CodecError, next_field, snappy_declared_length
 from service.relabel import RelabelConfig, Relabeler
 
 DEFAULT_MAX_MESSAGE_SIZE = 100 << 20

@@ -11,7 +11,7 @@ EntryAdapter.timestamp = 1, .line = 2, .structuredMetadata = 3; Timestamp.second
 
 from __future__ import annotations
 
-from service.metrics.remote.codec import CodecError, read_varint
+from service.metrics.remote.codec import CodecError, next_field, read_varint
 
 # varint(n) for n < 2**14, and the two low groups of a longer varint (continuation bits set on both)
 _VAR: list[bytes] = [bytes((i,)) if i < 0x80 else bytes((i & 0x7F | 0x80, i >> 7)) for i in range(1 << 14)]
@@ -19,8 +19,8 @@ _CONT: list[bytes] = [bytes((i & 0x7F | 0x80, i >> 7 | 0x80)) for i in range(1 <
 
 
 class WireError(CodecError):
-    """Bytes that are not the protobuf they should be (read_varint, shared with the codec, raises its
-    base class CodecError for a bad varint)."""
+    """Bytes that are not the logproto they should be (the codec's read_varint and next_field, shared with
+    remote_write, raise its base class CodecError)."""
 
 
 def varint(n: int) -> bytes:
@@ -56,26 +56,6 @@ def stamp_field(seconds: int, nanos: int) -> bytes:
     last occurrence of a singular field does in every protobuf parser."""
     ts = b"\x08" + varint(seconds & 0xFFFFFFFFFFFFFFFF) + b"\x10" + varint(nanos)
     return field_bytes(0x0A, ts)
-
-
-def next_field(buf: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of the field's payload, end of the field) of the field at ``pos``."""
-    tag, p = read_varint(buf, pos)
-    wire = tag & 7
-    if wire == 2:
-        n, p = read_varint(buf, p)
-        end = p + n
-    elif wire == 0:
-        end = read_varint(buf, p)[1]
-    elif wire == 1:
-        end = p + 8
-    elif wire == 5:
-        end = p + 4
-    else:  # groups: never in logproto; let the caller take the slow path
-        raise WireError(f"unsupported wire type {wire}")
-    if end > len(buf):
-        raise WireError("field runs past the end")
-    return tag, p, end
 
 
 _LEN12: list[bytes] = [b"\x12" + v for v in _VAR]

@@ -141,6 +141,27 @@ def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     raise CodecError("protobuf: truncated or over-long varint")
 
 
+def next_field(buf: bytes | memoryview, pos: int) -> tuple[int, int, int]:
+    """(tag, start of the field's payload, end of the field) of the protobuf field at ``pos``: a varint or
+    fixed-width field's payload is its value bytes, a length-delimited field's is what follows the length."""
+    tag, p = read_varint(buf, pos)
+    wire = tag & 7
+    if wire == 2:
+        n, p = read_varint(buf, p)
+        end = p + n
+    elif wire == 0:
+        end = read_varint(buf, p)[1]
+    elif wire == 1:
+        end = p + 8
+    elif wire == 5:
+        end = p + 4
+    else:  # groups: in neither remote_write nor logproto
+        raise CodecError(f"protobuf: unsupported wire type {wire}")
+    if end > len(buf):
+        raise CodecError("protobuf: field runs past the end")
+    return tag, p, end
+
+
 def _string_field(tag: bytes, value: str) -> bytes:
     if not value:
         return b""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import zlib
 
-from service.metrics.remote.codec import CodecError, read_varint
+from service.metrics.remote.codec import next_field, read_varint
 
 
 def split_by_series(raw: bytes, shards: int) -> list[bytes]:
@@ -28,20 +28,7 @@ def split_by_series(raw: bytes, shards: int) -> list[bytes]:
     out: list[list[memoryview]] = [[] for _ in range(shards)]
     pos, end = 0, len(raw)
     while pos < end:
-        tag, body = read_varint(raw, pos)
-        wire_type = tag & 7
-        if wire_type == 2:
-            length, start = read_varint(raw, body)
-            stop = start + length
-        elif wire_type == 0:
-            _, stop = read_varint(raw, body)
-            start = stop
-        elif wire_type in (1, 5):
-            start = stop = body + (8 if wire_type == 1 else 4)
-        else:
-            raise CodecError(f"protobuf: unsupported wire type {wire_type}")
-        if stop > end:
-            raise CodecError("protobuf: field runs past the end of the WriteRequest")
+        tag, start, stop = next_field(raw, pos)
         shard = 0
         if tag == 0x0A:  # a TimeSeries: hash its leading label fields
             shard = zlib.crc32(view[start:_labels_end(raw, start, stop)]) % shards
