@@ -1,9 +1,9 @@
-"""Driving asyncio from plain sync tests, and waiting on conditions with a deadline."""
+"""Driving asyncio from plain sync tests."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -12,16 +12,6 @@ T = TypeVar("T")
 def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
     """Run a test body in a fresh event loop; a hang fails the test instead of the whole run."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0,
-                     interval: float = 0.02, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 async def take(it: AsyncIterator[T], n: int, timeout: float = 10.0) -> list[T]:

@@ -124,9 +124,3 @@ class CapturePeer:
         return all(all(a < b for a, b in itertools.pairwise(ts)) for ts in self.accepted.values())
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)

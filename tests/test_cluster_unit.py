@@ -15,6 +15,7 @@ from service.kv.memory import MemoryKV
 from service.metrics.config import GlobalConfig, InstanceConfig
 from service.metrics.manager import InstanceManager
 from service.settings import ScrapingServiceConfig, parse_node_config
+from tests.polling import wait_until
 
 PREFIX = "configurations/"
 
@@ -71,18 +72,6 @@ async def put_configs(kv: MemoryKV, names: list[str], extra: str = "") -> None:
         await kv.put(PREFIX + name, encode_value(f"name: {name}\nscrape_configs: []\n{extra}"))
 
 
-async def until(cond: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 class Nodes:
     def __init__(self, kv: MemoryKV, registry: Registry) -> None:
         self.kv = kv
@@ -122,13 +111,13 @@ def test_three_nodes_split_configs_and_a_join_moves_only_its_share() -> None:
         await put_configs(kv, names)
         for nid in ("node-a", "node-b", "node-c"):
             nodes.add(nid)
-        await until(lambda: nodes.converged(names), what="3 nodes converge")
+        await wait_until(lambda: nodes.converged(names), what="3 nodes converge")
         assert all(len(r) > 50 for r in nodes.running().values()), nodes.running()
         starts_before = dict(registry.starts)
 
         nodes.add("node-d")
-        await until(lambda: nodes.converged(names) and len(nodes.running()["node-d"]) > 0, what="join")
-        await until(lambda: all((c.sharder.last and c.sharder.last.pending == 0) for c in nodes.clusters.values()))
+        await wait_until(lambda: nodes.converged(names) and len(nodes.running()["node-d"]) > 0, what="join")
+        await wait_until(lambda: all((c.sharder.last and c.sharder.last.pending == 0) for c in nodes.clusters.values()))
         moved = [n for n in names if registry.starts[n] != starts_before[n]]
         assert sorted(moved) == nodes.running()["node-d"]  # only what moved restarted
         assert len(moved) <= 1.3 * len(names) / 4
@@ -152,12 +141,12 @@ def test_graceful_leave_and_crash_hand_over_without_double_running() -> None:
         await put_configs(kv, names)
         for nid in ("a", "b", "c"):
             nodes.add(nid)
-        await until(lambda: nodes.converged(names), what="converge")
+        await wait_until(lambda: nodes.converged(names), what="converge")
 
         leaving = nodes.clusters.pop("a")
         started = time.monotonic()
         await leaving.stop()
-        await until(lambda: nodes.converged(names), what="graceful takeover")
+        await wait_until(lambda: nodes.converged(names), what="graceful takeover")
         assert time.monotonic() - started < 1.0  # no TTL wait
 
         crashed = nodes.clusters.pop("b")  # a crash: no more heartbeats, no release; its instances die with it
@@ -166,7 +155,7 @@ def test_graceful_leave_and_crash_hand_over_without_double_running() -> None:
         for name in crashed.manager.running():
             registry.running.pop(name, None)
         started = time.monotonic()
-        await until(lambda: nodes.converged(names), timeout=5, what="takeover after lease expiry")
+        await wait_until(lambda: nodes.converged(names), timeout=5, what="takeover after lease expiry")
         assert time.monotonic() - started < 1.0 + 2.0  # TTL 1s + slack
         assert registry.violations == []
         await nodes.stop_all()
@@ -185,13 +174,13 @@ def test_edit_restarts_only_on_owner_delete_stops_and_invalid_keeps_old_version(
         await put_configs(kv, names)
         for nid in ("a", "b"):
             nodes.add(nid)
-        await until(lambda: nodes.converged(names), what="converge")
+        await wait_until(lambda: nodes.converged(names), what="converge")
         before = dict(registry.starts)
 
         await put_configs(kv, ["cfg-1"], extra="wal_truncate_frequency: 30m\n")
-        await until(lambda: registry.starts["cfg-1"] == before["cfg-1"] + 1, what="edit restarts")
+        await wait_until(lambda: registry.starts["cfg-1"] == before["cfg-1"] + 1, what="edit restarts")
         await kv.delete(PREFIX + "cfg-2")
-        await until(lambda: nodes.converged([n for n in names if n != "cfg-2"]), what="delete stops")
+        await wait_until(lambda: nodes.converged([n for n in names if n != "cfg-2"]), what="delete stops")
         await kv.put(PREFIX + "cfg-3", encode_value("name: cfg-3\nwal_truncate_frequency: 0s\n"))
         for cluster in nodes.clusters.values():
             result = await cluster.reshard()
@@ -223,7 +212,7 @@ def test_store_errors_leave_instances_running() -> None:
         names = [f"cfg-{i}" for i in range(20)]
         await put_configs(kv, names)
         node = nodes.add("solo", ttl="5s")
-        await until(lambda: nodes.converged(names), what="converge")
+        await wait_until(lambda: nodes.converged(names), what="converge")
         kv.down = True
         result = await node.reshard()
         assert not result.ok and "store is away" in result.error
@@ -247,7 +236,7 @@ def test_full_reshard_with_nothing_changed_is_cheap(count: int) -> None:
         names = [f"cfg-{i}" for i in range(count)]
         await put_configs(kv, names)
         node = nodes.add("solo", ttl="5s")
-        await until(lambda: nodes.converged(names), timeout=120, what="converge")
+        await wait_until(lambda: nodes.converged(names), timeout=120, what="converge")
         started = time.monotonic()
         result = await node.reshard()
         assert result.ok and result.applied.unchanged == count

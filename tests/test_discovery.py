@@ -14,7 +14,7 @@ from service.metrics.discovery.base import Provider
 from service.metrics.discovery.dns import DNSProvider
 from service.metrics.discovery.file import FileProvider
 from service.metrics.discovery.http import HTTPProvider
-from tests.scrape_targets import wait_for
+from tests.polling import wait_until
 
 
 def addresses(p: Provider) -> list[str]:
@@ -30,17 +30,17 @@ def test_file_sd_follows_changes(tmp_path) -> None:
         p = FileProvider(FileSDConfig(files=[str(tmp_path / "*.json")]), poll_interval=0.02)
         p.start(lambda: changes.append(1))
         try:
-            await wait_for(lambda: addresses(p) == ["a:1", "b:2"])
+            await wait_until(lambda: addresses(p) == ["a:1", "b:2"])
             group = p.groups[f"{path}:0"]
             assert group.labels == {"env": "x", "__meta_filepath": str(path)}
             (tmp_path / "more.json").write_text("[]")
             path.write_bytes(orjson.dumps([{"targets": ["c:3"]}]) + b" ")  # size changes too
-            await wait_for(lambda: addresses(p) == ["c:3"])
+            await wait_until(lambda: addresses(p) == ["c:3"])
             path.write_text("{not json")  # a broken file keeps its previous groups
             await asyncio.sleep(0.1)
             assert addresses(p) == ["c:3"]
             os.unlink(path)
-            await wait_for(lambda: addresses(p) == [])
+            await wait_until(lambda: addresses(p) == [])
             assert len(changes) >= 3
         finally:
             await p.stop()
@@ -76,15 +76,15 @@ def test_http_sd_with_auth_and_failure() -> None:
         p = HTTPProvider(cfg)
         p.start(lambda: None)
         try:
-            await wait_for(lambda: addresses(p) == ["x:1"])
+            await wait_until(lambda: addresses(p) == ["x:1"])
             assert p.groups[f"http://127.0.0.1:{port}/sd:0"].labels == {"a": "b",
                                                                        "__meta_url": f"http://127.0.0.1:{port}/sd"}
             assert seen_auth[0] == "Bearer tok"
             state["status"] = 500
-            await wait_for(lambda: "500" in p.last_error)
+            await wait_until(lambda: "500" in p.last_error)
             assert addresses(p) == ["x:1"]  # kept on failure
             state.update(status=200, groups=[{"targets": ["y:2"]}])
-            await wait_for(lambda: addresses(p) == ["y:2"])
+            await wait_until(lambda: addresses(p) == ["y:2"])
         finally:
             await p.stop()
             await runner.cleanup()

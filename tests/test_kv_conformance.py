@@ -21,7 +21,8 @@ from service.kv.embedded import EmbeddedKV
 from service.kv.etcd import EtcdKV
 from service.kv.memory import MemoryKV
 from service.kv.store import EventType, KVError, KVStore, LeaseExpired, WatchEvent
-from tests.aio import run, take, wait_until
+from tests.aio import run, take
+from tests.polling import wait_until
 
 
 @dataclass

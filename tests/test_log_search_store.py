@@ -15,6 +15,7 @@ from service.logs.search.query import Filters, fts_expression
 from service.logs.search.schema import connect, used_bytes
 from tests.aio import run
 from tests.log_search_helpers import Entry, add_entries, entry, make_store, now_ms, request, search_app, serve
+from tests.polling import wait_for
 
 
 def test_fifty_thousand_entries_counts_are_exact(tmp_path):
@@ -44,14 +45,6 @@ def test_fifty_thousand_entries_counts_are_exact(tmp_path):
         store.close()
 
 
-def _wait(predicate, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.02)
-
-
 def test_retention_by_age_deletes_old_entries_on_schedule(tmp_path):
     store = make_store(tmp_path, retention=2.0, retention_interval=0.1)
     try:
@@ -63,7 +56,7 @@ def test_retention_by_age_deletes_old_entries_on_schedule(tmp_path):
             return run(store.count(Filters(**kw)))
 
         assert count() == 150
-        _wait(lambda: count() == 50, what="old entries deleted")  # ~3 s after they were written
+        wait_for(lambda: count() == 50, what="old entries deleted")  # ~3 s after they were written
         assert count(query="old") == 0 and count(query="new") == 50
         assert run(store.sources(""))[0]["count"] == 50
         assert store.retention.deleted["age"] == 100
@@ -80,11 +73,11 @@ def test_size_limit_holds(tmp_path):
                        for i in range(2_000)], "")
         assert store.flush(60)
         reader = connect(store.path, readonly=True)
-        _wait(lambda: used_bytes(reader) <= 2 * 1024 * 1024, 60, what="size under max_size")
+        wait_for(lambda: used_bytes(reader) <= 2 * 1024 * 1024, 60, what="size under max_size")
         reader.close()
         # Retention keeps deleting down to its low-water mark in chunks: wait until it is done (the counter
         # is raised just before each delete commits).
-        _wait(lambda: run(store.count(Filters())) + store.retention.deleted["size"] == 40_000, 60,
+        wait_for(lambda: run(store.count(Filters())) + store.retention.deleted["size"] == 40_000, 60,
               what="every deleted entry counted")
         remaining = run(store.count(Filters()))
         assert 0 < remaining < 40_000
@@ -92,7 +85,7 @@ def test_size_limit_holds(tmp_path):
         assert newest["timestamp"] == now + 19 * 10_000 + 1_999  # the oldest went first
         assert run(store.sources(""))[0]["count"] == remaining
         # Freed pages are returned to the file system.
-        _wait(lambda: os.path.getsize(store.path) <= 3 * 1024 * 1024, what="file shrunk")
+        wait_for(lambda: os.path.getsize(store.path) <= 3 * 1024 * 1024, what="file shrunk")
     finally:
         store.close()
 

@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from service.config.errors import ConfigError
 from service.logs.entry import Entry
 from service.logs.tail.manager import FileTargetManager
 from service.logs.tail.positions import Positions
+from tests.polling import wait_until
 
 FAST = {"sync_period": 0.1, "poll_min": 0.02, "poll_max": 0.05}
 
@@ -37,14 +37,6 @@ class Collector:
 
     def lines(self, path: str | None = None) -> list[str]:
         return [e.line for e in self.entries if path is None or e.labels.get("filename") == path]
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
 
 
 def job(glob: str, exclude: str = "", **extra: Any) -> dict[str, Any]:
@@ -73,10 +65,10 @@ def test_tails_new_lines_with_filename_label_and_reports_targets(tmp_path: Path)
         mgr = FileTargetManager([job(str(tmp_path / "*.log"))], positions, sink, **FAST)
         await mgr.start()
         try:
-            await until(lambda: len(sink.entries) == 2)
+            await wait_until(lambda: len(sink.entries) == 2)
             append(log, "three\n")
-            await until(lambda: len(sink.entries) == 3)
-            await until(lambda: positions.get(str(log)) == log.stat().st_size)
+            await wait_until(lambda: len(sink.entries) == 3)
+            await wait_until(lambda: positions.get(str(log)) == log.stat().st_size)
             targets = mgr.targets()
         finally:
             await mgr.stop()
@@ -104,13 +96,13 @@ def test_glob_picks_up_new_file_and_drops_deleted_one(tmp_path: Path) -> None:
         mgr = FileTargetManager([job(str(tmp_path / "*.log"))], positions, sink, **FAST)
         await mgr.start()
         try:
-            await until(lambda: sink.lines() == ["a1"])
+            await wait_until(lambda: sink.lines() == ["a1"])
             b.write_text("b1\nb2\n")
-            await until(lambda: sink.lines(str(b)) == ["b1", "b2"])
+            await wait_until(lambda: sink.lines(str(b)) == ["b1", "b2"])
             both = mgr.targets()[0]["details"]
             a.unlink()
-            await until(lambda: str(a) not in mgr.targets()[0]["details"])
-            await until(lambda: str(a) not in positions.snapshot())  # the finished reader forgets it next
+            await wait_until(lambda: str(a) not in mgr.targets()[0]["details"])
+            await wait_until(lambda: str(a) not in positions.snapshot())  # the finished reader forgets it next
             after = mgr.targets()[0]["details"]
         finally:
             await mgr.stop()
@@ -140,14 +132,14 @@ def test_rename_and_create_rotation_loses_and_repeats_nothing(tmp_path: Path) ->
                     fh.writelines(f"line {i}\n" for i in range(first, first + 50))
                     fh.flush()
                     # the reader is on this file; more lines land in it right before it is rotated away
-                    await until(lambda first=first: len(sink.entries) >= first + 50)
+                    await wait_until(lambda first=first: len(sink.entries) >= first + 50)
                     fh.writelines(f"line {i}\n" for i in range(first + 50, first + 100))
                     fh.flush()
                     os.rename(log, tmp_path / f"app.log.{generation}")
                     log.write_text("")
-            await until(lambda: len(sink.entries) >= 300)
+            await wait_until(lambda: len(sink.entries) >= 300)
             # no late duplicates either: give the reader time to settle on the new file, then compare
-            await until(lambda: positions.get(str(log)) == 0 and mgr.targets()[0]["ready"])
+            await wait_until(lambda: positions.get(str(log)) == 0 and mgr.targets()[0]["ready"])
         finally:
             await mgr.stop()
         return sink.lines()
@@ -165,13 +157,13 @@ def test_copytruncate_restarts_at_zero(tmp_path: Path) -> None:
         mgr = FileTargetManager([job(str(log))], positions, sink, **FAST)
         await mgr.start()
         try:
-            await until(lambda: len(sink.entries) == 2)
+            await wait_until(lambda: len(sink.entries) == 2)
             shutil.copy(log, tmp_path / "app.log.1")
             with open(log, "r+") as fh:
                 fh.truncate(0)
             append(log, "new\n")
-            await until(lambda: len(sink.entries) == 3)
-            await until(lambda: positions.get(str(log)) == 4)
+            await wait_until(lambda: len(sink.entries) == 3)
+            await wait_until(lambda: positions.get(str(log)) == 4)
         finally:
             await mgr.stop()
         return sink.lines()
@@ -194,10 +186,10 @@ def test_partial_line_waits_for_newline(tmp_path: Path) -> None:
         mgr = FileTargetManager([job(str(log))], positions, sink, **FAST)
         await mgr.start()
         try:
-            await until(lambda: len(sink.entries) == 1 and read_bytes() == 8)
+            await wait_until(lambda: len(sink.entries) == 1 and read_bytes() == 8)
             before, pos = sink.lines(), positions.get(str(log))
             append(log, "tial\n")
-            await until(lambda: len(sink.entries) == 2)
+            await wait_until(lambda: len(sink.entries) == 2)
         finally:
             await mgr.stop()
         return before, pos, sink.lines()
@@ -218,9 +210,9 @@ def test_long_line_is_cut_and_rest_skipped(tmp_path: Path) -> None:
         mgr = FileTargetManager([job(str(log))], positions, sink, max_line_bytes=10, **FAST)
         await mgr.start()
         try:
-            await until(lambda: len(sink.entries) == 3)
+            await wait_until(lambda: len(sink.entries) == 3)
             append(log, "y" * 20 + "\nafter\n")
-            await until(lambda: len(sink.entries) == 4)
+            await wait_until(lambda: len(sink.entries) == 4)
         finally:
             await mgr.stop()
         return sink.lines()
@@ -239,8 +231,8 @@ def test_restart_resumes_from_saved_positions(tmp_path: Path) -> None:
         mgr = FileTargetManager([job(str(log))], positions, sink, **FAST)
         await mgr.start()
         try:
-            await until(lambda: len(sink.entries) >= expect)
-            await until(lambda: positions.get(str(log)) == log.stat().st_size)
+            await wait_until(lambda: len(sink.entries) >= expect)
+            await wait_until(lambda: positions.get(str(log)) == log.stat().st_size)
         finally:
             await mgr.stop()
         return sink.lines()
@@ -263,7 +255,7 @@ def test_refusing_sink_does_not_advance_positions(tmp_path: Path) -> None:
         mgr = FileTargetManager([job(str(log))], positions, sink, **FAST)
         await mgr.start()
         try:
-            await until(lambda: sink.refused >= 3)
+            await wait_until(lambda: sink.refused >= 3)
             pos = positions.get(str(log))
             details = mgr.targets()[0]["details"]
         finally:
@@ -281,9 +273,9 @@ def test_refusing_sink_does_not_advance_positions(tmp_path: Path) -> None:
         mgr = FileTargetManager([job(str(log))], positions, sink, **FAST)
         await mgr.start()
         try:
-            await until(lambda: sink.refused >= 2)
+            await wait_until(lambda: sink.refused >= 2)
             sink.refuse = False
-            await until(lambda: positions.get(str(log)) == 4)
+            await wait_until(lambda: positions.get(str(log)) == 4)
         finally:
             await mgr.stop()
         return sink.lines()
@@ -305,7 +297,7 @@ def test_path_exclude_and_relabel_and_pipeline(tmp_path: Path) -> None:
         mgr = FileTargetManager([cfg], positions, sink, **FAST)
         await mgr.start()
         try:
-            await until(lambda: len(sink.entries) == 1)
+            await wait_until(lambda: len(sink.entries) == 1)
             targets = mgr.targets()
         finally:
             await mgr.stop()
@@ -370,7 +362,7 @@ def test_positions_start_saves_periodically_and_on_stop(tmp_path: Path) -> None:
         p = Positions(str(path), sync_period=0.05)
         await p.start()
         p.put("/a", 1)
-        await until(lambda: path.exists() and "/a" in path.read_text())
+        await wait_until(lambda: path.exists() and "/a" in path.read_text())
         first = yaml.safe_load(path.read_text())
         p.put("/a", 2)
         await p.stop()

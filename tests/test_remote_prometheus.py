@@ -10,8 +10,9 @@ import pytest
 
 from service.metrics.remote.queue import RemoteWriteQueue
 from service.wal import WAL
+from tests.polling import wait_until
 from tests.prometheus_server import PrometheusServer, available
-from tests.remote_helpers import fill_wal, rw_config, wait_until
+from tests.remote_helpers import fill_wal, rw_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not available(), reason="prometheus binary not installed")]
 

@@ -13,8 +13,9 @@ from service.metrics.proto.remote_pb2 import MetricMetadata, WriteRequest
 from service.metrics.remote.client import parse_retry_after
 from service.metrics.remote.queue import RemoteWriteQueue
 from service.wal import WAL
+from tests.polling import wait_until
 from tests.prometheus_server import free_port
-from tests.remote_helpers import CapturePeer, Reply, fill_wal, request_body, rw_config, wait_until
+from tests.remote_helpers import CapturePeer, Reply, fill_wal, request_body, rw_config
 
 
 def run(coro) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,8 @@ import math
 from collections.abc import Awaitable, Callable
 
 from service.metrics.scrape.manager import ScrapeManager
-from tests.scrape_targets import TargetServer, decode_bodies, is_stale, scrape_config, wait_for
+from tests.polling import wait_until
+from tests.scrape_targets import TargetServer, decode_bodies, is_stale, scrape_config
 
 
 def config(port: int, job: str, path: str, extra: str = "") -> str:
@@ -48,7 +49,7 @@ def test_formats_and_broken_targets() -> None:
         mgr = ScrapeManager("inst", scs, collector(bodies))
         await mgr.start()
         try:
-            await wait_for(lambda: all(t["last_scrape"] != "0001-01-01T00:00:00Z" for t in mgr.targets())
+            await wait_until(lambda: all(t["last_scrape"] != "0001-01-01T00:00:00Z" for t in mgr.targets())
                            and len(mgr.targets()) == len(jobs))
             targets = {t["target_group"]: t for t in mgr.targets()}
         finally:
@@ -101,16 +102,16 @@ def test_down_and_back_and_disappearing_series() -> None:
         def up_values() -> list[float]:
             return ups(decode_bodies(bodies), "dyn")
         try:
-            await wait_for(lambda: len(up_values()) >= 1)
+            await wait_until(lambda: len(up_values()) >= 1)
             server.state["series"] = [b"dyn_a 1"]
             n = len(bodies)
-            await wait_for(lambda: len(bodies) >= n + 2)
+            await wait_until(lambda: len(bodies) >= n + 2)
             server.state["down"] = True
-            await wait_for(lambda: up_values()[-1] == 0.0)
+            await wait_until(lambda: up_values()[-1] == 0.0)
             assert mgr.targets()[0]["state"] == "down"
             assert "503" in mgr.targets()[0]["scrape_error"]
             server.state["down"] = False
-            await wait_for(lambda: up_values()[-1] == 1.0)
+            await wait_until(lambda: up_values()[-1] == 1.0)
         finally:
             await mgr.stop(write_stale=False)
         samples = decode_bodies(bodies)
@@ -131,16 +132,16 @@ def test_apply_removes_and_adds_jobs_with_stale_markers() -> None:
         mgr = ScrapeManager("inst", [a], collector(bodies))
         await mgr.start()
         try:
-            await wait_for(lambda: mgr.targets() and mgr.targets()[0]["state"] == "up")
+            await wait_until(lambda: mgr.targets() and mgr.targets()[0]["state"] == "up")
             await mgr.apply([b])
-            await wait_for(lambda: [t["target_group"] for t in mgr.targets()] == ["b"])
+            await wait_until(lambda: [t["target_group"] for t in mgr.targets()] == ["b"])
             stale_a = {labels["__name__"] for labels, v, _ in decode_bodies(bodies)
                        if labels["job"] == "a" and is_stale(v)}
             assert "requests_total" in stale_a and "up" in stale_a
-            await wait_for(lambda: mgr.targets()[0]["state"] == "up")
+            await wait_until(lambda: mgr.targets()[0]["state"] == "up")
             b2 = scrape_config(config(server.port, "b", "/many", "target_limit: 1\nsample_limit: 5\n"))
             await mgr.apply([b2])
-            await wait_for(lambda: mgr.targets()[0]["state"] == "down")
+            await wait_until(lambda: mgr.targets()[0]["state"] == "down")
             assert "sample limit" in mgr.targets()[0]["scrape_error"]
         finally:
             await mgr.stop(write_stale=False)

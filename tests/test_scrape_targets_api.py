@@ -13,7 +13,8 @@ from service.metrics.scrape.routes import targets_routes
 from service.metrics.scrape.targetstats import main as target_stats_main
 from service.metrics.scrape.targetstats import target_stats
 from service.wal import WAL
-from tests.scrape_targets import TargetServer, scrape_config, wait_for
+from tests.polling import wait_until
+from tests.scrape_targets import TargetServer, scrape_config
 
 
 def test_targets_api_and_target_stats(tmp_path, capsys) -> None:
@@ -33,7 +34,7 @@ def test_targets_api_and_target_stats(tmp_path, capsys) -> None:
         mgr = ScrapeManager("i1", [sc, bad], append)
         await mgr.start()
         try:
-            await wait_for(lambda: len(mgr.targets()) == 3 and all(t["state"] != "unknown" for t in mgr.targets()))
+            await wait_until(lambda: len(mgr.targets()) == 3 and all(t["state"] != "unknown" for t in mgr.targets()))
             state["targets"] = mgr.targets()
         finally:
             await mgr.stop(write_stale=False)
@@ -46,7 +47,7 @@ def test_targets_api_and_target_stats(tmp_path, capsys) -> None:
         app = Starlette(routes=targets_routes(lambda: state["targets"]))
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         task = asyncio.create_task(server.serve())
-        await wait_for(lambda: server.started)
+        await wait_until(lambda: server.started)
         port = server.servers[0].sockets[0].getsockname()[1]
         try:
             async with aiohttp.ClientSession() as session:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 
 from prometheus_client import REGISTRY
 
@@ -13,15 +11,6 @@ def metric(name: str, instance: str) -> float:
     """Current value of an ``agent_wal_*`` series for ``instance`` (0 when absent)."""
     value = REGISTRY.get_sample_value(name, {"instance": instance})
     return 0.0 if value is None else value
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll ``cond`` until true, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def payload(i: int, size: int = 100) -> bytes:
