@@ -51,7 +51,11 @@ def build_app(node: Node) -> AccessLog:
     """The node's ASGI app. `server.http_auth` is read once here: changing it needs a restart."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await node.start()
+        try:
+            await node.start()
+        except Exception as exc:  # e.g. a listener that cannot bind or load its certificate
+            _log.error("node failed to start", err=str(exc))
+            raise
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload_quietly(node)))
         try:

@@ -49,7 +49,7 @@ class Node:
                                     read_api_enabled=options.read_api_enabled)
         self._open_config_store()
         # logs subsystem (hook): instances from `logs.configs`, WAL under metrics.wal_directory/logs
-        self.logs = LogsManager(cfg.logs, cfg.metrics.wal_directory)
+        self.logs = LogsManager(cfg.logs, cfg.metrics.wal_directory, http_auth=cfg.server.http_auth)
 
     def _open_config_store(self) -> None:
         service = self.cfg.metrics.scraping_service

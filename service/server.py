@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import Iterator
-from typing import Any
 
 import uvicorn
 
 from service.app import build_app
-from service.http.tls import CLIENT_AUTH
 from service.log import get_logger
 from service.node import Node, NodeOptions
 from service.settings import NodeConfig
@@ -30,14 +28,6 @@ class _Server(uvicorn.Server):
                 self._captured_signals.clear()
 
 
-def _tls_options(cfg: NodeConfig) -> dict[str, Any]:
-    tls = cfg.server.http_tls_config
-    if not tls.enabled:
-        return {}
-    return {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file, "ssl_ca_certs": tls.client_ca_file or None,
-            "ssl_cert_reqs": CLIENT_AUTH[tls.client_auth_type]}
-
-
 def serve(cfg: NodeConfig, options: NodeOptions, host: str, port: int) -> int:
     if not options.advertise_address:
         options.advertise_address = f"{host}:{port}"
@@ -53,19 +43,19 @@ def serve(cfg: NodeConfig, options: NodeOptions, host: str, port: int) -> int:
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=float(cfg.server.graceful_shutdown_timeout),
-        **_tls_options(cfg),
+        **cfg.server.http_tls_config.uvicorn_options(),
     )
-    if cfg.server.http_tls_config.enabled:
-        try:
-            config.load()
-        except (OSError, ssl.SSLError) as exc:
-            _log.error("cannot load the TLS certificate or key", err=str(exc))
-            return 1
-        assert config.ssl is not None
-        cfg.server.http_tls_config.tune(config.ssl)
+    try:
+        cfg.server.http_tls_config.load(config)
+    except (OSError, ssl.SSLError) as exc:
+        _log.error("cannot load the TLS certificate or key", err=str(exc))
+        return 1
     server = _Server(config)
     _log.info("starting", address=f"{host}:{port}")
-    server.run()
+    try:
+        server.run()
+    except SystemExit:  # uvicorn's exit after a failed startup (logged by the app): exit 1 like other errors
+        return 1
     if not server.started:
         _log.error("server did not start", address=f"{host}:{port}")
         return 1

@@ -11,6 +11,7 @@ import pytest
 
 from tests.certs import make_certs
 from tests.node_process import NodeProcess, node_config, wait_for
+from tests.ports import free_port
 
 CONFIG = "/agent/api/v1/config/"
 
@@ -111,3 +112,69 @@ def test_credentials_are_required_except_for_probes(tmp_path: Path) -> None:
         assert "token-one" not in shown and "s3cret" not in shown and "<secret>" in shown
     finally:
         node.stop()
+
+
+def test_loki_push_api_listener_serves_tls_and_requires_credentials(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "certs")
+    push_port = free_port()
+    logs = f"""logs:
+  positions_directory: {tmp_path / "positions"}
+  configs:
+  - name: default
+    clients: []
+    scrape_configs:
+    - job_name: api
+      loki_push_api:
+        server:
+          http_listen_address: 127.0.0.1
+          http_listen_port: {push_port}
+          http_tls_config: {{cert_file: {certs['server.crt']}, key_file: {certs['server.key']}}}
+"""
+    auth = "  http_auth:\n    bearer_tokens: [token-one]\n"
+    text = node_config(store="embedded").replace("server:\n", "server:\n" + auth, 1) + logs
+    node = NodeProcess(tmp_path / "node", text).start()
+    ctx = client_context(certs, with_cert=False)
+    line = '{"streams": [{"stream": {"app": "x"}, "values": [["1700000000000000000", "hello"]]}]}'
+
+    def push(token: str | None) -> int:
+        conn = http.client.HTTPSConnection("127.0.0.1", push_port, context=ctx, timeout=5)
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        try:
+            conn.request("POST", "/loki/api/v1/push", line, headers)
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    try:
+        assert https_get(push_port, "/ready", ctx) == 200  # the probe stays open
+        assert push(None) == 401 and push("wrong") == 401
+        assert push("token-one") == 204
+        plain = http.client.HTTPConnection("127.0.0.1", push_port, timeout=5)
+        try:
+            plain.request("GET", "/ready")
+            status: int | None = plain.getresponse().status
+        except (OSError, http.client.HTTPException):
+            status = None
+        assert status != 200
+    finally:
+        node.stop()
+
+
+def test_loki_push_api_bad_certificate_is_a_clear_error(tmp_path: Path) -> None:
+    logs = f"""logs:
+  positions_directory: {tmp_path / "positions"}
+  configs:
+  - name: default
+    clients: []
+    scrape_configs:
+    - job_name: api
+      loki_push_api:
+        server:
+          http_listen_address: 127.0.0.1
+          http_listen_port: {free_port()}
+          http_tls_config: {{cert_file: {tmp_path / "nope.crt"}, key_file: {tmp_path / "nope.key"}}}
+"""
+    node = NodeProcess(tmp_path / "node", node_config(store="embedded") + logs)
+    node.start(wait_ready=False)
+    assert node.proc is not None and node.proc.wait(20) == 1
+    assert "node failed to start" in node.log() and "loki_push_api api: cannot load the TLS certificate" in node.log()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
 
 from service.config.errors import ConfigError
 
@@ -45,6 +48,22 @@ class ServerTLSConfig:
     @property
     def enabled(self) -> bool:
         return bool(self.cert_file)
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """uvicorn.Config keyword arguments serving this TLS (none when off)."""
+        if not self.enabled:
+            return {}
+        return {"ssl_certfile": self.cert_file, "ssl_keyfile": self.key_file,
+                "ssl_ca_certs": self.client_ca_file or None, "ssl_cert_reqs": CLIENT_AUTH[self.client_auth_type]}
+
+    def load(self, config: uvicorn.Config) -> None:
+        """Load the certificates into `config` now (OSError or ssl.SSLError when they cannot be read), so a
+        bad file fails at start, then apply the protocol versions."""
+        if not self.enabled:
+            return
+        config.load()
+        assert config.ssl is not None
+        self.tune(config.ssl)
 
     def tune(self, ctx: ssl.SSLContext) -> None:
         """Apply what uvicorn's own options do not cover (protocol versions)."""

@@ -13,6 +13,7 @@ from typing import Any
 from service.config.durations import GoDuration
 from service.config.errors import ConfigError
 from service.config.schema import yaml_field
+from service.http.tls import ServerTLSConfig
 from service.logs.search.config import SearchConfig
 from service.metrics.config.http_client import HTTPClientFields, check_url
 from service.relabel import RelabelConfig
@@ -108,7 +109,7 @@ class PushServerConfig:
     log_level: str = "info"
     log_format: str = "logfmt"
     http_path_prefix: str = ""
-    http_tls_config: Any = None
+    http_tls_config: ServerTLSConfig | None = None  # serves HTTPS, as the node's own server.http_tls_config
     grpc_tls_config: Any = None
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import snappy
 
+from service.http.auth import HTTPAuthConfig
 from service.log import get_logger
 from service.logs import metrics
 from service.logs.client import LokiClient
@@ -53,7 +54,8 @@ def rules_for(sc: ScrapeConfig | None) -> PushRules:
 class LogsInstance:
     def __init__(self, cfg: LogsInstanceConfig, positions_dir: str, wal_root: str, *,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
-                 max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES, wal_sync_interval: float = 0.005) -> None:
+                 max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES, wal_sync_interval: float = 0.005,
+                 http_auth: HTTPAuthConfig | None = None) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.positions_dir = positions_dir
@@ -61,6 +63,7 @@ class LogsInstance:
         self.max_pending_bytes = max_pending_bytes
         self.max_backlog_bytes = max_backlog_bytes
         self.wal_sync_interval = wal_sync_interval
+        self.http_auth = http_auth  # the node's server.http_auth, required on loki_push_api listeners too
         self.wal: WAL | None = None
         self.clients: list[LokiClient] = []
         self.servers: list[Any] = []

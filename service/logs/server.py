@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp
 
+from service.http.auth import RequireAuth
+from service.http.tls import ServerTLSConfig
 from service.log import get_logger
 from service.logs import metrics
 from service.logs.config import ScrapeConfig
@@ -64,10 +68,19 @@ class PushServer:
             raise OSError(exc.errno, f"loki_push_api {self.job}: cannot listen on "
                                      f"{host}:{cfg.http_listen_port}: {exc.strerror}") from None
         self.port = sock.getsockname()[1]
-        app = Starlette(routes=push_routes(self._resolve), exception_handlers={404: _not_found})
+        app: ASGIApp = Starlette(routes=push_routes(self._resolve), exception_handlers={404: _not_found})
+        auth = self.instance.http_auth
+        if auth is not None and auth.enabled:
+            app = RequireAuth(app, auth)
+        tls = cfg.http_tls_config or ServerTLSConfig()
         config = uvicorn.Config(app, lifespan="off", http="httptools", access_log=False, log_config=None,
                                 server_header=False, timeout_graceful_shutdown=float(cfg.graceful_shutdown_timeout),
-                                timeout_keep_alive=int(cfg.http_server_idle_timeout) or 5)
+                                timeout_keep_alive=int(cfg.http_server_idle_timeout) or 5, **tls.uvicorn_options())
+        try:
+            tls.load(config)
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            raise OSError(f"loki_push_api {self.job}: cannot load the TLS certificate or key: {exc}") from None
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name=f"loki-push[{self.job}]")
         while not self._server.started:
@@ -76,7 +89,8 @@ class PushServer:
                 raise RuntimeError(f"loki_push_api {self.job}: server exited during startup")
             await asyncio.sleep(0.005)
         metrics.add_connection_source(self._connections)
-        self._log.info("loki_push_api listening", address=f"{host}:{self.port}")
+        self._log.info("loki_push_api listening", address=f"{host}:{self.port}", tls=tls.enabled,
+                       auth=auth is not None and auth.enabled)
 
     async def stop(self) -> None:
         metrics.remove_connection_source(self._connections)
