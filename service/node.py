@@ -8,6 +8,7 @@ from typing import Any
 
 from service import log
 from service.cluster.cluster import Cluster
+from service.cluster.placement import Location
 from service.config.errors import ConfigError
 from service.config.schema import encode
 from service.configapi.routes import ConfigAPI, stored_job_names
@@ -18,6 +19,7 @@ from service.log import get_logger
 from service.logs.manager import LogsManager
 from service.logs.search.config import ChatConfig
 from service.metrics.config import InstanceConfig, apply_defaults
+from service.metrics.forward import WriteForwarder
 from service.metrics.instance import MetricsInstance
 from service.metrics.manager import InstanceManager
 from service.settings import NodeConfig, load_node_config
@@ -50,6 +52,8 @@ class Node:
         self._open_config_store()
         # logs subsystem (hook): instances from `logs.configs`, WAL under metrics.wal_directory/logs
         self.logs = LogsManager(cfg.logs, cfg.metrics.wal_directory, http_auth=cfg.server.http_auth)
+        # writes for an instance another node runs are passed on to it (see metrics/forward.py)
+        self.write_forwarder = WriteForwarder(cfg.server.http_tls_config)
 
     def _open_config_store(self) -> None:
         service = self.cfg.metrics.scraping_service
@@ -62,6 +66,10 @@ class Node:
         self.cluster = (Cluster(self.kv, self.manager, service, self.cfg.metrics.global_,
                                 default_address=self.options.advertise_address, on_synced=self._synced)
                         if self.kv is not None else None)
+
+    def locate_instance(self, name: str) -> Location | None:
+        """Where the cluster's last reshard placed the config `name` (None without a cluster)."""
+        return self.cluster.sharder.placement.locate(name) if self.cluster is not None else None
 
     def _synced(self) -> None:
         if not self.ready:
@@ -146,4 +154,5 @@ class Node:
         await self.logs.stop()  # logs subsystem (hook)
         if self.kv is not None:
             await self.kv.close()
+        await self.write_forwarder.close()
         _log.info("node stopped")

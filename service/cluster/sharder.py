@@ -23,6 +23,7 @@ from service.cluster import metrics as m
 from service.cluster.claims import Claims
 from service.cluster.configcache import ConfigCache
 from service.cluster.membership import Member, Membership, State, parse_members
+from service.cluster.placement import Placement
 from service.cluster.ring import Ring
 from service.kv.store import EventType, KVError, KVStore, WatchEvent
 from service.log import get_logger
@@ -76,6 +77,7 @@ class Sharder:
         self._waiters: list[asyncio.Future[ReshardResult]] = []
         self._ring_view: dict[str, State] = {}
         self._ring: Ring | None = None
+        self.placement = Placement(membership.node_id)  # nothing known until the first reshard
         self._pending_since: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
@@ -227,6 +229,7 @@ class Sharder:
             self.cache.forget_missing({p.key for p in configs.pairs})
 
             result = ReshardResult(ok=True)
+            invalid: set[str] = set()
             desired: dict[str, InstanceConfig] = {}
             digests: dict[str, str] = {}
             if not leaving:
@@ -244,11 +247,15 @@ class Sharder:
                         desired[name], digests[name] = parsed.cfg, parsed.digest
                         continue
                     result.invalid += 1
+                    invalid.add(name)
                     _log.error("stored config is invalid; not (re)started", config=name, err=parsed.error)
                     running = self.manager.get(name)
                     digest = self.manager.digest(name)
                     if running is not None and digest is not None:  # the old version keeps running
                         desired[name], digests[name] = running.cfg, digest  # type: ignore[attr-defined]
+
+            addresses = {mid: mem.address for mid, mem in members.items() if mem.state is State.ACTIVE}
+            self.placement = Placement(self.node_id, ring, addresses, pairs.keys() - invalid, leaving)
 
             held = {n for n in desired if self.claims.ours(claims.get(n), lease)}
             wanted = [n for n in desired if n not in held]

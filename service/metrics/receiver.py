@@ -18,9 +18,11 @@ from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from service.cluster.placement import Location, Where
 from service.configapi.names import InvalidName, decode_name
 from service.http.body import BodyTooLarge, read_body
 from service.log import get_logger
+from service.metrics.forward import FORWARDED_HEADER, WriteForwarder
 from service.metrics.ingest import CodecError, IngestStats, SeriesChecker, TooLarge
 from service.wal import Position, WALError
 
@@ -68,10 +70,15 @@ class WriteReceiver:
     def __init__(self, lookup: Callable[[str], Appender | None], *,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
-                 checker: SeriesChecker | None = None, offload_bytes: int = 1 << 20) -> None:
+                 checker: SeriesChecker | None = None, offload_bytes: int = 1 << 20,
+                 locate: Callable[[str], Location | None] | None = None,
+                 forwarder: WriteForwarder | None = None) -> None:
         """``offload_bytes``: bodies at least this large are decoded in a worker thread so one huge
-        request does not stall the event loop (snappy and upb release the GIL only partly)."""
+        request does not stall the event loop (snappy and upb release the GIL only partly).
+        ``locate`` (the cluster's placement) and ``forwarder`` serve writes for instances not running here."""
         self.lookup = lookup
+        self.locate = locate
+        self.forwarder = forwarder
         self.max_body_bytes = max_body_bytes
         self.max_decoded_bytes = max_decoded_bytes
         self.checker = checker or SeriesChecker()
@@ -91,7 +98,7 @@ class WriteReceiver:
             return _text(404, "404 page not found")
         instance = self.lookup(name)
         if instance is None:
-            return _text(400, f"instance {name} does not exist")
+            return await self._not_here(request, name)
         try:
             body = await read_body(request, self.max_body_bytes)
         except BodyTooLarge as exc:
@@ -112,6 +119,28 @@ class WriteReceiver:
         RECEIVED_BYTES.inc(len(body))
         SAMPLES.inc(stats.samples)
         return Response(status_code=204)
+
+    async def _not_here(self, request: Request, name: str) -> Response:
+        """A write for an instance this node does not run: forward it to its owner, ask the sender to
+        retry while it is being placed, or refuse it when no such config exists."""
+        location = self.locate(name) if self.locate is not None else None
+        if location is None or location.where is Where.UNKNOWN:
+            return _text(400, f"instance {name} does not exist")
+        forwarded = FORWARDED_HEADER.lower() in request.headers
+        if location.where is Where.ELSEWHERE and self.forwarder is not None and not forwarded:
+            try:
+                body = await read_body(request, self.max_body_bytes)
+            except BodyTooLarge as exc:
+                return _text(413, str(exc))
+            raw_path = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
+            query = request.scope.get("query_string", b"").decode("latin-1")
+            return await self.forwarder.forward(location.address, raw_path + (f"?{query}" if query else ""),
+                                                dict(request.headers), body, location.node)
+        # Owned here and starting, owned by nobody for a moment, or nodes disagree about the owner: the
+        # config exists, so the sender keeps the samples and retries.
+        response = _text(503, f"instance {name} is not running on any node yet (it is being placed); retry")
+        response.headers["Retry-After"] = "1"
+        return response
 
     async def _decode(self, body: bytes) -> IngestStats:
         if len(body) >= self.offload_bytes:

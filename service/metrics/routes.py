@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.cluster.placement import Location
 from service.http.envelope import success
+from service.metrics.forward import WriteForwarder
 from service.metrics.manager import InstanceManager
 from service.metrics.receiver import PREFIX, WriteReceiver
 from service.metrics.scrape.routes import targets_routes
 
 
-def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None = None) -> list[Route]:
+def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None = None, *,
+                       locate: Callable[[str], Location | None] | None = None,
+                       forwarder: WriteForwarder | None = None) -> list[Route]:
+    """`locate` and `forwarder` let the write endpoint pass writes on to the node that runs the instance."""
     async def instances(request: Request) -> Response:
         return success(manager.running())
 
@@ -26,7 +32,7 @@ def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None 
         running = (manager.get(name) for name in manager.running())
         return list(itertools.chain.from_iterable(i.targets() for i in running if i is not None))
 
-    receiver = receiver or WriteReceiver(lookup)
+    receiver = receiver or WriteReceiver(lookup, locate=locate, forwarder=forwarder)
     return [
         *targets_routes(all_targets),
         Route("/agent/api/v1/metrics/instances", instances, methods=["GET"]),

@@ -1,0 +1,89 @@
+"""Remote writes reach the node that runs the instance whichever node they are sent to (3 real nodes on a
+real etcd): forwarded to the owner, answered with the owner's answer, never bounced between nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_harness import NodeCluster
+from tests.e2e_helpers import metric_sum
+from tests.etcd_server import EtcdServer
+from tests.node_process import NodeProcess, wait_for
+from tests.rw_payloads import simple_series, write_body
+
+NAMES = [f"team-{i}" for i in range(6)]
+WRITE = "/agent/api/v1/metrics/instance/{}/write"
+HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy",
+           "X-Prometheus-Remote-Write-Version": "0.1.0"}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, etcd: EtcdServer) -> Iterator[NodeCluster]:
+    c = NodeCluster(tmp_path, etcd.endpoint)
+    c.add(3)
+    c.put(NAMES)
+    wait_for(lambda: c.exactly_once(NAMES), 30, what="every config on its owner")
+    yield c
+    c.close()
+
+
+def samples_received(node: NodeProcess) -> float:
+    return metric_sum(node, "agent_remote_write_receiver_samples_total")
+
+
+def owners(cluster: NodeCluster) -> dict[str, NodeProcess]:
+    return {name: cluster.nodes[node_id] for node_id, names in cluster.running().items() for name in names}
+
+
+def test_a_write_to_any_node_lands_on_the_owner(cluster: NodeCluster) -> None:
+    owner_of = owners(cluster)
+    before = {nid: samples_received(n) for nid, n in cluster.nodes.items()}
+    sent: dict[str, float] = dict.fromkeys(cluster.nodes, 0.0)
+    for i, name in enumerate(NAMES):
+        for node in cluster.nodes.values():
+            body = write_body(simple_series(10, via=node.node_id), ts_ms=1_700_000_000_000 + i)  # type: ignore[attr-defined]
+            r = node.request("POST", WRITE.format(name), body, HEADERS)
+            assert r.status == 204, (name, node.node_id, r.status, r.text)  # type: ignore[attr-defined]
+            sent[owner_of[name].node_id] += 10  # type: ignore[attr-defined]
+    # Every sample was appended by the owner, none by the nodes that passed them on.
+    assert {nid: samples_received(n) - before[nid] for nid, n in cluster.nodes.items()} == sent
+    forwarded = sum(metric_sum(n, "agent_remote_write_receiver_forwarded_requests_total")
+                    for n in cluster.nodes.values())
+    assert forwarded == len(NAMES) * 2  # each config: from the two nodes that do not run it
+
+
+def test_owner_errors_are_passed_back_and_nothing_bounces(cluster: NodeCluster) -> None:
+    owner_of = owners(cluster)
+    name = NAMES[0]
+    other = next(n for n in cluster.nodes.values() if n is not owner_of[name])
+    # The owner's 400 for a body that is not a WriteRequest comes back through the forwarding node.
+    bad = other.request("POST", WRITE.format(name), b"not snappy", HEADERS)
+    assert bad.status == 400 and "snappy" in bad.text.lower()
+    # Unknown configs are refused by every node, as Grafana Agent does.
+    for node in cluster.nodes.values():
+        r = node.request("POST", WRITE.format("nope"), write_body(simple_series(1)), HEADERS)
+        assert r.status == 400 and r.text == "instance nope does not exist\n"
+    # A request that was already forwarded is not forwarded again: the sender is asked to retry.
+    again = other.request("POST", WRITE.format(name), write_body(simple_series(1)),
+                          {**HEADERS, "X-Scraping-Service-Forwarded": "1"})
+    assert again.status == 503 and again.headers.get("retry-after") == "1"
+
+
+def test_owner_gone_means_retry_then_the_new_owner_takes_the_write(cluster: NodeCluster) -> None:
+    owner_of = owners(cluster)
+    name = NAMES[0]
+    owner = owner_of[name]
+    other = next(n for n in cluster.nodes.values() if n is not owner)
+    cluster.remove(owner.node_id)  # type: ignore[attr-defined]  # SIGTERM: a graceful leave
+    body = write_body(simple_series(5))
+
+    def accepted() -> bool:
+        r = other.request("POST", WRITE.format(name), body, HEADERS)
+        assert r.status in (204, 503), (r.status, r.text)  # never a 400 that would make the sender drop it
+        return r.status == 204
+
+    wait_for(accepted, 30, interval=0.1, what="the write accepted once the config moved")
+    assert any(name in names for names in cluster.running().values())
