@@ -1,7 +1,12 @@
-"""ASGI middleware logging one structured line per request: method, path, status, duration."""
+"""ASGI middleware logging one structured line per request: method, path, status, duration.
+
+As Grafana Agent's server (dskit) does: at debug level, and at warning level for 5xx answers, so a node at
+the default `info` level does not write a line per remote write or push.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,5 +36,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            _log.info("request", method=scope["method"], path=scope["path"], status=status,
-                      duration=f"{(time.perf_counter() - start) * 1000:.2f}ms")
+            level = logging.WARNING if status >= 500 else logging.DEBUG
+            if _log.isEnabledFor(level):
+                _log.log(level, "request", method=scope["method"], path=scope["path"], status=status,
+                         duration=f"{(time.perf_counter() - start) * 1000:.2f}ms")
