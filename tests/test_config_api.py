@@ -11,6 +11,7 @@ import pytest
 
 from tests.etcd_server import EtcdServer
 from tests.node_process import NodeProcess, node_config
+from tests.polling import wait_for
 
 CONFIG = "/agent/api/v1/config/"
 CONFIGS = "/agent/api/v1/configs"
@@ -257,11 +258,25 @@ def test_ready_and_healthy_texts(node: NodeProcess) -> None:
     assert (healthy.status, healthy.text) == (200, "Agent is Healthy.\n")
 
 
-def test_access_log_is_structured(node: NodeProcess) -> None:
-    node.get(CONFIGS)
-    lines = [line for line in node.log().splitlines() if "component=http" in line and f"path={CONFIGS}" in line]
-    assert lines, node.log()[-2000:]
-    assert "method=GET" in lines[-1] and "status=200" in lines[-1] and "duration=" in lines[-1]
+def _access_lines(node: NodeProcess) -> list[str]:
+    return [line for line in node.log().splitlines() if "component=http" in line and f"path={CONFIGS}" in line]
+
+
+def test_no_access_log_line_per_request_at_info(node: NodeProcess) -> None:
+    assert node.get(CONFIGS).status == 200
+    assert _access_lines(node) == []
+
+
+def test_access_log_is_structured_at_debug(tmp_path: Path) -> None:
+    text = node_config(store="embedded").replace("log_level: info", "log_level: debug", 1)
+    node = NodeProcess(tmp_path, text).start()
+    try:
+        node.get(CONFIGS)
+        lines = wait_for(lambda: _access_lines(node), 5, what="an access log line")
+        assert "level=debug" in lines[-1]
+        assert "method=GET" in lines[-1] and "status=200" in lines[-1] and "duration=" in lines[-1]
+    finally:
+        node.stop()
 
 
 def test_read_api_can_be_disabled(tmp_path: Path) -> None:

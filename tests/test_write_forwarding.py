@@ -3,13 +3,17 @@ real etcd): forwarded to the owner, answered with the owner's answer, never boun
 
 from __future__ import annotations
 
+import http.client
+import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cluster_harness import NodeCluster
-from tests.e2e_helpers import metric_sum
+from tests.certs import make_certs
+from tests.cluster_harness import INSTANCES, NodeCluster, cluster_config, config_body
+from tests.e2e_helpers import metric_sum, metric_values
 from tests.etcd_server import EtcdServer
 from tests.node_process import NodeProcess, wait_for
 from tests.rw_payloads import simple_series, write_body
@@ -87,3 +91,48 @@ def test_owner_gone_means_retry_then_the_new_owner_takes_the_write(cluster: Node
 
     wait_for(accepted, 30, interval=0.1, what="the write accepted once the config moved")
     assert any(name in names for names in cluster.running().values())
+
+
+def test_forwarding_between_tls_nodes_that_require_client_certificates(tmp_path: Path, etcd: EtcdServer) -> None:
+    certs = make_certs(tmp_path / "certs")
+    tls = (f"  http_tls_config:\n    cert_file: {certs['server.crt']}\n    key_file: {certs['server.key']}\n"
+           f"    client_ca_file: {certs['ca.crt']}\n    client_auth_type: RequireAndVerifyClientCert\n")
+    ctx = ssl.create_default_context(cafile=str(certs["ca.crt"]))
+    ctx.load_cert_chain(str(certs["client.crt"]), str(certs["client.key"]))
+
+    def https(node: NodeProcess, method: str, path: str, body: bytes = b"",
+              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        conn = http.client.HTTPSConnection("127.0.0.1", node.port, context=ctx, timeout=10)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    nodes = []
+    try:
+        for node_id in ("t0", "t1"):
+            text = cluster_config(node_id, etcd_endpoint=etcd.endpoint, namespace="tls")
+            nodes.append(NodeProcess(tmp_path / node_id, text.replace("server:\n", "server:\n" + tls, 1))
+                         .start(wait_ready=False))
+        for node in nodes:
+            wait_for(lambda node=node: https(node, "GET", "/-/ready")[0] == 200, 30, what="https readiness")
+        assert https(nodes[0], "PUT", "/agent/api/v1/config/secure", config_body("secure").encode())[0] == 201
+
+        def owner() -> NodeProcess | None:
+            for node in nodes:
+                status, body = https(node, "GET", INSTANCES)
+                if status == 200 and "secure" in json.loads(body)["data"]:
+                    return node
+            return None
+
+        owning = wait_for(owner, 30, what="the config running on one node")
+        other = next(n for n in nodes if n is not owning)
+        status, body = https(other, "POST", WRITE.format("secure"), write_body(simple_series(7)), HEADERS)
+        assert status == 204, body
+        metrics = https(owning, "GET", "/metrics")[1].decode()
+        assert sum(v for _, v in metric_values(metrics, "agent_remote_write_receiver_samples_total")) == 7
+    finally:
+        for node in nodes:
+            node.stop()

@@ -15,7 +15,7 @@ import aiohttp
 from prometheus_client import Counter
 from starlette.responses import Response
 
-from service.http.client import HTTPClient
+from service.http.client import HTTPClient, HTTPClientError
 from service.http.tls import ServerTLSConfig
 from service.metrics.config.http_client import HTTPClientFields, TLSConfig
 
@@ -38,23 +38,29 @@ class WriteForwarder:
         self.scheme = "https" if tls is not None else "http"
         # Peers present the certificate every node serves; this node shows its own as a client certificate,
         # so peers that require one accept it, and trusts the client CA (in a cluster, the one CA).
-        fields = HTTPClientFields(tls_config=TLSConfig(ca_file=tls.client_ca_file, cert_file=tls.cert_file,
-                                                       key_file=tls.key_file)) if tls is not None else None
-        self.client = HTTPClient(fields, timeout=timeout)
+        self._fields = HTTPClientFields(tls_config=TLSConfig(
+            ca_file=tls.client_ca_file, cert_file=tls.cert_file, key_file=tls.key_file)) if tls is not None else None
+        self._timeout = timeout
+        self._client: HTTPClient | None = None  # made at the first forward: most nodes never forward
+
+    def _get_client(self) -> HTTPClient:
+        if self._client is None:
+            self._client = HTTPClient(self._fields, timeout=self._timeout)
+        return self._client
 
     async def forward(self, address: str, raw_path: str, headers: dict[str, str], body: bytes,
                       owner: str) -> Response:
         passed = {k: v for k, v in headers.items() if k in _PASSED_REQUEST_HEADERS}
         passed[FORWARDED_HEADER] = "1"
         try:
-            session = await self.client.session()
+            session = await self._get_client().session()
             async with session.post(f"{self.scheme}://{address}{raw_path}", data=body, headers=passed,
                                     allow_redirects=False) as resp:
                 answer = await resp.read()
                 out = {k: v for k, v in resp.headers.items() if k.lower() in _PASSED_RESPONSE_HEADERS}
                 FORWARDED.labels(str(resp.status)).inc()
                 return Response(answer, status_code=resp.status, headers=out)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, HTTPClientError) as exc:
             FORWARDED.labels("503").inc()
             reason = str(exc) or type(exc).__name__
             message = f"could not forward to node {owner} at {address}, which runs this instance: {reason}"
@@ -62,4 +68,5 @@ class WriteForwarder:
                             headers={"Retry-After": "1"})
 
     async def close(self) -> None:
-        await self.client.close()
+        if self._client is not None:
+            await self._client.close()
