@@ -81,9 +81,9 @@ def write_batch(conn: sqlite3.Connection, streams: _Streams, next_id: int,
             "UPDATE streams SET count = streams.count + agg.n, last_ts = max(streams.last_ts, agg.ts) "
             "FROM (SELECT sid, count(*) AS n, max(ts) AS ts FROM logs WHERE id >= ? GROUP BY sid) AS agg "
             "WHERE streams.id = agg.sid", (first_id,))
-        conn.execute(
+        conn.execute(  # grouped by stream id alone: a stream belongs to one tenant
             f"INSERT INTO minute_counts (tenant, minute, sid, n) SELECT tenant, {MINUTE_OF_TS} AS m, sid, count(*) "
-            "FROM logs WHERE id >= ? GROUP BY tenant, m, sid "
+            "FROM logs WHERE id >= ? GROUP BY sid, m "
             "ON CONFLICT (tenant, minute, sid) DO UPDATE SET n = n + excluded.n", (first_id,))
         shared[WRITTEN] += len(rows)
         try:
