@@ -6,7 +6,8 @@ thread with its own read-only connection, so searches run beside the writer (SQL
 exact, with no result cap: with a text or word filter `total` is a COUNT and histogram buckets a GROUP BY over
 the matching rows. Without one, the whole minutes of the window are summed from the per-minute counts
 (`minute_counts`, see schema.py) and only the partial minutes at its two edges are counted in `logs`, all in
-one read transaction; histograms take that path when the bucket is a multiple of a minute.
+one read transaction. Histograms take that path when the bucket is a multiple of a minute and the window
+starts at or after 1970 (SQL's bucket starts truncate toward zero, so before it they are not whole minutes).
 
 A "source" (Loggator's container) is the value of `source_label` (default `container`, else `job`). Its id is
 the first 12 hex digits of SHA-256 of the name: stable across restarts and nodes, unlike container ids.
