@@ -52,14 +52,13 @@ def push_bodies(total: int, start_ms: int, span_ms: int, per_body: int = 1000) -
     """Loki JSON push bodies: 20 containers, lines spread evenly over the span."""
     rng = random.Random(1)
     bodies = []
-    step = span_ms / total
     for b in range(0, total, per_body):
         streams: dict[str, list[list[str]]] = {}
         for i in range(b, min(total, b + per_body)):
             container = f"svc-{i % 20:02d}"
             words = " ".join(rng.choices(WORDS, k=6))
             line = f'level={rng.choice(LEVELS)} msg="{words}" id={i} latency_ms={rng.randint(1, 900)}'
-            ts_ns = int((start_ms + i * step) * 1_000_000)
+            ts_ns = start_ms * 1_000_000 + i * span_ms * 1_000_000 // total  # integers: no float rounding
             streams.setdefault(container, []).append([str(ts_ns), line])
         bodies.append(orjson.dumps({"streams": [
             {"stream": {"container": c, "stream": "stderr" if c.endswith("7") else "stdout", "job": "bench"},
@@ -105,6 +104,8 @@ async def latencies(store: LogStore, now_ms: int, runs: int) -> list[tuple[str, 
                                                         choose_bucket(3_600_000)),
         "histogram: 24h, all": lambda: store.histogram(Filters(from_ms=day, to_ms=now_ms),
                                                        choose_bucket(86_400_000)),
+        "histogram: 24h, container svc-03": lambda: store.histogram(
+            Filters(source="svc-03", from_ms=day, to_ms=now_ms), choose_bucket(86_400_000)),
         "histogram: 24h, word 'error'": lambda: store.histogram(Filters(query="error", from_ms=day, to_ms=now_ms),
                                                                 choose_bucket(86_400_000)),
         "containers": lambda: store.sources(""),

@@ -57,6 +57,25 @@ class Filters:
         return (self.match() is not None and self.source is None and self.stream is None
                 and self.from_ms is None and self.to_ms is None)
 
+    def text_free(self) -> bool:
+        """True when no text or word filter applies: only tenant, time, source and stream limit the rows."""
+        return not self.query.strip() and not self.any_words
+
+    def streams_clause(self, column: str) -> tuple[str, list[Any]] | None:
+        """A clause limiting `column` (a stream id) to the source and stream filters, and its parameters; None
+        when neither is set."""
+        clauses = []
+        params: list[Any] = [self.tenant]
+        if self.source is not None:
+            clauses.append("s.source = ?")
+            params.append(self.source)
+        if self.stream is not None:
+            clauses.append("s.stream = ?")
+            params.append(self.stream)
+        if not clauses:
+            return None
+        return f"{column} IN (SELECT s.id FROM streams s WHERE s.tenant = ? AND {' AND '.join(clauses)})", params
+
     def where(self, *, words: bool = True) -> tuple[str, list[Any]]:
         """A WHERE clause over `logs l` and its parameters; `words=False` leaves out the word match (for
         queries that join the FTS table and match there)."""
@@ -68,17 +87,10 @@ class Filters:
         if self.to_ms is not None:
             clauses.append("l.ts <= ?")
             params.append(self.to_ms)
-        stream_clauses = []
-        if self.source is not None:
-            stream_clauses.append("s.source = ?")
-            params.append(self.source)
-        if self.stream is not None:
-            stream_clauses.append("s.stream = ?")
-            params.append(self.stream)
-        if stream_clauses:
-            clauses.append("l.sid IN (SELECT s.id FROM streams s WHERE s.tenant = ? AND "
-                           + " AND ".join(stream_clauses) + ")")
-            params.insert(len(params) - len(stream_clauses), self.tenant)
+        streams = self.streams_clause("l.sid")
+        if streams is not None:
+            clauses.append(streams[0])
+            params.extend(streams[1])
         text = self.query.strip()
         if text and (words or self.match() is None):
             expr = fts_expression(text)

@@ -1,10 +1,11 @@
 """Retention by age and by size, run by the writer process between batches.
 
 Entries are deleted oldest first in chunks (one short transaction each, so searches and writes interleave),
-from `logs`, from the FTS index (external content: the 'delete' command with the stored text) and from the
-per-stream counts. Size is the database's pages in use; after deleting, freed pages are returned to the file
-system (incremental vacuum) and FTS segments merged so the tombstones do not keep the space. Deletions and
-size are counted in `shared` (the writer's counter array, read by the node) before each commit.
+from `logs`, from the FTS index (external content: the 'delete' command with the stored text), from the
+per-stream counts and from the per-minute counts (a minute reaching 0 is removed). Size is the database's
+pages in use; after deleting, freed pages are returned to the file system (incremental vacuum) and FTS
+segments merged so the tombstones do not keep the space. Deletions and size are counted in `shared` (the
+writer's counter array, read by the node) before each commit.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.logs.search.schema import used_bytes
+from service.logs.search.schema import MINUTE_MS, used_bytes
 
 CHUNK = 5_000
 # Slots of the shared counter array (see writer_proc.py).
@@ -68,23 +69,31 @@ def delete_oldest(conn: sqlite3.Connection, limit: int, *, before_ms: int | None
                   counted: Callable[[int], None] = lambda n: None) -> int:
     """Delete up to `limit` oldest entries (only those older than `before_ms` when given); `counted(n)` is
     called before the commit (and `counted(-n)` if the commit fails)."""
+    cols = "id, line, tenant, sid, ts"
     if before_ms is None:
-        rows = conn.execute("SELECT id, sid, line FROM logs ORDER BY ts LIMIT ?", (limit,)).fetchall()
+        rows = conn.execute(f"SELECT {cols} FROM logs ORDER BY ts LIMIT ?", (limit,)).fetchall()
     else:
-        rows = conn.execute("SELECT id, sid, line FROM logs WHERE ts < ? ORDER BY ts LIMIT ?",
+        rows = conn.execute(f"SELECT {cols} FROM logs WHERE ts < ? ORDER BY ts LIMIT ?",
                             (before_ms, limit)).fetchall()
     if not rows:
         return 0
     per_stream: dict[int, int] = {}
-    for _, sid, _ in rows:
+    per_minute: dict[tuple[str, int, int], int] = {}
+    for _, _, tenant, sid, ts in rows:
         per_stream[sid] = per_stream.get(sid, 0) + 1
+        key = (tenant, ts // MINUTE_MS, sid)
+        per_minute[key] = per_minute.get(key, 0) + 1
     conn.execute("BEGIN")
     try:
         conn.executemany("INSERT INTO logs_fts (logs_fts, rowid, line) VALUES ('delete', ?, ?)",
-                         [(rid, line) for rid, _, line in rows])
-        conn.executemany("DELETE FROM logs WHERE id = ?", [(rid,) for rid, _, _ in rows])
+                         [(row[0], row[1]) for row in rows])
+        conn.executemany("DELETE FROM logs WHERE id = ?", [(row[0],) for row in rows])
         conn.executemany("UPDATE streams SET count = count - ? WHERE id = ?",
                          [(n, sid) for sid, n in per_stream.items()])
+        conn.executemany("UPDATE minute_counts SET n = n - ? WHERE tenant = ? AND minute = ? AND sid = ?",
+                         [(n, *key) for key, n in per_minute.items()])
+        conn.executemany("DELETE FROM minute_counts WHERE tenant = ? AND minute = ? AND sid = ? AND n <= 0",
+                         list(per_minute))
         counted(len(rows))
         try:
             conn.execute("COMMIT")

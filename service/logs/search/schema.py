@@ -6,6 +6,18 @@ scanning. `logs` holds one row per line; `logs_fts` is an external-content FTS5 
 (unicode61, diacritics removed: case- and accent-insensitive words). Row ids are assigned by the writer, so
 FTS rows are inserted with the same rowid without a round trip. `auto_vacuum=INCREMENTAL` lets retention give
 freed pages back to the file system.
+
+`minute_counts` holds the number of rows of `logs` per (tenant, minute, stream id), where a row's minute is
+floor(ts / 60 000); it is WITHOUT ROWID with that key, so a tenant's window of minutes is one range of it. It
+is kept exactly in step with `logs`: raised by the writer in the transaction that inserts the rows, lowered by
+retention in the transaction that deletes them (a minute reaching 0 is removed). Histograms and totals
+without a text filter read whole minutes from it instead of scanning `logs`. It has one row per stream per
+minute with lines, so it is small when streams write many lines a minute (1M lines over 24 h from 20 streams:
+28 800 rows) and gains little when they write about one.
+
+`PRAGMA user_version` is the layout's version. Version 1 added `minute_counts`: the writer process creates it
+and fills it from `logs` in one transaction when it opens an older database (`migrate`); readers use it only
+once the version says it is there (`rollup_ready`).
 """
 
 from __future__ import annotations
@@ -13,6 +25,10 @@ from __future__ import annotations
 import sqlite3
 
 DB_FILE = "logs.db"
+SCHEMA_VERSION = 1
+MINUTE_MS = 60_000
+# A row's minute in SQL: floor(ts / 60 000) (SQLite's integer division truncates toward zero).
+MINUTE_OF_TS = "(ts / 60000 - (ts % 60000 < 0))"
 
 DDL = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -40,6 +56,16 @@ CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(
 );
 """
 
+ROLLUP_DDL = """
+CREATE TABLE IF NOT EXISTS minute_counts (
+    tenant  TEXT NOT NULL,
+    minute  INTEGER NOT NULL,
+    sid     INTEGER NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY (tenant, minute, sid)
+) WITHOUT ROWID
+"""
+
 
 def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection with the store's pragmas. Readers and the one writer share the file through WAL mode."""
@@ -65,3 +91,26 @@ def used_bytes(conn: sqlite3.Connection) -> int:
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     free = conn.execute("PRAGMA freelist_count").fetchone()[0]
     return int((pages - free) * page_size)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the layout to SCHEMA_VERSION (writer process only): create `minute_counts` and fill it from `logs`
+    in one transaction, so readers see either no table or a complete one."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            conn.execute(ROLLUP_DDL)
+            conn.execute("DELETE FROM minute_counts")
+            conn.execute(f"INSERT INTO minute_counts (tenant, minute, sid, n) SELECT tenant, {MINUTE_OF_TS} AS m, "
+                         "sid, count(*) FROM logs GROUP BY tenant, m, sid")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def rollup_ready(conn: sqlite3.Connection) -> bool:
+    """True once `minute_counts` exists and is complete (see `migrate`)."""
+    return conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION

@@ -3,7 +3,11 @@
 The logs instance hands each push to `add_push(tenant, body, entries)` once it is durable in its WAL; that only
 enqueues (see writer.py; the writing happens in a separate process). Reads run on a small thread pool, each
 thread with its own read-only connection, so searches run beside the writer (SQLite WAL mode). Counts are
-exact: `total` is a COUNT and histogram buckets are a GROUP BY, with no result cap.
+exact, with no result cap: with a text or word filter `total` is a COUNT and histogram buckets a GROUP BY over
+the matching rows. Without one, the whole minutes of the window are summed from the per-minute counts
+(`minute_counts`, see schema.py) and only the partial minutes at its two edges are counted in `logs`, all in
+one read transaction. Histograms take that path when the bucket is a multiple of a minute and the window
+starts at or after 1970 (SQL's bucket starts truncate toward zero, so before it they are not whole minutes).
 
 A "source" (Loggator's container) is the value of `source_label` (default `container`, else `job`). Its id is
 the first 12 hex digits of SHA-256 of the name: stable across restarts and nodes, unlike container ids.
@@ -12,13 +16,15 @@ the first 12 hex digits of SHA-256 of the name: stable across restarts and nodes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -27,7 +33,7 @@ import snappy
 from service.logs.labels import format_labels
 from service.logs.search.config import SearchConfig
 from service.logs.search.query import Filters
-from service.logs.search.schema import DB_FILE, connect
+from service.logs.search.schema import DB_FILE, MINUTE_MS, connect, rollup_ready
 from service.logs.search.writer import Writer
 from service.logs.search.writer_proc import DELETED_AGE, DELETED_SIZE, SIZE
 from service.metrics.proto.push_pb2 import PushRequest
@@ -89,6 +95,7 @@ class LogStore:
         self.writer: Writer | None = None
         self.retention = RetentionView(self._writer.shared)
         self.started_at = 0.0
+        self._rollup_seen = False  # minute_counts was complete once (it stays so)
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -172,12 +179,71 @@ class LogStore:
     def _fts_count(self, conn: sqlite3.Connection, expr: str) -> int:
         return conn.execute("SELECT count(*) FROM logs_fts WHERE logs_fts MATCH ?", (expr,)).fetchone()[0]
 
+    # Counts without a text filter: whole minutes from `minute_counts`, partial edge minutes from `logs`.
+    USE_ROLLUP = True
+
+    def _rollup(self, conn: sqlite3.Connection, f: Filters) -> tuple[str, list[Any], list[Filters]] | None:
+        """(WHERE over `minute_counts` for the window's whole minutes, its parameters, the partial minutes at
+        the edges as filters over `logs`), or None when the rollup cannot answer: a text filter, a window
+        without a whole minute, or a database whose rollup is not built yet."""
+        if not self.USE_ROLLUP or not f.text_free():
+            return None
+        lo = None if f.from_ms is None else -(-f.from_ms // MINUTE_MS)  # first whole minute
+        hi = None if f.to_ms is None else (f.to_ms + 1) // MINUTE_MS - 1  # last whole minute
+        if lo is not None and hi is not None and lo > hi:
+            return None
+        if not self._rollup_seen:
+            self._rollup_seen = rollup_ready(conn)
+            if not self._rollup_seen:
+                return None
+        clauses = ["tenant = ?"]
+        params: list[Any] = [f.tenant]
+        edges = []
+        if lo is not None:
+            clauses.append("minute >= ?")
+            params.append(lo)
+            if f.from_ms < lo * MINUTE_MS:  # type: ignore[operator]
+                edges.append(replace(f, to_ms=lo * MINUTE_MS - 1))
+        if hi is not None:
+            clauses.append("minute <= ?")
+            params.append(hi)
+            if f.to_ms > (hi + 1) * MINUTE_MS - 1:  # type: ignore[operator]
+                edges.append(replace(f, from_ms=(hi + 1) * MINUTE_MS))
+        streams = f.streams_clause("sid")
+        if streams is not None:
+            clauses.append(streams[0])
+            params.extend(streams[1])
+        return " AND ".join(clauses), params, edges
+
+    @contextlib.contextmanager
+    def _snapshot(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """One read transaction: the statements inside see the same state of the database."""
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")  # nothing was written: this only ends the read
+
+    def _count_rows(self, conn: sqlite3.Connection, f: Filters) -> int:
+        where, params = f.where()
+        return conn.execute(f"SELECT count(*) FROM logs l WHERE {where}", params).fetchone()[0]
+
     def _total(self, conn: sqlite3.Connection, f: Filters) -> tuple[int, int | None]:
         """(total, matches of the words alone or None when there are no words)."""
         expr = f.match()
         if expr is None:
-            where, params = f.where()
-            return conn.execute(f"SELECT count(*) FROM logs l WHERE {where}", params).fetchone()[0], None
+            rollup = self._rollup(conn, f)
+            if rollup is None:
+                return self._count_rows(conn, f), None
+            where, params, edges = rollup
+            with self._snapshot(conn):
+                total = conn.execute(f"SELECT coalesce(sum(n), 0) FROM minute_counts WHERE {where}",
+                                     params).fetchone()[0]
+                return total + sum(self._count_rows(conn, e) for e in edges), None
         matches = self._fts_count(conn, expr)
         if f.only_words() and self._single_tenant(conn, f.tenant):
             return matches, matches
@@ -215,8 +281,8 @@ class LogStore:
         """Counts per bucket aligned to multiples of bucket_ms, zero-filled over [from_ms, to_ms], ascending."""
         return await self._read(self._histogram, f, bucket_ms)
 
-    def _histogram(self, f: Filters, bucket_ms: int) -> tuple[list[dict[str, int]], int]:
-        assert f.from_ms is not None and f.to_ms is not None
+    def _bucket_counts(self, conn: sqlite3.Connection, f: Filters, bucket_ms: int) -> dict[int, int]:
+        """{bucket start: rows} over `logs` (buckets with no rows left out)."""
         expr = f.match()
         if expr is None:
             where, params = f.where()
@@ -226,7 +292,25 @@ class LogStore:
             sql = ("SELECT (l.ts / ?) * ? AS b, count(*) FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid "
                    f"WHERE logs_fts MATCH ? AND {where} GROUP BY b")
             params = [expr, *params]
-        counts = dict(self._conn().execute(sql, [bucket_ms, bucket_ms, *params]).fetchall())
+        return dict(conn.execute(sql, [bucket_ms, bucket_ms, *params]).fetchall())
+
+    def _histogram(self, f: Filters, bucket_ms: int) -> tuple[list[dict[str, int]], int]:
+        assert f.from_ms is not None and f.to_ms is not None
+        conn = self._conn()
+        # Buckets are (ts / bucket_ms) * bucket_ms in SQL, which truncates toward zero: a whole minute lies in
+        # one bucket when the bucket is a multiple of a minute and the window holds no negative timestamp.
+        rollup = self._rollup(conn, f) if bucket_ms % MINUTE_MS == 0 and f.from_ms >= 0 else None
+        if rollup is None:
+            counts = self._bucket_counts(conn, f, bucket_ms)
+        else:
+            where, params, edges = rollup
+            with self._snapshot(conn):
+                counts = dict(conn.execute(
+                    f"SELECT (minute / ?) * ? AS b, sum(n) FROM minute_counts WHERE {where} GROUP BY b",
+                    [bucket_ms // MINUTE_MS, bucket_ms, *params]).fetchall())
+                for edge in edges:
+                    for b, n in self._bucket_counts(conn, edge, bucket_ms).items():
+                        counts[b] = counts.get(b, 0) + n
         first = (f.from_ms // bucket_ms) * bucket_ms
         buckets = [{"timestamp": b, "count": counts.get(b, 0)} for b in range(first, f.to_ms + 1, bucket_ms)]
         return buckets, sum(counts.values())

@@ -3,9 +3,10 @@
 Indexing a line costs far more CPU than accepting it, so it runs in its own process (its own GIL, at a lower
 scheduling priority): the node's event loop pays only an enqueue per push. The process owns the one write
 connection and runs retention between batches, so there is a single writer and no lock contention inside
-SQLite. Messages from the parent: `(seq, [(tenant, body, entries), ...])`, or None to finish; after each
-commit it answers `seq`. Counters the parent reads (written, retention deletions, size) live in `shared`,
-updated before each commit so they are never behind what readers can see.
+SQLite; on start it brings an older database's layout up to date (`schema.migrate`). Messages from the parent:
+`(seq, [(tenant, body, entries), ...])`, or None to finish; after each commit it answers `seq`. Counters the
+parent reads (written, retention deletions, size) live in `shared`, updated before each commit so they are
+never behind what readers can see.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import snappy
 
 from service.logs.labels import LabelParseError, parse_labels
 from service.logs.search.retention import Retention
-from service.logs.search.schema import connect
+from service.logs.search.schema import MINUTE_OF_TS, connect, migrate
 from service.metrics.proto.push_pb2 import PushRequest
 
 MAX_TXN_ENTRIES = 20_000
@@ -61,7 +62,7 @@ class _Streams:
 def write_batch(conn: sqlite3.Connection, streams: _Streams, next_id: int,
                 pushes: list[tuple[str, bytes, int]], shared: Any) -> int:
     """One transaction for the pushes; returns the next free row id. Python touches each entry once (one
-    tuple); FTS rows and per-stream counts are derived in SQL."""
+    tuple); FTS rows, per-stream counts and per-minute counts are derived in SQL."""
     rows: list[tuple[int, int, str, int, str]] = []
     first_id = next_id
     conn.execute("BEGIN")
@@ -80,6 +81,10 @@ def write_batch(conn: sqlite3.Connection, streams: _Streams, next_id: int,
             "UPDATE streams SET count = streams.count + agg.n, last_ts = max(streams.last_ts, agg.ts) "
             "FROM (SELECT sid, count(*) AS n, max(ts) AS ts FROM logs WHERE id >= ? GROUP BY sid) AS agg "
             "WHERE streams.id = agg.sid", (first_id,))
+        conn.execute(  # grouped by stream id alone: a stream belongs to one tenant
+            f"INSERT INTO minute_counts (tenant, minute, sid, n) SELECT tenant, {MINUTE_OF_TS} AS m, sid, count(*) "
+            "FROM logs WHERE id >= ? GROUP BY sid, m "
+            "ON CONFLICT (tenant, minute, sid) DO UPDATE SET n = n + excluded.n", (first_id,))
         shared[WRITTEN] += len(rows)
         try:
             conn.execute("COMMIT")
@@ -101,9 +106,10 @@ def run(path: str, source_label: str, instance: str, max_age_s: float, max_bytes
     conn = connect(path)
     streams = _Streams(conn, source_label)
     retention = Retention(instance, max_age_s, max_bytes, shared=shared)
-    next_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1
     next_tick = 0.0
     try:
+        migrate(conn)  # an older database gets its per-minute counts here, before anything is written
+        next_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1
         while True:
             stopping = False
             batch: list[tuple[str, bytes, int]] = []
