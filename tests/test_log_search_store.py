@@ -65,27 +65,29 @@ def test_retention_by_age_deletes_old_entries_on_schedule(tmp_path):
 
 
 def test_size_limit_holds(tmp_path):
-    store = make_store(tmp_path, max_size="2MiB", retention_interval=0.05)
+    store = make_store(tmp_path, max_size="1MiB", retention_interval=0.05)
+    batches, per_batch = 10, 2_000
+    written = batches * per_batch  # ~4 MiB with the index: 4x the limit
     try:
         now = now_ms()
-        for batch in range(20):
+        for batch in range(batches):
             store.add([entry("noisy", f"payload {batch} {i} " + "abcdefgh " * 20, now + batch * 10_000 + i)
-                       for i in range(2_000)], "")
-        assert store.flush(60)
+                       for i in range(per_batch)], "")
+        assert store.flush(120)
         reader = connect(store.path, readonly=True)
-        wait_for(lambda: used_bytes(reader) <= 2 * 1024 * 1024, 60, what="size under max_size")
+        wait_for(lambda: used_bytes(reader) <= 1024 * 1024, 120, what="size under max_size")
         reader.close()
         # Retention keeps deleting down to its low-water mark in chunks: wait until it is done (the counter
         # is raised just before each delete commits).
-        wait_for(lambda: run(store.count(Filters())) + store.retention.deleted["size"] == 40_000, 60,
-              what="every deleted entry counted")
+        wait_for(lambda: run(store.count(Filters())) + store.retention.deleted["size"] == written, 120,
+                 what="every deleted entry counted")
         remaining = run(store.count(Filters()))
-        assert 0 < remaining < 40_000
+        assert 0 < remaining < written
         newest = run(store.search(Filters(), 1))[1][0]
-        assert newest["timestamp"] == now + 19 * 10_000 + 1_999  # the oldest went first
+        assert newest["timestamp"] == now + (batches - 1) * 10_000 + per_batch - 1  # the oldest went first
         assert run(store.sources(""))[0]["count"] == remaining
         # Freed pages are returned to the file system.
-        wait_for(lambda: os.path.getsize(store.path) <= 3 * 1024 * 1024, what="file shrunk")
+        wait_for(lambda: os.path.getsize(store.path) <= 2 * 1024 * 1024, 60, what="file shrunk")
     finally:
         store.close()
 
