@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.codec import build_series
-from bench.write_ingest import LUA, SERIES, run_wrk
+from bench.write_ingest import LUA, SERIES, keep_best, run_wrk, summary
 from tests.cluster_harness import NodeCluster
 from tests.etcd_server import EtcdServer
 from tests.node_process import wait_for
@@ -57,16 +57,13 @@ def main() -> int:
             for round_ in (1, 2):
                 for target, node in (("direct to owner", owner), ("via other node", other)):
                     r = run_wrk(f"http://127.0.0.1:{node.port}{WRITE}", body, lua, args.duration)
-                    print(f"round {round_} {target:16s} {r['samples_per_s'] / 1e3:8.0f}k samples/s  "
-                          f"p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  non2xx {int(r['non2xx'])} "
+                    print(f"round {round_} {target:16s} {summary(r)}  non2xx {int(r['non2xx'])} "
                           f"errors {int(r['errors'])}", flush=True)
-                    if target not in best or r["samples_per_s"] > best[target]["samples_per_s"]:
-                        best[target] = r
+                    keep_best(best, target, r)
             direct = best["direct to owner"]["samples_per_s"]
             print("best of 2:")
             for target, r in best.items():
-                print(f"  {target:16s} {r['samples_per_s'] / 1e3:8.0f}k samples/s  p50 {r['p50']:.1f} ms  "
-                      f"p99 {r['p99']:.1f} ms  ratio to direct {r['samples_per_s'] / direct:.2f}")
+                print(f"  {target:16s} {summary(r)}  ratio to direct {r['samples_per_s'] / direct:.2f}")
         finally:
             cluster.close()
             etcd.remove()

@@ -98,6 +98,15 @@ def run_wrk(url: str, body_file: Path, lua: Path, duration: int) -> dict[str, fl
     return result
 
 
+def keep_best(best: dict[str, dict[str, float]], target: str, r: dict[str, float]) -> None:
+    if target not in best or r["samples_per_s"] > best[target]["samples_per_s"]:
+        best[target] = r
+
+
+def summary(r: dict[str, float]) -> str:
+    return f"{r['samples_per_s'] / 1e3:8.0f}k samples/s  p50 {r['p50']:.1f} ms  p99 {r['p99']:.1f} ms"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10)
@@ -134,13 +143,11 @@ def main() -> int:
                 print(f"round {round_} {target:18s} {r['samples_per_s'] / 1e3:8.0f}k samples/s  "
                       f"{r['requests'] / r['seconds']:6.0f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
                       f"non2xx {int(r['non2xx'])} errors {int(r['errors'])}", flush=True)
-                if target not in best or r["samples_per_s"] > best[target]["samples_per_s"]:
-                    best[target] = r
+                keep_best(best, target, r)
         prom = best["prometheus"]["samples_per_s"]
         print("best of 2:")
         for target, r in best.items():
-            print(f"  {target:18s} {r['samples_per_s'] / 1e3:8.0f}k samples/s  p50 {r['p50']:.1f} ms  "
-                  f"p99 {r['p99']:.1f} ms  ratio to prometheus {r['samples_per_s'] / prom:.2f}")
+            print(f"  {target:18s} {summary(r)}  ratio to prometheus {r['samples_per_s'] / prom:.2f}")
     return 0
 
 

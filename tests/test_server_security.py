@@ -32,6 +32,35 @@ def https_get(port: int, path: str, ctx: ssl.SSLContext) -> int:
         conn.close()
 
 
+def plain_http_status(port: int, path: str) -> int | None:
+    """The status of a plain-HTTP GET, or None when the connection fails."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def push_listener(tmp_path: Path, port: int, cert: Path, key: Path) -> str:
+    """A node-file `logs` block: one instance with a loki_push_api listener serving TLS on `port`."""
+    return f"""logs:
+  positions_directory: {tmp_path / "positions"}
+  configs:
+  - name: default
+    clients: []
+    scrape_configs:
+    - job_name: api
+      loki_push_api:
+        server:
+          http_listen_address: 127.0.0.1
+          http_listen_port: {port}
+          http_tls_config: {{cert_file: {cert}, key_file: {key}}}
+"""
+
+
 def client_context(certs: dict[str, Path], with_cert: bool) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(certs["ca.crt"]))
     if with_cert:
@@ -46,13 +75,7 @@ def test_tls_serves_https_only(tmp_path: Path) -> None:
         ctx = client_context(certs, with_cert=False)
         wait_for(lambda: https_get(node.port, "/-/ready", ctx) == 200, 20, what="https readiness")
         assert https_get(node.port, "/agent/api/v1/configs", ctx) == 200
-        plain = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
-        try:
-            plain.request("GET", "/-/ready")
-            status: int | None = plain.getresponse().status
-        except (OSError, http.client.HTTPException):
-            status = None
-        assert status != 200  # plain HTTP to the TLS port is refused or answered with an error
+        assert plain_http_status(node.port, "/-/ready") != 200  # refused or answered with an error
     finally:
         node.stop()
 
@@ -117,19 +140,7 @@ def test_credentials_are_required_except_for_probes(tmp_path: Path) -> None:
 def test_loki_push_api_listener_serves_tls_and_requires_credentials(tmp_path: Path) -> None:
     certs = make_certs(tmp_path / "certs")
     push_port = free_port()
-    logs = f"""logs:
-  positions_directory: {tmp_path / "positions"}
-  configs:
-  - name: default
-    clients: []
-    scrape_configs:
-    - job_name: api
-      loki_push_api:
-        server:
-          http_listen_address: 127.0.0.1
-          http_listen_port: {push_port}
-          http_tls_config: {{cert_file: {certs['server.crt']}, key_file: {certs['server.key']}}}
-"""
+    logs = push_listener(tmp_path, push_port, certs["server.crt"], certs["server.key"])
     auth = "  http_auth:\n    bearer_tokens: [token-one]\n"
     text = node_config(store="embedded").replace("server:\n", "server:\n" + auth, 1) + logs
     node = NodeProcess(tmp_path / "node", text).start()
@@ -149,31 +160,13 @@ def test_loki_push_api_listener_serves_tls_and_requires_credentials(tmp_path: Pa
         assert https_get(push_port, "/ready", ctx) == 200  # the probe stays open
         assert push(None) == 401 and push("wrong") == 401
         assert push("token-one") == 204
-        plain = http.client.HTTPConnection("127.0.0.1", push_port, timeout=5)
-        try:
-            plain.request("GET", "/ready")
-            status: int | None = plain.getresponse().status
-        except (OSError, http.client.HTTPException):
-            status = None
-        assert status != 200
+        assert plain_http_status(push_port, "/ready") != 200
     finally:
         node.stop()
 
 
 def test_loki_push_api_bad_certificate_is_a_clear_error(tmp_path: Path) -> None:
-    logs = f"""logs:
-  positions_directory: {tmp_path / "positions"}
-  configs:
-  - name: default
-    clients: []
-    scrape_configs:
-    - job_name: api
-      loki_push_api:
-        server:
-          http_listen_address: 127.0.0.1
-          http_listen_port: {free_port()}
-          http_tls_config: {{cert_file: {tmp_path / "nope.crt"}, key_file: {tmp_path / "nope.key"}}}
-"""
+    logs = push_listener(tmp_path, free_port(), tmp_path / "nope.crt", tmp_path / "nope.key")
     node = NodeProcess(tmp_path / "node", node_config(store="embedded") + logs)
     node.start(wait_ready=False)
     assert node.proc is not None and node.proc.wait(20) == 1
