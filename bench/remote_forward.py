@@ -6,6 +6,11 @@ external_labels (every series re-encoded from the label cache), and with 2 shard
 app in a child process (the other core), reading each body and answering 204.
 
     python bench/remote_forward.py [--records 200] [--prometheus]
+    python bench/remote_forward.py --latency 50 [--seconds 60] [--rate 200000]
+
+With ``--latency MS`` the sink holds every request that long (a remote far away) and a feeder appends
+``--rate`` samples/s to the WAL for ``--seconds``: prints what one queue keeps up with, with one shard and with
+dynamic shards (``max_shards`` 50), and the backlog left at the end.
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ from tests.remote_helpers import request_body, rw_config
 SERIES = 2000
 
 
-def sink_main(port: int) -> None:
+def sink_main(port: int, latency: float = 0.0) -> None:
     from aiohttp import web
 
     async def handle(request: web.Request) -> web.Response:
         await request.read()
+        if latency:
+            await asyncio.sleep(latency)
         return web.Response(status=204)
 
     app = web.Application(client_max_size=64 << 20)
@@ -60,7 +67,62 @@ async def drain(wal: WAL, url: str, name: str, external: dict[str, str], extra: 
     return q.samples_sent / elapsed
 
 
+async def keep_up(wal: WAL, url: str, name: str, rate: int, seconds: float, extra: str) -> str:
+    """Feed `rate` samples/s for `seconds` while one queue sends; a line of what it kept up with."""
+    from service.metrics.remote.queue import RemoteWriteQueue
+
+    q = RemoteWriteQueue(wal, rw_config(url, extra, name=name), instance="bench", external_labels={})
+    await q.start()
+    per_tick = max(1, rate // SERIES // 100)  # records every 10 ms
+    started = time.monotonic()
+    appended = 0
+    sent_at: list[tuple[float, int]] = []
+    next_tick = started
+    body = request_body(SERIES, int(time.time() * 1000))  # one body, appended again and again: feeding is cheap
+    while (now := time.monotonic()) - started < seconds:
+        for _ in range(per_tick):
+            wal.append(1, body)
+            appended += SERIES
+        sent_at.append((now, q.samples_sent))
+        next_tick += 0.01
+        await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+    tail = [(t, s) for t, s in sent_at if t >= sent_at[-1][0] - seconds / 3]
+    last_rate = (tail[-1][1] - tail[0][1]) / max(1e-9, tail[-1][0] - tail[0][0])
+    backlog = appended - q.samples_sent
+    shards, history = q.shards, len(q._resharding.history)
+    await q.stop(1)
+    return (f"{name:14s} appended {appended / seconds / 1e3:6.0f}k/s  sent (last third) {last_rate / 1e3:6.0f}k/s  "
+            f"backlog at the end {backlog / 1e3:7.0f}k samples  shards {shards} ({history} changes)")
+
+
+async def main_latency(args: argparse.Namespace) -> None:
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, __file__, "--sink", str(port), "--latency", str(args.latency)])
+    try:
+        url = f"http://127.0.0.1:{port}/api/v1/write"
+        for _ in range(200):
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        print(f"sink answers after {args.latency:g} ms; feeding {args.rate / 1e3:.0f}k samples/s for "
+              f"{args.seconds:g} s in records of {SERIES} series; max_samples_per_send 2000")
+        for name, extra in (("1 shard", "queue_config: {max_shards: 1}\n"), ("dynamic (≤50)", "")):
+            with tempfile.TemporaryDirectory() as tmp:
+                wal = await asyncio.to_thread(WAL.open, os.path.join(tmp, "wal"), instance="bench")
+                print(await keep_up(wal, url, name, args.rate, args.seconds, extra), flush=True)
+                wal.close()
+    finally:
+        sink.terminate()
+        sink.wait(10)
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.latency:
+        await main_latency(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         wal = await asyncio.to_thread(WAL.open, os.path.join(tmp, "wal"), instance="bench")
         await fill(wal, args.records, int(time.time() * 1000) - args.records * 1000)
@@ -101,9 +163,12 @@ if __name__ == "__main__":
     parser.add_argument("--records", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--prometheus", action="store_true")
+    parser.add_argument("--latency", type=float, default=0.0, help="ms the sink holds each request")
+    parser.add_argument("--rate", type=int, default=200_000)
+    parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.sink:
-        sink_main(ns.sink)
+        sink_main(ns.sink, ns.latency / 1000)
     else:
         asyncio.run(main(ns))

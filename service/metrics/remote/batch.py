@@ -96,9 +96,21 @@ class Batch:
     raw_bytes: int = 0
     dropped_samples: int = 0  # dropped by write_relabel_configs
     bad_records: int = 0  # unreadable records skipped
+    full: bool = False  # cut at its size limit (more was waiting), not by the send deadline
 
     def raw(self) -> bytes:
         return b"".join(self.parts)
+
+    def extend(self, later: Batch) -> None:
+        """Append the batch cut right after this one (a larger send after the shards went up)."""
+        self.end = later.end
+        self.counts.add(later.counts)
+        self.parts.extend(later.parts)
+        self.records += later.records
+        self.raw_bytes += later.raw_bytes
+        self.dropped_samples += later.dropped_samples
+        self.bad_records += later.bad_records
+        self.full = later.full
 
     def body(self) -> bytes:
         """The snappy-compressed request body."""

@@ -3,7 +3,7 @@
 Two tasks joined by a bounded queue of prepared batches (Prometheus' ``queue_manager.go`` in small):
 
 - the *reader* follows the WAL from the endpoint's progress marker and cuts batches of whole records, up to
-  ``max_samples_per_send`` samples or :data:`MAX_BATCH_BYTES` decoded bytes, or whatever arrived within
+  ``max_samples_per_send`` samples per shard or :data:`MAX_BATCH_BYTES` decoded bytes, or whatever arrived within
   ``batch_send_deadline`` of a batch's first record. It rewrites series only when external_labels or
   write_relabel_configs are set; otherwise the stored bytes are forwarded. Prepared batches wait in a queue
   bounded by ``capacity`` samples, so preparing the next batch overlaps sending the current one;
@@ -11,7 +11,8 @@ Two tasks joined by a bounded queue of prepared batches (Prometheus' ``queue_man
   recoverable failures with exponential backoff (``min_backoff``..``max_backoff``, or the server's
   Retry-After) until they succeed, and dropping refused ones. Only then does it advance the acknowledged
   position. The marker is stored at most every ``marker_interval`` seconds and on stop, so after a crash at
-  most that much is sent twice and nothing acknowledged into the WAL is lost.
+  most that much is sent twice and nothing acknowledged into the WAL is lost. The number of shards moves
+  between ``min_shards`` and ``max_shards`` with what the sender saw (see ``resharding``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from service.metrics.remote import metrics as m
 from service.metrics.remote.batch import RECORD_WRITE_REQUEST, Batch, Counts, count, decode_record
 from service.metrics.remote.client import NonRecoverableError, RecoverableError, WriteClient
 from service.metrics.remote.codec import CodecError
+from service.metrics.remote.resharding import ShardController
 from service.metrics.remote.rewrite import SeriesRewriter
 from service.metrics.remote.shards import split_by_series
 from service.wal import WAL, Position, Record, WALTail
@@ -44,7 +46,8 @@ class RemoteWriteQueue:
     """Sends what a WAL holds to one remote_write endpoint. ``start()`` once, ``stop(deadline)`` once."""
 
     def __init__(self, wal: WAL, cfg: RemoteWriteConfig, *, instance: str, external_labels: dict[str, str],
-                 http: HTTPClient | None = None, marker_interval: float = 1.0) -> None:
+                 http: HTTPClient | None = None, marker_interval: float = 1.0,
+                 shard_update_interval: float = 10.0) -> None:
         self.wal = wal
         self.cfg = cfg
         self.instance = instance
@@ -56,7 +59,7 @@ class RemoteWriteQueue:
         self.deadline = float(qc.batch_send_deadline)
         self.min_backoff = max(0.001, float(qc.min_backoff))
         self.max_backoff = max(self.min_backoff, float(qc.max_backoff))
-        self.shards = max(1, qc.min_shards)
+        self._resharding = ShardController(qc.min_shards, qc.max_shards, interval=shard_update_interval)
         rewriter = SeriesRewriter(external_labels, cfg.write_relabel_configs)
         self._rewriter = rewriter if rewriter.active else None
         self._client = WriteClient(cfg, http)
@@ -87,6 +90,7 @@ class RemoteWriteQueue:
         self._stored = self.acked_position = start
         self._stored_at = time.monotonic()
         self._tail = self.wal.tail(start)
+        self._resharding.start(time.monotonic())
         tag = f"{self.instance}/{self.name}"
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"rw-read[{tag}]"),
                        asyncio.create_task(self._send_loop(), name=f"rw-send[{tag}]")]
@@ -112,6 +116,10 @@ class RemoteWriteQueue:
         m.SAMPLES_PENDING.labels(*self._labels).set(0)
         self._log(logging.INFO, "remote_write queue stopped", position=str(self.acked_position),
                   unsent_batches=len(pending))
+
+    @property
+    def shards(self) -> int:
+        return self._resharding.shards
 
     @property
     def running(self) -> bool:
@@ -164,7 +172,8 @@ class RemoteWriteQueue:
                 batch = Batch(end=rec.end)
                 due = time.monotonic() + self.deadline
             self._add(batch, rec)
-            if batch.counts.samples >= self.max_samples or batch.raw_bytes >= MAX_BATCH_BYTES:
+            if batch.counts.samples >= self.max_samples * self.shards or batch.raw_bytes >= MAX_BATCH_BYTES:
+                batch.full = True
                 return batch
 
     async def _wait_records(self, timeout: float | None) -> list[Record] | None:
@@ -217,10 +226,26 @@ class RemoteWriteQueue:
 
     # --- sender -------------------------------------------------------------------------------------
     async def _send_loop(self) -> None:
-        while True:
-            batch = await self._batches.get()
+        last = False
+        while not last:
+            try:  # idle intervals count too: the shards go down while nothing is sent
+                # (asyncio.timeout, not wait_for: a wait_for cancelled as its inner get() times out can hang)
+                async with asyncio.timeout(self._resharding.interval):
+                    batch = await self._batches.get()
+            except TimeoutError:
+                self._update_shards()
+                continue
             if batch is None:
                 return
+            # Batches cut before the shards went up are smaller than a round can now send: join those waiting.
+            limit = self.max_samples * self.shards
+            while batch.counts.samples < limit and batch.raw_bytes < MAX_BATCH_BYTES and not self._batches.empty():
+                later = self._batches.get_nowait()
+                if later is None:
+                    last = True
+                    break
+                batch.extend(later)
+            started = time.monotonic()
             try:
                 await self._send_batch(batch)
             finally:
@@ -228,6 +253,15 @@ class RemoteWriteQueue:
                 m.SAMPLES_PENDING.labels(*self._labels).set(self.samples_pending)
             self.acked_position = batch.end
             await self._store_marker()
+            self._resharding.observe(time.monotonic() - started, batch.counts.samples, batch.full)
+            self._update_shards()
+
+    def _update_shards(self) -> None:
+        if self._resharding.update(time.monotonic(), self._wal_bytes()) is not None:
+            shards, reason = self._resharding.history[-1]
+            m.SHARDS.labels(*self._labels).set(shards)
+            m.SHARDS_DESIRED.labels(*self._labels).set(shards)
+            self._log(logging.INFO, "remote_write shards changed", shards=shards, reason=reason)
 
     async def _send_batch(self, batch: Batch) -> None:
         if batch.dropped_samples:
@@ -300,6 +334,15 @@ class RemoteWriteQueue:
         m.METADATA_FAILED.labels(*labels).inc(c.metadata)
 
     # --- helpers --------------------------------------------------------------------------------------
+    def _wal_bytes(self) -> tuple[int, int] | None:
+        """(the WAL's durable end, what this endpoint has acknowledged) as byte offsets across segments."""
+        acked = self.acked_position
+        if acked is None:
+            return None
+        size = self.wal.segment_size
+        end = self.wal.durable_position
+        return end[0] * size + end[1], acked[0] * size + acked[1]
+
     async def _store_marker(self, force: bool = False) -> None:
         pos = self.acked_position
         if pos is None or pos == self._stored:

@@ -1,16 +1,18 @@
 """Splitting a batch across shards by series, so shards can send in parallel without reordering a series.
 
-How shards apply here (Prometheus' dynamic resharding is not implemented): the queue runs
-``max(1, min_shards)`` shards. Batches are sent one after another; with N > 1 shards each batch is split by
-a hash of each series' label bytes into N sub-requests that are sent concurrently, and the next batch starts
-only when every sub-request has been answered (or dropped). A series therefore lives in one sub-request per
-batch and batches never overlap, so per-series order holds under any retry pattern. (N requests in flight
-from one in-order pipeline would not be safe: a retried batch lands after its successor.)
+How shards apply here: the queue runs between ``min_shards`` and ``max_shards`` shards, as resharding.py
+decides. Batches are sent one after another; with N > 1 shards each batch (up to N * max_samples_per_send
+samples) is split by a hash of each series' label bytes into N sub-requests that are sent concurrently, and
+the next batch starts only when every sub-request has been answered (or dropped). A series therefore lives
+in one sub-request per batch and batches never overlap, so per-series order holds under any retry pattern
+and any change of N between batches. (N requests in flight from one in-order pipeline would not be safe: a
+retried batch lands after its successor.)
 
-The split walks the top-level fields in Python (about 1 µs per series), so N = 1 — forwarding whole batches
-— is the fast default; more shards pay off only against a slow remote that serves requests in parallel.
-Metadata and unknown top-level fields go to shard 0. Label bytes are hashed as stored, so a series that a
-sender spells with its labels in varying order may land in different shards (senders sort labels).
+The split walks the top-level fields in Python (about 1 µs per series), so N = 1 (forwarding whole batches)
+is the fast start; more shards pay off only against a slow remote that serves requests in parallel, which is
+when resharding adds them. Metadata and unknown top-level fields go to shard 0. Label bytes are hashed as
+stored, so a series that a sender spells with its labels in varying order may land in different shards
+(senders sort labels).
 """
 
 from __future__ import annotations
