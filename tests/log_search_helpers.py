@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from starlette.applications import Starlette
 
 from service.logs.search.config import SearchConfig
 from service.logs.search.store import LogStore
+from tests.ports import free_port
 
 
 @dataclass
@@ -48,12 +48,6 @@ def make_store(tmp_path, writer_nice: int = 0, **cfg) -> LogStore:
     store = LogStore(config, str(tmp_path / "search"), writer_nice=writer_nice)
     store.open()
     return store
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
