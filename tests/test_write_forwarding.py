@@ -16,6 +16,9 @@ from tests.cluster_harness import INSTANCES, NodeCluster, cluster_config, config
 from tests.e2e_helpers import metric_sum, metric_values
 from tests.etcd_server import EtcdServer
 from tests.node_process import NodeProcess, wait_for
+from tests.ports import free_port
+from tests.prometheus_server import PrometheusServer
+from tests.prometheus_server import available as prometheus_available
 from tests.rw_payloads import simple_series, write_body
 
 NAMES = [f"team-{i}" for i in range(6)]
@@ -136,3 +139,45 @@ def test_forwarding_between_tls_nodes_that_require_client_certificates(tmp_path:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.mark.skipif(not prometheus_available(), reason="prometheus is not installed")
+def test_real_prometheus_writes_through_a_node_that_does_not_run_the_instance(tmp_path: Path,
+                                                                             etcd: EtcdServer) -> None:
+    receiver = PrometheusServer(tmp_path, receiver=True).start()
+    cluster = NodeCluster(tmp_path, etcd.endpoint)
+    sender = None
+    try:
+        cluster.add(2)
+        body = f"remote_write:\n  - url: {receiver.write_url}\n    queue_config: {{batch_send_deadline: 200ms}}\n"
+        first = next(iter(cluster.nodes.values()))
+        assert first.request("PUT", "/agent/api/v1/config/relay", body).status == 201
+        wait_for(lambda: cluster.exactly_once(["relay"]), 30, what="the config on its owner")
+        owner = owners(cluster)["relay"]
+        other = next(n for n in cluster.nodes.values() if n is not owner)
+        sender_port = free_port()
+        sender = PrometheusServer(tmp_path, receiver=False, agent=True, config=f"""
+global: {{scrape_interval: 1s}}
+scrape_configs:
+  - job_name: sender
+    static_configs: [{{targets: ['127.0.0.1:{sender_port}']}}]
+remote_write:
+  - url: http://127.0.0.1:{other.port}{WRITE.format('relay')}
+    queue_config: {{batch_send_deadline: 500ms}}
+""")
+        sender.port, sender.url = sender_port, f"http://127.0.0.1:{sender_port}"
+        sender.start()
+        # The sender's own series reach the receiver, through the node that does not run `relay`.
+        wait_for(lambda: receiver.query('up{job="sender"} == 1'), 40, interval=0.5,
+                 what="the sender's up at the receiver")
+        assert len(receiver.series('{job="sender"}')) > 100
+        forwarded = dict(metric_values(other.get("/metrics").text,
+                                       "agent_remote_write_receiver_forwarded_requests_total"))
+        assert forwarded.get('{code="204"}', 0) > 0
+        assert not [code for code in forwarded if code.startswith('{code="4')]  # nothing the sender would drop
+        assert samples_received(owner) > 0 and samples_received(other) == 0
+    finally:
+        if sender is not None:
+            sender.stop()
+        cluster.close()
+        receiver.stop()
