@@ -176,8 +176,34 @@ class LogStore:
     def _single_tenant(self, conn: sqlite3.Connection, tenant: str) -> bool:
         return conn.execute("SELECT NOT EXISTS (SELECT 1 FROM streams WHERE tenant != ?)", (tenant,)).fetchone()[0]
 
-    def _fts_count(self, conn: sqlite3.Connection, expr: str) -> int:
-        return conn.execute("SELECT count(*) FROM logs_fts WHERE logs_fts MATCH ?", (expr,)).fetchone()[0]
+    def _fts_count(self, conn: sqlite3.Connection, expr: str, ids: tuple[int, int]) -> int:
+        return conn.execute("SELECT count(*) FROM logs_fts WHERE logs_fts MATCH ? AND rowid BETWEEN ? AND ?",
+                            (expr, *ids)).fetchone()[0]
+
+    # A word search over a short time window: row ids follow arrival, so every row of the window lies between
+    # the smallest and the largest id in it, and FTS5 skips the matches outside that range instead of joining
+    # each to `logs`. Finding the range scans the window's index entries, so it is done only when the
+    # per-minute counts say the window holds few rows.
+    WINDOW_ROWS = 200_000
+    ALL_IDS = (-(1 << 63), (1 << 63) - 1)
+
+    def _id_range(self, conn: sqlite3.Connection, f: Filters) -> tuple[int, int]:
+        """Bounds of the row ids a search with filters `f` can match (all ids when not worth narrowing)."""
+        if (f.from_ms is None and f.to_ms is None) or not self.USE_ROLLUP:
+            return self.ALL_IDS
+        if not self._rollup_seen:
+            self._rollup_seen = rollup_ready(conn)
+            if not self._rollup_seen:
+                return self.ALL_IDS
+        lo_ms = f.from_ms if f.from_ms is not None else -(1 << 62)
+        hi_ms = f.to_ms if f.to_ms is not None else 1 << 62
+        rows = conn.execute("SELECT coalesce(sum(n), 0) FROM minute_counts WHERE tenant = ? AND minute >= ? "
+                            "AND minute <= ?", (f.tenant, lo_ms // MINUTE_MS, hi_ms // MINUTE_MS)).fetchone()[0]
+        if rows > self.WINDOW_ROWS:
+            return self.ALL_IDS
+        lo, hi = conn.execute("SELECT min(id), max(id) FROM logs WHERE tenant = ? AND ts >= ? AND ts <= ?",
+                              (f.tenant, lo_ms, hi_ms)).fetchone()
+        return (1, 0) if lo is None else (lo, hi)  # (1, 0): an empty window, no id matches
 
     # Counts without a text filter: whole minutes from `minute_counts`, partial edge minutes from `logs`.
     USE_ROLLUP = True
@@ -244,12 +270,15 @@ class LogStore:
                 total = conn.execute(f"SELECT coalesce(sum(n), 0) FROM minute_counts WHERE {where}",
                                      params).fetchone()[0]
                 return total + sum(self._count_rows(conn, e) for e in edges), None
-        matches = self._fts_count(conn, expr)
-        if f.only_words() and self._single_tenant(conn, f.tenant):
-            return matches, matches
-        where, params = f.where(words=False)
-        total = conn.execute("SELECT count(*) FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid "
-                             f"WHERE logs_fts MATCH ? AND {where}", [expr, *params]).fetchone()[0]
+        with self._snapshot(conn):
+            ids = self._id_range(conn, f)
+            matches = self._fts_count(conn, expr, ids)
+            if f.only_words() and self._single_tenant(conn, f.tenant):
+                return matches, matches
+            where, params = f.where(words=False)
+            total = conn.execute("SELECT count(*) FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid "
+                                 f"WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where}",
+                                 [expr, *ids, *params]).fetchone()[0]
         return total, matches
 
     def _search(self, f: Filters, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
@@ -260,8 +289,9 @@ class LogStore:
             where, params = f.where(words=False)
             rows = conn.execute(
                 f"SELECT {cols} FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid JOIN streams s "
-                f"ON s.id = l.sid WHERE logs_fts MATCH ? AND {where} ORDER BY l.ts DESC, l.id DESC LIMIT ? OFFSET ?",
-                [f.match(), *params, limit, offset]).fetchall()
+                f"ON s.id = l.sid WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where} "
+                "ORDER BY l.ts DESC, l.id DESC LIMIT ? OFFSET ?",
+                [f.match(), *self._id_range(conn, f), *params, limit, offset]).fetchall()
         else:
             where, params = f.where()
             rows = conn.execute(
@@ -290,8 +320,8 @@ class LogStore:
         else:
             where, params = f.where(words=False)
             sql = ("SELECT (l.ts / ?) * ? AS b, count(*) FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid "
-                   f"WHERE logs_fts MATCH ? AND {where} GROUP BY b")
-            params = [expr, *params]
+                   f"WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where} GROUP BY b")
+            params = [expr, *self._id_range(conn, f), *params]
         return dict(conn.execute(sql, [bucket_ms, bucket_ms, *params]).fetchall())
 
     def _histogram(self, f: Filters, bucket_ms: int) -> tuple[list[dict[str, int]], int]:
