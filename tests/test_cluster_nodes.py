@@ -82,10 +82,10 @@ def test_kill_and_sigterm_hand_over(cluster: NodeCluster) -> None:
     cluster.put(NAMES)
     cluster.wait_exactly_once(NAMES, 20)
     cluster.remove("n0", signal.SIGKILL)
-    took = cluster.wait_exactly_once(NAMES, TTL + 10, what="survivors take over after kill -9")
+    took = cluster.wait_exactly_once(NAMES, TTL + 5, what="survivors take over after kill -9")
     print(f"kill -9 takeover: {took:.2f}s (lease TTL {TTL:g}s)")
     stopped = cluster.remove("n1", signal.SIGTERM)
-    took = cluster.wait_exactly_once(NAMES, 10, what="survivor takes over after SIGTERM")
+    took = cluster.wait_exactly_once(NAMES, 5, what="survivor takes over after SIGTERM")
     print(f"SIGTERM takeover: {took:.2f}s")
     assert '"left the ring"' in stopped.log()
 
