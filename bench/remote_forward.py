@@ -95,18 +95,23 @@ async def keep_up(wal: WAL, url: str, name: str, rate: int, seconds: float, extr
             f"backlog at the end {backlog / 1e3:7.0f}k samples  shards {shards} ({history} changes)")
 
 
-async def main_latency(args: argparse.Namespace) -> None:
+async def start_sink(latency_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
+    """The sink in a child process, once it accepts connections; and its write URL."""
     port = free_port()
-    sink = subprocess.Popen([sys.executable, __file__, "--sink", str(port), "--latency", str(args.latency)])
+    sink = subprocess.Popen([sys.executable, __file__, "--sink", str(port), "--latency", str(latency_ms)])
+    for _ in range(200):
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
+    return sink, f"http://127.0.0.1:{port}/api/v1/write"
+
+
+async def main_latency(args: argparse.Namespace) -> None:
+    sink, url = await start_sink(args.latency)
     try:
-        url = f"http://127.0.0.1:{port}/api/v1/write"
-        for _ in range(200):
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
         print(f"sink answers after {args.latency:g} ms; feeding {args.rate / 1e3:.0f}k samples/s for "
               f"{args.seconds:g} s in records of {SERIES} series; max_samples_per_send 2000")
         for name, extra in (("1 shard", "queue_config: {max_shards: 1}\n"), ("dynamic (≤50)", "")):
@@ -127,17 +132,8 @@ async def main(args: argparse.Namespace) -> None:
         wal = await asyncio.to_thread(WAL.open, os.path.join(tmp, "wal"), instance="bench")
         await fill(wal, args.records, int(time.time() * 1000) - args.records * 1000)
         total = args.records * SERIES
-        port = free_port()
-        sink = subprocess.Popen([sys.executable, __file__, "--sink", str(port)])
+        sink, url = await start_sink()
         try:
-            url = f"http://127.0.0.1:{port}/api/v1/write"
-            for _ in range(200):
-                try:
-                    _, w = await asyncio.open_connection("127.0.0.1", port)
-                    w.close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.05)
             print(f"{total} samples in {args.records} records of {SERIES} series")
             for i in range(args.rounds):
                 pt = await drain(wal, url, f"pass{i}", {})
