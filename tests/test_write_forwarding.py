@@ -181,3 +181,22 @@ remote_write:
             sender.stop()
         cluster.close()
         receiver.stop()
+
+
+def test_a_config_put_a_moment_ago_is_retried_not_refused(cluster: NodeCluster) -> None:
+    # Before any node's reshard has seen the new config, writes for it ask the sender to retry (503), never
+    # refuse it (a 400 makes Prometheus drop the batch); once placed they land.
+    node = next(iter(cluster.nodes.values()))
+    body = write_body(simple_series(3))
+    assert node.request("PUT", "/agent/api/v1/config/fresh", config_body("fresh")).status == 201
+    statuses = []
+
+    def accepted() -> bool:
+        statuses.append(node.request("POST", WRITE.format("fresh"), body, HEADERS).status)
+        return statuses[-1] == 204
+
+    wait_for(accepted, 30, interval=0.02, what="the write for the new config accepted")
+    assert set(statuses) <= {503, 204}, statuses
+    # A name that is not stored is still refused, and asking the store again is rate-limited (no error).
+    for _ in range(3):
+        assert node.request("POST", WRITE.format("never"), body, HEADERS).status == 400

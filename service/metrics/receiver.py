@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 from urllib.parse import unquote_to_bytes
 
@@ -30,6 +30,8 @@ PREFIX = "/agent/api/v1/metrics/instance/"
 SUFFIX = "/write"
 DEFAULT_MAX_BODY_BYTES = 32 << 20
 DEFAULT_MAX_DECODED_BYTES = 128 << 20
+ABSENT_TTL = 2.0
+ABSENT_MAX = 4096
 
 REQUESTS = Counter("agent_remote_write_receiver_requests_total",
                    "Remote write requests received, by HTTP status code.", ["code"])
@@ -72,13 +74,17 @@ class WriteReceiver:
                  max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
                  checker: SeriesChecker | None = None, offload_bytes: int = 1 << 20,
                  locate: Callable[[str], Location | None] | None = None,
-                 forwarder: WriteForwarder | None = None) -> None:
+                 forwarder: WriteForwarder | None = None,
+                 stored: Callable[[str], Awaitable[bool]] | None = None) -> None:
         """``offload_bytes``: bodies at least this large are decoded in a worker thread so one huge
         request does not stall the event loop (snappy and upb release the GIL only partly).
-        ``locate`` (the cluster's placement) and ``forwarder`` serve writes for instances not running here."""
+        ``locate`` (the cluster's placement) and ``forwarder`` serve writes for instances not running here;
+        ``stored`` asks the KV store about a name the placement does not know yet."""
         self.lookup = lookup
         self.locate = locate
         self.forwarder = forwarder
+        self.stored = stored
+        self._absent: dict[str, float] = {}  # names the store did not hold, until when that answer stands
         self.max_body_bytes = max_body_bytes
         self.max_decoded_bytes = max_decoded_bytes
         self.checker = checker or SeriesChecker()
@@ -124,7 +130,7 @@ class WriteReceiver:
         """A write for an instance this node does not run: forward it to its owner, ask the sender to
         retry while it is being placed, or refuse it when no such config exists."""
         location = self.locate(name) if self.locate is not None else None
-        if location is None or location.where is Where.UNKNOWN:
+        if location is None or (location.where is Where.UNKNOWN and not await self._stored_now(name)):
             return _text(400, f"instance {name} does not exist")
         forwarded = FORWARDED_HEADER.lower() in request.headers
         if location.where is Where.ELSEWHERE and self.forwarder is not None and not forwarded:
@@ -141,6 +147,22 @@ class WriteReceiver:
         response = _text(503, f"instance {name} is not running on any node yet (it is being placed); retry")
         response.headers["Retry-After"] = "1"
         return response
+
+    async def _stored_now(self, name: str) -> bool:
+        """Whether the store holds `name` although the last reshard did not see it (a config PUT a moment
+        ago). A name found missing is not asked about again for ABSENT_TTL seconds, so a sender writing to
+        a name that does not exist costs the store one read every few seconds, not one per request."""
+        if self.stored is None:
+            return False
+        now = time.monotonic()
+        if self._absent.get(name, 0.0) > now:
+            return False
+        if await self.stored(name):
+            return True
+        if len(self._absent) >= ABSENT_MAX:
+            self._absent.clear()
+        self._absent[name] = now + ABSENT_TTL
+        return False
 
     async def _decode(self, body: bytes) -> IngestStats:
         if len(body) >= self.offload_bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -20,7 +20,8 @@ from service.metrics.scrape.routes import targets_routes
 
 def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None = None, *,
                        locate: Callable[[str], Location | None] | None = None,
-                       forwarder: WriteForwarder | None = None) -> list[Route]:
+                       forwarder: WriteForwarder | None = None,
+                       stored: Callable[[str], Awaitable[bool]] | None = None) -> list[Route]:
     """`locate` and `forwarder` let the write endpoint pass writes on to the node that runs the instance."""
     async def instances(request: Request) -> Response:
         return success(manager.running())
@@ -32,7 +33,7 @@ def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None 
         running = (manager.get(name) for name in manager.running())
         return list(itertools.chain.from_iterable(i.targets() for i in running if i is not None))
 
-    receiver = receiver or WriteReceiver(lookup, locate=locate, forwarder=forwarder)
+    receiver = receiver or WriteReceiver(lookup, locate=locate, forwarder=forwarder, stored=stored)
     return [
         *targets_routes(all_targets),
         Route("/agent/api/v1/metrics/instances", instances, methods=["GET"]),
