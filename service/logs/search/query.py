@@ -92,15 +92,17 @@ class Filters:
             clauses.append(streams[0])
             params.extend(streams[1])
         text = self.query.strip()
+        # `+l.id`: the membership test must not drive the plan (SQLite would look every match up by id in the
+        # logs_id index and sort them all, instead of walking the (tenant, ts) index newest first).
         if text and (words or self.match() is None):
             expr = fts_expression(text)
             if expr is not None:
-                clauses.append("l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)")
+                clauses.append("+l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)")
                 params.append(expr)
             else:
                 clauses.append("instr(lower(l.line), lower(?)) > 0")
                 params.append(text)
         if self.any_words and (words or self.match() is None):
-            clauses.append("l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)")
+            clauses.append("+l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)")
             params.append(" OR ".join('"' + w.replace('"', '""') + '"*' for w in self.any_words))
         return " AND ".join(clauses), params

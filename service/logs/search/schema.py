@@ -15,6 +15,11 @@ without a text filter read whole minutes from it instead of scanning `logs`. It 
 minute with lines, so it is small when streams write many lines a minute (1M lines over 24 h from 20 streams:
 28 800 rows) and gains little when they write about one.
 
+`logs_id` covers (id, tenant, ts, sid): counts and histograms driven from FTS matches look each match up there
+instead of in the table, whose rows carry the text (at 1M entries, a 24 h histogram of a common word: 60 → 37
+ms). Ids grow with arrival, so the index is appended to at its end. The writer creates it when it opens a
+database without it; readers use it once it is there (`covering_index_ready`).
+
 `PRAGMA user_version` is the layout's version. Version 1 added `minute_counts`: the writer process creates it
 and fills it from `logs` in one transaction when it opens an older database (`migrate`); readers use it only
 once the version says it is there (`rollup_ready`).
@@ -51,6 +56,7 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_tenant_ts ON logs (tenant, ts, sid);
 CREATE INDEX IF NOT EXISTS logs_ts ON logs (ts);
+CREATE INDEX IF NOT EXISTS logs_id ON logs (id, tenant, ts, sid);
 CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(
     line, content='logs', content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='2 3'
 );
@@ -109,6 +115,10 @@ def migrate(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def covering_index_ready(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'logs_id'").fetchone() is not None
 
 
 def rollup_ready(conn: sqlite3.Connection) -> bool:

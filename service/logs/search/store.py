@@ -33,7 +33,7 @@ import snappy
 from service.logs.labels import format_labels
 from service.logs.search.config import SearchConfig
 from service.logs.search.query import Filters
-from service.logs.search.schema import DB_FILE, MINUTE_MS, connect, rollup_ready
+from service.logs.search.schema import DB_FILE, MINUTE_MS, connect, covering_index_ready, rollup_ready
 from service.logs.search.writer import Writer
 from service.logs.search.writer_proc import DELETED_AGE, DELETED_SIZE, SIZE
 from service.metrics.proto.push_pb2 import PushRequest
@@ -96,6 +96,7 @@ class LogStore:
         self.retention = RetentionView(self._writer.shared)
         self.started_at = 0.0
         self._rollup_seen = False  # minute_counts was complete once (it stays so)
+        self._covering_seen = False  # the logs_id index existed once (it stays)
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -175,6 +176,12 @@ class LogStore:
 
     def _single_tenant(self, conn: sqlite3.Connection, tenant: str) -> bool:
         return conn.execute("SELECT NOT EXISTS (SELECT 1 FROM streams WHERE tenant != ?)", (tenant,)).fetchone()[0]
+
+    def _by_id(self, conn: sqlite3.Connection) -> str:
+        """How FTS-driven counts reach `logs`: through the covering index once it exists."""
+        if not self._covering_seen:
+            self._covering_seen = covering_index_ready(conn)
+        return "INDEXED BY logs_id" if self._covering_seen else ""
 
     def _fts_count(self, conn: sqlite3.Connection, expr: str, ids: tuple[int, int]) -> int:
         return conn.execute("SELECT count(*) FROM logs_fts WHERE logs_fts MATCH ? AND rowid BETWEEN ? AND ?",
@@ -276,7 +283,8 @@ class LogStore:
             if f.only_words() and self._single_tenant(conn, f.tenant):
                 return matches, matches
             where, params = f.where(words=False)
-            total = conn.execute("SELECT count(*) FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid "
+            total = conn.execute(f"SELECT count(*) FROM logs_fts CROSS JOIN logs l {self._by_id(conn)} "
+                                 "ON l.id = logs_fts.rowid "
                                  f"WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where}",
                                  [expr, *ids, *params]).fetchone()[0]
         return total, matches
@@ -319,8 +327,9 @@ class LogStore:
             sql = f"SELECT (l.ts / ?) * ? AS b, count(*) FROM logs l WHERE {where} GROUP BY b"
         else:
             where, params = f.where(words=False)
-            sql = ("SELECT (l.ts / ?) * ? AS b, count(*) FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid "
-                   f"WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where} GROUP BY b")
+            sql = (f"SELECT (l.ts / ?) * ? AS b, count(*) FROM logs_fts CROSS JOIN logs l {self._by_id(conn)} "
+                   f"ON l.id = logs_fts.rowid WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where} "
+                   "GROUP BY b")
             params = [expr, *self._id_range(conn, f), *params]
         return dict(conn.execute(sql, [bucket_ms, bucket_ms, *params]).fetchall())
 
