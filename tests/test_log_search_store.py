@@ -77,15 +77,19 @@ def test_size_limit_holds(tmp_path):
         reader = connect(store.path, readonly=True)
         wait_for(lambda: used_bytes(reader) <= 1024 * 1024, 120, what="size under max_size")
         reader.close()
-        # Retention keeps deleting down to its low-water mark in chunks: wait until it is done (the counter
-        # is raised just before each delete commits).
-        wait_for(lambda: run(store.count(Filters())) + store.retention.deleted["size"] == written, 120,
-                 what="every deleted entry counted")
-        remaining = run(store.count(Filters()))
+        # Retention keeps deleting down to its low-water mark in chunks (its counter is raised just before each
+        # delete commits): once it has stopped, the rows left, the per-source count and the deletions agree.
+        def settled() -> int | None:
+            remaining = run(store.count(Filters()))
+            agree = (run(store.sources(""))[0]["count"] == remaining
+                     and remaining + store.retention.deleted["size"] == written
+                     and run(store.count(Filters())) == remaining)
+            return remaining if agree else None
+
+        remaining = wait_for(settled, 120, what="retention done, counts agreeing")
         assert 0 < remaining < written
         newest = run(store.search(Filters(), 1))[1][0]
         assert newest["timestamp"] == now + (batches - 1) * 10_000 + per_batch - 1  # the oldest went first
-        assert run(store.sources(""))[0]["count"] == remaining
         # Freed pages are returned to the file system.
         wait_for(lambda: os.path.getsize(store.path) <= 2 * 1024 * 1024, 60, what="file shrunk")
     finally:
