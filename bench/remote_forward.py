@@ -89,7 +89,7 @@ async def keep_up(wal: WAL, url: str, name: str, rate: int, seconds: float, extr
     tail = [(t, s) for t, s in sent_at if t >= sent_at[-1][0] - seconds / 3]
     last_rate = (tail[-1][1] - tail[0][1]) / max(1e-9, tail[-1][0] - tail[0][0])
     backlog = appended - q.samples_sent
-    shards, history = q.shards, len(q._resharding.history)
+    shards, history = q.shards, q._resharding.changes
     await q.stop(1)
     return (f"{name:14s} appended {appended / seconds / 1e3:6.0f}k/s  sent (last third) {last_rate / 1e3:6.0f}k/s  "
             f"backlog at the end {backlog / 1e3:7.0f}k samples  shards {shards} ({history} changes)")

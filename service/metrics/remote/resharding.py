@@ -20,12 +20,14 @@ a queue whose remote is slow to answer (latency, not bandwidth) keeps up only wi
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 BUSY_HIGH = 0.9
 BUSY_LOW = 0.5
 FULL_SHARE = 0.5
 GAIN = 1.1
+HISTORY = 32
 
 
 @dataclass
@@ -45,7 +47,9 @@ class ShardController:
     _held: int = 0
     _next_hold: int = 0
     _wal: tuple[int, int] | None = None  # (WAL end, acknowledged) bytes at the start of the interval
-    history: list[tuple[int, str]] = field(default_factory=list)  # (shards, reason) of every change
+    # (shards, reason) of the last changes, for logs and tests; bounded, as a queue may run for months
+    history: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    changes: int = 0
 
     def __post_init__(self) -> None:
         self.min_shards = max(1, self.min_shards)
@@ -105,4 +109,5 @@ class ShardController:
             return None
         self.shards = shards
         self.history.append((shards, reason))
+        self.changes += 1
         return shards
