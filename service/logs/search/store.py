@@ -196,12 +196,8 @@ class LogStore:
 
     def _id_range(self, conn: sqlite3.Connection, f: Filters) -> tuple[int, int]:
         """Bounds of the row ids a search with filters `f` can match (all ids when not worth narrowing)."""
-        if (f.from_ms is None and f.to_ms is None) or not self.USE_ROLLUP:
+        if (f.from_ms is None and f.to_ms is None) or not self._rollup_ready(conn):
             return self.ALL_IDS
-        if not self._rollup_seen:
-            self._rollup_seen = rollup_ready(conn)
-            if not self._rollup_seen:
-                return self.ALL_IDS
         lo_ms = f.from_ms if f.from_ms is not None else -(1 << 62)
         hi_ms = f.to_ms if f.to_ms is not None else 1 << 62
         rows = conn.execute("SELECT coalesce(sum(n), 0) FROM minute_counts WHERE tenant = ? AND minute >= ? "
@@ -215,20 +211,22 @@ class LogStore:
     # Counts without a text filter: whole minutes from `minute_counts`, partial edge minutes from `logs`.
     USE_ROLLUP = True
 
+    def _rollup_ready(self, conn: sqlite3.Connection) -> bool:
+        """Whether `minute_counts` may be read (it stays complete once it was)."""
+        if self.USE_ROLLUP and not self._rollup_seen:
+            self._rollup_seen = rollup_ready(conn)
+        return self.USE_ROLLUP and self._rollup_seen
+
     def _rollup(self, conn: sqlite3.Connection, f: Filters) -> tuple[str, list[Any], list[Filters]] | None:
         """(WHERE over `minute_counts` for the window's whole minutes, its parameters, the partial minutes at
         the edges as filters over `logs`), or None when the rollup cannot answer: a text filter, a window
         without a whole minute, or a database whose rollup is not built yet."""
-        if not self.USE_ROLLUP or not f.text_free():
+        if not f.text_free():
             return None
         lo = None if f.from_ms is None else -(-f.from_ms // MINUTE_MS)  # first whole minute
         hi = None if f.to_ms is None else (f.to_ms + 1) // MINUTE_MS - 1  # last whole minute
-        if lo is not None and hi is not None and lo > hi:
+        if (lo is not None and hi is not None and lo > hi) or not self._rollup_ready(conn):
             return None
-        if not self._rollup_seen:
-            self._rollup_seen = rollup_ready(conn)
-            if not self._rollup_seen:
-                return None
         clauses = ["tenant = ?"]
         params: list[Any] = [f.tenant]
         edges = []
@@ -265,33 +263,34 @@ class LogStore:
         where, params = f.where()
         return conn.execute(f"SELECT count(*) FROM logs l WHERE {where}", params).fetchone()[0]
 
-    def _total(self, conn: sqlite3.Connection, f: Filters) -> tuple[int, int | None]:
-        """(total, matches of the words alone or None when there are no words)."""
+    def _total(self, conn: sqlite3.Connection, f: Filters) -> tuple[int, int | None, tuple[int, int]]:
+        """(total, matches of the words alone or None when there are no words, the row ids the matches were
+        limited to)."""
         expr = f.match()
         if expr is None:
             rollup = self._rollup(conn, f)
             if rollup is None:
-                return self._count_rows(conn, f), None
+                return self._count_rows(conn, f), None, self.ALL_IDS
             where, params, edges = rollup
             with self._snapshot(conn):
                 total = conn.execute(f"SELECT coalesce(sum(n), 0) FROM minute_counts WHERE {where}",
                                      params).fetchone()[0]
-                return total + sum(self._count_rows(conn, e) for e in edges), None
+                return total + sum(self._count_rows(conn, e) for e in edges), None, self.ALL_IDS
         with self._snapshot(conn):
             ids = self._id_range(conn, f)
             matches = self._fts_count(conn, expr, ids)
             if f.only_words() and self._single_tenant(conn, f.tenant):
-                return matches, matches
+                return matches, matches, ids
             where, params = f.where(words=False)
             total = conn.execute(f"SELECT count(*) FROM logs_fts CROSS JOIN logs l {self._by_id(conn)} "
                                  "ON l.id = logs_fts.rowid "
                                  f"WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where}",
                                  [expr, *ids, *params]).fetchone()[0]
-        return total, matches
+        return total, matches, ids
 
     def _search(self, f: Filters, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
         conn = self._conn()
-        total, matches = self._total(conn, f)
+        total, matches, ids = self._total(conn, f)
         cols = "l.id, l.ts, s.source, s.stream, s.labels, l.line"
         if matches is not None and matches <= self.FEW_MATCHES:
             where, params = f.where(words=False)
@@ -299,7 +298,7 @@ class LogStore:
                 f"SELECT {cols} FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid JOIN streams s "
                 f"ON s.id = l.sid WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where} "
                 "ORDER BY l.ts DESC, l.id DESC LIMIT ? OFFSET ?",
-                [f.match(), *self._id_range(conn, f), *params, limit, offset]).fetchall()
+                [f.match(), *ids, *params, limit, offset]).fetchall()
         else:
             where, params = f.where()
             rows = conn.execute(
