@@ -22,6 +22,7 @@ from service.metrics.config import InstanceConfig, apply_defaults
 from service.metrics.forward import WriteForwarder
 from service.metrics.instance import MetricsInstance
 from service.metrics.manager import InstanceManager
+from service.ops.nodemetrics import LoopLagMonitor, NodeCollector, register_node_collector
 from service.settings import NodeConfig, load_node_config
 
 _log = get_logger("node")
@@ -54,6 +55,8 @@ class Node:
         self.logs = LogsManager(cfg.logs, cfg.metrics.wal_directory, http_auth=cfg.server.http_auth)
         # writes for an instance another node runs are passed on to it (see metrics/forward.py)
         self.write_forwarder = WriteForwarder(cfg.server.http_tls_config)
+        self.loop_lag = LoopLagMonitor(self._probe_kv)
+        register_node_collector(NodeCollector(lambda: self.cfg.metrics.wal_directory, self._targets))
 
     def _open_config_store(self) -> None:
         service = self.cfg.metrics.scraping_service
@@ -81,6 +84,14 @@ class Node:
         except (KVError, TimeoutError):
             return False
 
+    async def _probe_kv(self) -> None:
+        if self.kv is not None:
+            await self.kv.get(self.cfg.metrics.scraping_service.kvstore.prefix)
+
+    def _targets(self) -> list[dict[str, Any]]:
+        running = (self.manager.get(name) for name in self.manager.running())
+        return [t for inst in running if inst is not None for t in inst.targets()]
+
     def _synced(self) -> None:
         if not self.ready:
             self.ready = True
@@ -94,6 +105,7 @@ class Node:
         return {c.name: apply_defaults(c, self.cfg.metrics.global_) for c in self.cfg.metrics.configs}
 
     async def start(self) -> None:
+        self.loop_lag.start()
         for section in self.cfg.unimplemented():
             _log.warning("config section is accepted but not implemented yet; it is ignored", section=section)
         if self.kv is not None:
@@ -165,4 +177,5 @@ class Node:
         if self.kv is not None:
             await self.kv.close()
         await self.write_forwarder.close()
+        await self.loop_lag.stop()
         _log.info("node stopped")
