@@ -62,8 +62,8 @@ def test_collector_reads_targets_and_the_wal_filesystem(tmp_path: Path) -> None:
     assert 'agent_metrics_targets{state="unknown"} 0.0' in text
     assert "agent_metrics_targets_scrape_duration_seconds_max 0.5" in text
     assert "agent_metrics_targets_scrape_duration_seconds_sum 0.55" in text
-    avail = float(text.split("agent_wal_filesystem_avail_bytes ")[1].split()[0])
-    size = float(text.split("agent_wal_filesystem_size_bytes ")[1].split()[0])
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if not line.startswith("#")}
+    avail, size = values["agent_wal_filesystem_avail_bytes"], values["agent_wal_filesystem_size_bytes"]
     assert 0 < avail <= size
 
 

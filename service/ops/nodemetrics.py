@@ -66,7 +66,7 @@ class LoopLagMonitor:
             await asyncio.sleep(self.interval)
             LOOP_LAG.observe(max(0.0, time.monotonic() - due))
             ticks += 1
-            if self.probe_kv is not None and ticks % self.kv_every == 1 and (self._probe is None
+            if self.probe_kv is not None and (ticks - 1) % self.kv_every == 0 and (self._probe is None
                                                                              or self._probe.done()):
                 self._probe = asyncio.get_running_loop().create_task(self._probe_kv(), name="kv-probe")
 
