@@ -17,7 +17,8 @@ from service.kv.factory import open_store
 from service.kv.store import KVError, KVStore
 from service.log import get_logger
 from service.logs.manager import LogsManager
-from service.logs.search.config import ChatConfig
+from service.logs.search.cluster import ClusterSearch, Peer
+from service.logs.search.config import ChatConfig, SearchConfig
 from service.metrics.config import InstanceConfig, apply_defaults
 from service.metrics.forward import WriteForwarder
 from service.metrics.instance import MetricsInstance
@@ -54,6 +55,10 @@ class Node:
         self.logs = LogsManager(cfg.logs, cfg.metrics.wal_directory, http_auth=cfg.server.http_auth)
         # writes for an instance another node runs are passed on to it (see metrics/forward.py)
         self.write_forwarder = WriteForwarder(cfg.server.http_tls_config)
+        search = self.search_config()
+        # log search answers for every ACTIVE node, over the same node-to-node client
+        self.search_cluster = ClusterSearch(self.search_peers, self.write_forwarder.peers,
+                                            timeout=float(search.peer_timeout), concurrency=search.peer_concurrency)
 
     def _open_config_store(self) -> None:
         service = self.cfg.metrics.scraping_service
@@ -107,10 +112,22 @@ class Node:
         self.ready = True
         _log.info("node ready")
 
-    def chat_config(self) -> ChatConfig:
-        """The chat provider of the logs instance whose store the search API serves (`default` first)."""
+    def search_config(self) -> SearchConfig:
+        """The search settings of the logs instance whose store the search API serves (`default` first)."""
         configs = sorted(self.cfg.logs.configs if self.cfg.logs else [], key=lambda c: (c.name != "default", c.name))
-        return next((c.search.chat for c in configs if c.search.enabled), ChatConfig())
+        return next((c.search for c in configs if c.search.enabled), SearchConfig())
+
+    def chat_config(self) -> ChatConfig:
+        """The chat provider of the logs instance whose store the search API serves."""
+        return self.search_config().chat
+
+    def search_peers(self) -> tuple[str, list[Peer]]:
+        """This node's id and the other ACTIVE nodes, as the last reshard saw them (none without a cluster)."""
+        if self.cluster is None:
+            return "", []
+        own = self.cluster.node_id
+        addresses = self.cluster.sharder.placement.addresses
+        return own, [Peer(node, address) for node, address in sorted(addresses.items()) if node != own]
 
     async def status(self) -> dict[str, Any]:
         """Parts of the node for /api/status: the KV store, the cluster and the instances."""
