@@ -33,6 +33,7 @@ from service.logs.search.query import Filters
 
 MAX_WINDOW = 10_000  # offset + limit of one cluster-wide page, as far as paging goes
 ANY_WORDS_PARAM = "anyWords"  # between nodes only: the chat tools' error-words filter
+KEYS_PARAM = "keysOnly"  # between nodes only: entries as {id, timestamp}, for locating a deep page
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,23 @@ def merge_pages(pages: Mapping[str, list[dict[str, Any]]], offset: int, limit: i
         if i >= offset:
             out.append({**entry, "node": node})
     return out
+
+
+def locate_page(keys: Mapping[str, list[dict[str, Any]]], offset: int, limit: int) -> dict[str, tuple[int, int]]:
+    """From every node's first offset+limit keys: {node: (its offset, its count)} of the entries that make
+    up the merged page `offset .. offset+limit` (nodes with none left out)."""
+    before: dict[str, int] = dict.fromkeys(keys, 0)
+    inside: dict[str, int] = dict.fromkeys(keys, 0)
+    for i, (_, node, _entry) in enumerate(heapq.merge(
+            *[[(_order_key(node, e), node, e) for e in entries] for node, entries in keys.items()],
+            key=lambda item: item[0])):
+        if i >= offset + limit:
+            break
+        if i < offset:
+            before[node] += 1
+        else:
+            inside[node] += 1
+    return {node: (before[node], inside[node]) for node in keys if inside[node]}
 
 
 def merge_sources(lists: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -203,15 +221,44 @@ class ClusterView:
         return answers
 
     async def search(self, f: Filters, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+        """One page of the merged order. A first page asks every node for its first `limit` entries; a deeper
+        page first asks for the keys of the first offset+limit (small), then each node only for its part of
+        the page, so a page costs about `limit` entries of transfer however deep it is."""
         window = offset + limit
         params = {**filter_params(f), "limit": str(window), "offset": "0"}
+        if offset == 0:
+            (total, local), remote = await asyncio.gather(self.local.search(f, window, 0),
+                                                          self._ask_all("/api/logs/search", params))
+            pages = {self.node: local}
+            for node, data in remote.items():
+                total += int(data["total"])
+                pages[node] = data["logs"]
+            return total, merge_pages(pages, offset, limit)
         (total, local), remote = await asyncio.gather(self.local.search(f, window, 0),
-                                                      self._ask_all("/api/logs/search", params))
-        pages = {self.node: local}
+                                                      self._ask_all("/api/logs/search", {**params, KEYS_PARAM: "1"}))
+        keys = {self.node: local}
         for node, data in remote.items():
             total += int(data["total"])
-            pages[node] = data["logs"]
-        return total, merge_pages(pages, offset, limit)
+            keys[node] = data["logs"]
+        parts = locate_page(keys, offset, limit)
+        pages: dict[str, list[dict[str, Any]]] = {}
+        if self.node in parts:
+            start, count = parts[self.node]
+            pages[self.node] = local[start:start + count]
+        peers = [p for p in self.peers if p.node in parts]
+        sem = asyncio.Semaphore(max(1, self.concurrency))
+        results = await asyncio.gather(*(self._get(p, "/api/logs/search", {
+            **filter_params(f), "offset": str(parts[p.node][0]), "limit": str(parts[p.node][1])}, sem)
+            for p in peers), return_exceptions=True)
+        for peer, result in zip(peers, results, strict=True):
+            if isinstance(result, PeerFailed):
+                if peer.node not in self.missing:
+                    self.missing.append(peer.node)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                pages[peer.node] = result["logs"]
+        return total, merge_pages(pages, 0, limit)
 
     async def count(self, f: Filters) -> int:
         params = {**filter_params(f), "limit": "1", "offset": "0"}

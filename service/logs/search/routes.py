@@ -23,7 +23,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service import __version__
-from service.logs.search.cluster import ANY_WORDS_PARAM, MAX_WINDOW, ClusterSearch, ClusterView, SearchBackend
+from service.logs.search.cluster import (
+    ANY_WORDS_PARAM,
+    KEYS_PARAM,
+    MAX_WINDOW,
+    ClusterSearch,
+    ClusterView,
+    SearchBackend,
+)
 from service.logs.search.envelope import (
     SearchAPIError,
     handler,
@@ -131,6 +138,8 @@ def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = N
         f, known = await filters_from(request, s)
         started = time.perf_counter()
         total, logs = await s.search(f, limit, offset) if known else (0, [])  # type: ignore[arg-type]
+        if from_peer(request) and q.get(KEYS_PARAM) == "1":
+            logs = [{"id": e["id"], "timestamp": e["timestamp"]} for e in logs]
         return answer({"total": total, "returned": len(logs), "limit": limit, "offset": offset,
                        "processingTimeMs": round((time.perf_counter() - started) * 1000, 1), "logs": logs}, view)
 
