@@ -27,6 +27,7 @@ from service.ops.health import health_routes
 from service.ops.integrations import integrations_routes
 from service.ops.reload import reload_routes
 from service.ops.selfmetrics import metrics_routes
+from service.ui.routes import ui_routes
 
 _log = get_logger("app")
 
@@ -78,6 +79,7 @@ def build_app(node: Node) -> AccessLog:
         *integrations_routes(lambda: node.cfg.integrations, lambda: node.options.advertise_address),
         *logs_routes(node.logs),  # logs subsystem (hook)
         *search_routes(node.logs.search_store, status_provider=node.status, chat=chat, cluster=node.search_cluster),
+        *ui_routes(node.all_targets, node.search_peers, node.write_forwarder.peers),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found,
                                                                          405: _method_not_allowed})

@@ -121,6 +121,11 @@ class Node:
         """The chat provider of the logs instance whose store the search API serves."""
         return self.search_config().chat
 
+    def all_targets(self) -> list[dict[str, Any]]:
+        """This node's scrape targets, over every running instance."""
+        running = (self.manager.get(name) for name in self.manager.running())
+        return [t for inst in running if inst is not None for t in inst.targets()]
+
     def search_peers(self) -> tuple[str, list[Peer]]:
         """This node's id and the other ACTIVE nodes, as the last reshard saw them (none without a cluster)."""
         if self.cluster is None:

@@ -8,7 +8,10 @@ answers it from its own data and never passes it on again: no loops, whatever th
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
+import orjson
 
 from service.http.client import HTTPClient
 from service.http.tls import ServerTLSConfig
@@ -40,3 +43,14 @@ class PeerClient:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+async def get_json(client: PeerClient, address: str, path: str, headers: dict[str, str],
+                   timeout: float) -> tuple[int, object]:
+    """GET `path` from the peer at `address`: (status, decoded JSON body). Raises OSError, TimeoutError,
+    aiohttp.ClientError or ValueError (not JSON) when there is no usable answer."""
+    session = await client.session()
+    async with asyncio.timeout(timeout), session.get(client.url(address, path), headers=headers,
+                                                     allow_redirects=False) as resp:
+        body = await resp.read()
+        return resp.status, orjson.loads(body)
