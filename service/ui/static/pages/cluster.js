@@ -4,7 +4,7 @@ import { agent, ago, badge, emptyBox, errorBox, every, h } from "../lib.js";
 function members(ring) {
   return h("div", { class: "panel" },
     h("h2", {}, "Members"),
-    h("div", { class: "table-wrap" }, h("table", {},
+    h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Table (scrolls sideways)" }, h("table", {},
       h("thead", {}, h("tr", {}, h("th", {}, "Node"), h("th", {}, "State"), h("th", {}, "Address"),
         h("th", {}, "Last heartbeat"), h("th", { class: "num" }, "Configs owned"))),
       h("tbody", {}, ring.members.map((m) => h("tr", { "data-node": m.id },
@@ -17,7 +17,7 @@ function members(ring) {
 
 function ownership(ring, filter) {
   const rows = ring.configs.filter((c) => !filter || c.name.includes(filter) || c.owner.includes(filter));
-  const table = rows.length ? h("div", { class: "table-wrap" }, h("table", { id: "ownership" },
+  const table = rows.length ? h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Table (scrolls sideways)" }, h("table", { id: "ownership" },
     h("thead", {}, h("tr", {}, h("th", {}, "Config"), h("th", {}, "Owner"), h("th", {}, "Running on"),
       h("th", {}, "State"))),
     h("tbody", {}, rows.slice(0, 500).map((c) => h("tr", { "data-config": c.name },
@@ -32,7 +32,7 @@ function ownership(ring, filter) {
 function reshards(ring) {
   const list = ring.reshards || [];
   if (!list.length) return emptyBox("No reshard recorded by this node yet.");
-  return h("div", { class: "table-wrap" }, h("table", {},
+  return h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Table (scrolls sideways)" }, h("table", {},
     h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "Trigger"), h("th", { class: "num" }, "Took"),
       h("th", {}, "Started here"), h("th", {}, "Stopped here"), h("th", {}, "Result"))),
     h("tbody", {}, list.slice().reverse().map((r) => h("tr", {},

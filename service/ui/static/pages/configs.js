@@ -93,7 +93,7 @@ export async function render(root, rest) {
       if (dialog.returnValue !== "delete") return;
       try {
         await agent(`/agent/api/v1/config/${encodeURIComponent(name)}`, { method: "DELETE" });
-        location.hash = "#/configs";
+        history.replaceState(null, "", "#/configs");  // no re-render: the message stays
         current = null;
         editorPane.replaceChildren(h("div", { class: "alert ok", role: "status" }, `Deleted ${name}.`));
         await loadList();

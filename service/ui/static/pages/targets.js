@@ -55,7 +55,7 @@ export async function render(root, rest, params) {
       const up = ts.filter((t) => t.state === "up").length;
       return h("section", { class: "panel", "aria-label": key },
         h("h2", {}, key, h("span", { class: "muted" }, ` (${up}/${ts.length} up)`)),
-        h("div", { class: "table-wrap" }, h("table", {},
+        h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Table (scrolls sideways)" }, h("table", {},
           h("thead", {}, h("tr", {}, h("th", {}, "Endpoint"), h("th", {}, "State"), h("th", {}, "Node"),
             h("th", {}, "Last scrape"), h("th", { class: "num" }, "Duration"), h("th", {}, "Error"), h("th", {}, "Labels"))),
           h("tbody", {}, ts.map((t) => {
