@@ -17,7 +17,8 @@ from service.kv.factory import open_store
 from service.kv.store import KVError, KVStore
 from service.log import get_logger
 from service.logs.manager import LogsManager
-from service.logs.search.config import ChatConfig
+from service.logs.search.cluster import ClusterSearch, Peer
+from service.logs.search.config import ChatConfig, SearchConfig
 from service.metrics.config import InstanceConfig, apply_defaults
 from service.metrics.forward import WriteForwarder
 from service.metrics.instance import MetricsInstance
@@ -56,7 +57,11 @@ class Node:
         # writes for an instance another node runs are passed on to it (see metrics/forward.py)
         self.write_forwarder = WriteForwarder(cfg.server.http_tls_config)
         self.loop_lag = LoopLagMonitor(self._probe_kv)
-        register_node_collector(NodeCollector(lambda: self.cfg.metrics.wal_directory, self._targets))
+        register_node_collector(NodeCollector(lambda: self.cfg.metrics.wal_directory, self.all_targets))
+        search = self.search_config()
+        # log search answers for every ACTIVE node, over the same node-to-node client
+        self.search_cluster = ClusterSearch(self.search_peers, self.write_forwarder.peers,
+                                            timeout=float(search.peer_timeout), concurrency=search.peer_concurrency)
 
     def _open_config_store(self) -> None:
         service = self.cfg.metrics.scraping_service
@@ -88,10 +93,6 @@ class Node:
         if self.kv is not None:
             await self.kv.get(self.cfg.metrics.scraping_service.kvstore.prefix)
 
-    def _targets(self) -> list[dict[str, Any]]:
-        running = (self.manager.get(name) for name in self.manager.running())
-        return [t for inst in running if inst is not None for t in inst.targets()]
-
     def _synced(self) -> None:
         if not self.ready:
             self.ready = True
@@ -119,10 +120,27 @@ class Node:
         self.ready = True
         _log.info("node ready")
 
-    def chat_config(self) -> ChatConfig:
-        """The chat provider of the logs instance whose store the search API serves (`default` first)."""
+    def search_config(self) -> SearchConfig:
+        """The search settings of the logs instance whose store the search API serves (`default` first)."""
         configs = sorted(self.cfg.logs.configs if self.cfg.logs else [], key=lambda c: (c.name != "default", c.name))
-        return next((c.search.chat for c in configs if c.search.enabled), ChatConfig())
+        return next((c.search for c in configs if c.search.enabled), SearchConfig())
+
+    def chat_config(self) -> ChatConfig:
+        """The chat provider of the logs instance whose store the search API serves."""
+        return self.search_config().chat
+
+    def all_targets(self) -> list[dict[str, Any]]:
+        """This node's scrape targets, over every running instance."""
+        running = (self.manager.get(name) for name in self.manager.running())
+        return [t for inst in running if inst is not None for t in inst.targets()]
+
+    def search_peers(self) -> tuple[str, list[Peer]]:
+        """This node's id and the other ACTIVE nodes, as the last reshard saw them (none without a cluster)."""
+        if self.cluster is None:
+            return "", []
+        own = self.cluster.node_id
+        addresses = self.cluster.sharder.placement.addresses
+        return own, [Peer(node, address) for node, address in sorted(addresses.items()) if node != own]
 
     async def status(self) -> dict[str, Any]:
         """Parts of the node for /api/status: the KV store, the cluster and the instances."""

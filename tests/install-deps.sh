@@ -8,6 +8,8 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-node-exporter >/dev/null 2>&1 || need+=(prometheus-node-exporter)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the UI tests drive it with playwright
+command -v npm >/dev/null 2>&1 || need+=(npm)  # axe-core for the UI accessibility check
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +47,19 @@ class ReshardResult:
     claimed: int = 0
     released: int = 0
     applied: ApplyResult = field(default_factory=ApplyResult)
+
+    def changed(self) -> bool:
+        a = self.applied
+        return bool(a.started or a.stopped or a.restarted or a.failed or self.claimed or self.released)
+
+    def record(self, trigger: str, at: float) -> dict[str, object]:
+        """What the UI's reshard history shows: when, why, how long, and what started or stopped here."""
+        a = self.applied
+        return {"at": round(at, 3), "trigger": trigger, "ok": self.ok, "error": self.error,
+                "duration_seconds": round(self.duration, 4), "started_names": sorted(a.started)[:50],
+                "stopped_names": sorted(a.stopped)[:50], "restarted_names": sorted(a.restarted)[:50],
+                "started": len(a.started), "stopped": len(a.stopped), "restarted": len(a.restarted),
+                "failed": len(a.failed)}
 
     def summary(self) -> dict[str, object]:
         a = self.applied
@@ -78,6 +92,7 @@ class Sharder:
         self._ring_view: dict[str, State] = {}
         self._ring: Ring | None = None
         self.placement = Placement(membership.node_id)  # nothing known until the first reshard
+        self.history: deque[dict[str, object]] = deque(maxlen=50)  # the last reshards that changed something
         self._pending_since: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
@@ -202,6 +217,8 @@ class Sharder:
         result.duration = time.monotonic() - started
         m.RESHARD_DURATION.labels("1" if result.ok else "0").observe(result.duration)
         self.last = result
+        if not result.ok or result.changed():
+            self.history.append(result.record(trigger, time.time()))
         if result.ok and not self.synced:
             self.synced = True
             if self.on_synced is not None:

@@ -6,7 +6,9 @@ Choices where Loggator's docs leave room (see docs of the functions):
 - histogram windows are `fromTimestamp`/`toTimestamp` (ms) or `minutes` (default 60 back from now); the bucket
   is `bucket` in milliseconds, or chosen from the window (a round step giving at most ~120 buckets); buckets
   are aligned to multiples of the bucket size since the Unix epoch, ascending and zero-filled;
-- requests see only their tenant (X-Scope-OrgID; absent = the default tenant "").
+- requests see only their tenant (X-Scope-OrgID; absent = the default tenant "");
+- in a cluster, search, histogram, containers and chat answer for every ACTIVE node (cluster.py) unless
+  `scope=local`; such answers say `partial` (and name `missingNodes`) when a node did not answer in time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service import __version__
+from service.logs.search.cluster import (
+    ANY_WORDS_PARAM,
+    KEYS_PARAM,
+    MAX_WINDOW,
+    ClusterSearch,
+    ClusterView,
+    SearchBackend,
+)
 from service.logs.search.envelope import (
     SearchAPIError,
     handler,
@@ -31,6 +41,7 @@ from service.logs.search.envelope import (
     tenant_of,
 )
 from service.logs.search.query import Filters
+from service.logs.search.scope import answer, from_peer, scope_of
 from service.logs.search.store import LogStore
 
 StoreRef = LogStore | Callable[[], LogStore | None] | None
@@ -58,7 +69,7 @@ def _store(ref: StoreRef) -> LogStore:
     return store
 
 
-async def filters_from(request: Request, store: LogStore) -> tuple[Filters, bool]:
+async def filters_from(request: Request, store: SearchBackend) -> tuple[Filters, bool]:
     """Filters common to search and histogram; the flag is False when containerId names no source."""
     q = request.query_params
     tenant = tenant_of(request)
@@ -78,14 +89,24 @@ async def filters_from(request: Request, store: LogStore) -> tuple[Filters, bool
             known = False
         source = name
     query = str_param(q, "query") or ""
+    any_words: tuple[str, ...] = ()
+    if from_peer(request):  # the chat tools' error-words filter, passed between nodes only
+        any_words = tuple(w for w in (str_param(q, ANY_WORDS_PARAM) or "").split(",") if w)
     return Filters(tenant=tenant, query=query, source=source, stream=stream or None, from_ms=from_ms,
-                   to_ms=to_ms), known
+                   to_ms=to_ms, any_words=any_words), known
 
 
 def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = None,
-                  chat: Any = None) -> list[Route]:
+                  chat: Any = None, cluster: ClusterSearch | None = None) -> list[Route]:
     """Routes for /api/*. `store` is the store or a function returning the current one (None when disabled);
-    `status_provider` adds the node's parts (KV, cluster) to /api/status; `chat` answers POST /api/chat."""
+    `status_provider` adds the node's parts (KV, cluster) to /api/status; `chat` answers POST /api/chat;
+    `cluster` makes the answers cluster-wide."""
+
+    def backend(request: Request) -> tuple[SearchBackend, ClusterView | None]:
+        local = _store(store)
+        scope = scope_of(request)
+        view = cluster.view(local, scope, request.headers) if cluster is not None else None
+        return (view if view is not None else local), view
 
     @handler
     async def status(request: Request) -> Response:
@@ -106,19 +127,25 @@ def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = N
 
     @handler
     async def search(request: Request) -> Response:
-        s = _store(store)
+        s, view = backend(request)
         q = request.query_params
-        limit = int_param(q, "limit", 50, low=1, high=100)
+        # A peer asks for the first offset+limit entries of a cluster-wide page.
+        limit = int_param(q, "limit", 50, low=1, high=MAX_WINDOW if from_peer(request) else 100)
         offset = int_param(q, "offset", 0, low=0)
+        if view is not None and offset + limit > MAX_WINDOW:  # type: ignore[operator]
+            raise invalid(f"offset: offset+limit must be at most {MAX_WINDOW} for a cluster-wide search "
+                          "(narrow the time range, or use scope=local)")
         f, known = await filters_from(request, s)
         started = time.perf_counter()
-        total, logs = await s.search(f, limit, offset) if known else (0, [])
-        return ok({"total": total, "returned": len(logs), "limit": limit, "offset": offset,
-                   "processingTimeMs": round((time.perf_counter() - started) * 1000, 1), "logs": logs})
+        total, logs = await s.search(f, limit, offset) if known else (0, [])  # type: ignore[arg-type]
+        if from_peer(request) and q.get(KEYS_PARAM) == "1":
+            logs = [{"id": e["id"], "timestamp": e["timestamp"]} for e in logs]
+        return answer({"total": total, "returned": len(logs), "limit": limit, "offset": offset,
+                       "processingTimeMs": round((time.perf_counter() - started) * 1000, 1), "logs": logs}, view)
 
     @handler
     async def histogram(request: Request) -> Response:
-        s = _store(store)
+        s, view = backend(request)
         q = request.query_params
         f, known = await filters_from(request, s)
         minutes = int_param(q, "minutes", low=1, high=366 * 24 * 60)
@@ -143,28 +170,33 @@ def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = N
         else:
             first = (f.from_ms // bucket) * bucket  # type: ignore[operator]
             buckets, total = [{"timestamp": b, "count": 0} for b in range(first, f.to_ms + 1, bucket)], 0
-        return ok({"buckets": buckets, "total": total, "bucket": bucket, "fromTimestamp": f.from_ms,
-                   "toTimestamp": f.to_ms})
+        return answer({"buckets": buckets, "total": total, "bucket": bucket, "fromTimestamp": f.from_ms,
+                       "toTimestamp": f.to_ms}, view)
 
     @handler
     async def log_containers(request: Request) -> Response:
-        s = _store(store)
-        return ok([{"name": x["name"], "count": x["count"], "lastSeen": x["lastSeen"], "id": x["id"]}
-                   for x in await s.sources(tenant_of(request))])
+        s, view = backend(request)
+        return answer([{"name": x["name"], "count": x["count"], "lastSeen": x["lastSeen"], "id": x["id"]}
+                       for x in await s.sources(tenant_of(request))], view)
 
     @handler
     async def containers(request: Request) -> Response:
-        s = _store(store)
-        return ok(await s.sources(tenant_of(request)))
+        s, view = backend(request)
+        return answer(await s.sources(tenant_of(request)), view)
 
     @handler
     async def container(request: Request) -> Response:
-        s = _store(store)
+        s, view = backend(request)
         ident = request.path_params["id"]
         found = await s.source(tenant_of(request), ident)
         if found is None:
+            if view is not None and view.missing:
+                raise SearchAPIError("SERVICE_UNAVAILABLE",
+                                     f"container {ident} not found on the nodes that answered; "
+                                     f"not answering: {', '.join(sorted(view.missing))}",
+                                     headers={"Retry-After": "1"})
             raise SearchAPIError("NOT_FOUND", f"container {ident} not found")
-        return ok(found)
+        return answer(found, view)
 
     routes = [
         Route("/api/status", status, methods=["GET"]),
