@@ -163,3 +163,40 @@ def test_no_surface_of_a_running_node_shows_a_secret(tmp_path: Path) -> None:
         assert "rw:xxxxx@" in surfaces["log file"]
     finally:
         node.stop()
+
+
+NODE_SECRETS = [f"nodesecret{i}" for i in range(10)]
+
+
+def test_every_secret_field_of_the_node_file_is_masked() -> None:
+    text = f"""
+server:
+  http_auth:
+    bearer_tokens: [{NODE_SECRETS[0]}]
+    basic_auth_users: {{admin: {NODE_SECRETS[1]}}}
+metrics:
+  wal_directory: data
+  scraping_service:
+    enabled: true
+    kvstore:
+      store: etcd
+      etcd: {{endpoints: ["127.0.0.1:2379"], username: u, password: {NODE_SECRETS[2]}}}
+      consul: {{host: "c:8500", acl_token: {NODE_SECRETS[3]}}}
+logs:
+  positions_directory: positions
+  configs:
+  - name: default
+    clients:
+    - url: http://loki:3100/loki/api/v1/push
+      basic_auth: {{username: u, password: {NODE_SECRETS[4]}}}
+      tls_config: {{cert: CERT, key: {NODE_SECRETS[5]}}}
+      proxy_url: http://p:{NODE_SECRETS[6]}@proxy:3128
+      proxy_connect_header: {{Proxy-Authorization: [{NODE_SECRETS[7]}]}}
+    - url: http://loki:3100/two
+      oauth2: {{client_id: id, client_secret: {NODE_SECRETS[8]}, token_url: "http://t/token"}}
+integrations:
+  mysqld_exporter: {{enabled: true, data_source_name: "mysql://root:{NODE_SECRETS[9]}@tcp(db:3306)/"}}
+"""
+    shown = render_node_config(parse_node_config(text))
+    assert not [s for s in NODE_SECRETS if s in shown], shown
+    assert "http://p:xxxxx@proxy:3128" in shown

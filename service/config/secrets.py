@@ -19,6 +19,7 @@ SECRET_KEYS = frozenset({
     "password", "secret_key", "client_secret", "credentials", "bearer_token", "key", "token",
     "auth_token", "application_credential_secret", "consumer_secret", "secret", "access_token",
     "refresh_token", "session_token", "api_key", "private_key", "sas_token", "secret_access_key",
+    "acl_token", "proxy_connect_header",
 })
 
 # scheme://user:password@ — the password runs to the authority's last `@` (as Go's url.Parse reads it);
