@@ -112,7 +112,7 @@ def test_slow_loris_is_closed_after_the_header_timeout(node: NodeProcess) -> Non
         slow.settimeout(0.2)
         for i in range(100):  # one header byte every 0.2 s: never a complete head
             try:
-                slow.sendall(b"X"[: 1] if i else b"X-Slow: ")
+                slow.sendall(b"X-Slow: " if i == 0 else b"x")
                 if slow.recv(1) == b"":
                     closed_at = time.monotonic()
                     break
@@ -122,7 +122,7 @@ def test_slow_loris_is_closed_after_the_header_timeout(node: NodeProcess) -> Non
                 closed_at = time.monotonic()
                 break
         assert closed_at is not None, "a slow-loris connection stayed open"
-        assert HEADER_TIMEOUT * 0.8 <= closed_at - start <= HEADER_TIMEOUT + 3
+        assert HEADER_TIMEOUT * 0.8 <= closed_at - start <= HEADER_TIMEOUT + 8  # + slack for a loaded machine
         assert read_response(silent, timeout=HEADER_TIMEOUT + 3) == b""  # one that never sent a byte, too
     finally:
         silent.close()
@@ -153,7 +153,7 @@ def test_connection_limit_answers_503_without_exhausting_descriptors(node: NodeP
             sock.close()
     # the silent ones are closed by the header timeout (or by the client): normal clients get through again
     wait_for(lambda: node.get("/-/ready").status == 200, HEADER_TIMEOUT + 10, what="normal service again")
-    wait_for(lambda: open_fds(node.pid) <= before + 2, HEADER_TIMEOUT + 10, what="descriptors released")
+    wait_for(lambda: open_fds(node.pid) <= before + 5, HEADER_TIMEOUT + 10, what="descriptors released")
 
 
 def read_response_of_request(port: int) -> bytes:
