@@ -83,6 +83,8 @@ class _CycleTransport:
     def __init__(self, protocol: LimitedHTTPProtocol, transport: asyncio.Transport) -> None:
         self._protocol = protocol
         self._transport = transport
+        self.write = transport.write  # the hot calls, bound once (not through __getattr__)
+        self.is_closing = transport.is_closing
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
@@ -101,6 +103,7 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_tail = b""
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_started = self.loop.time()
         self._body_pending = False
         self._close_at_message_end = False
         self._discarded = 0
@@ -148,15 +151,13 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._reading_head = True
+        self._head_started = self.loop.time()
         self._arm_head_timer()
 
     def on_headers_complete(self) -> None:
-        self._reading_head = False
+        self._reading_head = False  # the head timer, if armed, finds this and stops (no per-request cancel)
         self._head_bytes = 0
         self._head_tail = b""
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
         previous = self.cycle
         super().on_headers_complete()
         if self.cycle is not None and self.cycle is not previous:
@@ -223,16 +224,23 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
         else:
             self._linger_timer = self.loop.call_later(end - now, self._linger_check)
 
-    def _arm_head_timer(self) -> None:
+    def _arm_head_timer(self, delay: float | None = None) -> None:
+        """One timer per connection at most, re-armed only while a head is being read: keep-alive requests
+        cost no timer each."""
         timeout = self.limits.read_header_timeout
         if timeout > 0 and self._head_timer is None:
-            self._head_timer = self.loop.call_later(timeout, self._head_timed_out)
+            self._head_timer = self.loop.call_later(timeout if delay is None else delay, self._head_check)
 
-    def _head_timed_out(self) -> None:
+    def _head_check(self) -> None:
         self._head_timer = None
-        if self._reading_head and not self.transport.is_closing():
-            _log.debug("closing a connection that sent no complete request head in time", client=self.client)
-            self.transport.close()
+        if not self._reading_head or self.transport.is_closing():
+            return
+        remaining = self._head_started + self.limits.read_header_timeout - self.loop.time()
+        if remaining > 0:
+            self._arm_head_timer(remaining)
+            return
+        _log.debug("closing a connection that sent no complete request head in time", client=self.client)
+        self.transport.close()
 
     def _cancel_timers(self) -> None:
         for timer in (self._head_timer, self._linger_timer):
