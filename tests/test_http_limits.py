@@ -243,3 +243,27 @@ def test_limit_settings_are_checked() -> None:
         parse_node_config("server: {http_server_max_header_bytes: 100}\n")
     with pytest.raises(ConfigError):
         parse_node_config("server: {http_listen_conn_limit: -1}\n")
+
+
+@pytest.mark.slow
+def test_header_timeout_applies_per_request_on_kept_alive_connections(node: NodeProcess) -> None:
+    """Requests spaced close to the timeout on one connection are served; a slow head after a fast request
+    is closed in its turn."""
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    try:
+        for _ in range(3):
+            conn.request("GET", "/-/ready")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read()
+            time.sleep(HEADER_TIMEOUT * 0.7)  # below uvicorn's 5 s keep-alive, near the header timeout
+        conn.request("GET", "/-/healthy")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read()
+        sock = conn.sock
+        assert sock is not None
+        sock.sendall(b"GET /-/ready HTTP/1.1\r\nX-Slow: ")  # then nothing more
+        start = time.monotonic()
+        assert read_response(sock, timeout=HEADER_TIMEOUT + 8) == b""
+        assert time.monotonic() - start <= HEADER_TIMEOUT + 8
+    finally:
+        conn.close()

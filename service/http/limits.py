@@ -104,6 +104,7 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
         self._head_tail = b""
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = self.loop.time()
+        self._begun = False
         self._body_pending = False
         self._close_at_message_end = False
         self._discarded = 0
@@ -151,7 +152,9 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._reading_head = True
-        self._head_started = self.loop.time()
+        if self._begun:  # a later request on a kept-alive connection; the first one counts from the connect
+            self._head_started = self.loop.time()
+        self._begun = True
         self._arm_head_timer()
 
     def on_headers_complete(self) -> None:
