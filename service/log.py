@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from service.config.secrets import redact_url
+
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
@@ -40,12 +42,13 @@ def _logfmt_value(value: Any) -> str:
 
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
+        # URL passwords never reach the log, whichever field or error message carries them
+        return redact_url(" ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items()))
 
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return orjson.dumps(_fields(record), default=str).decode()
+        return redact_url(orjson.dumps(_fields(record), default=str).decode())
 
 
 def configure(level: str = "info", fmt: str = "logfmt") -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from service.app import build_app
+from service.http.limits import ServerLimits, effective_conn_limit, protocol_class, raise_fd_limit
 from service.log import get_logger
 from service.node import Node, NodeOptions
 from service.settings import NodeConfig
@@ -28,6 +29,19 @@ class _Server(uvicorn.Server):
                 self._captured_signals.clear()
 
 
+def server_limits(cfg: NodeConfig) -> ServerLimits:
+    """The HTTP port's limits from `server.*`, the connection limit kept below the open-files limit."""
+    server = cfg.server
+    fd_limit = raise_fd_limit()
+    conn_limit = effective_conn_limit(server.http_listen_conn_limit, fd_limit)
+    if server.http_listen_conn_limit and conn_limit < server.http_listen_conn_limit:
+        _log.warning("http_listen_conn_limit lowered to fit the open-files limit", configured=
+                     server.http_listen_conn_limit, limit=conn_limit, open_files=fd_limit)
+    return ServerLimits(max_header_bytes=server.http_server_max_header_bytes,
+                        read_header_timeout=float(server.http_server_read_header_timeout),
+                        conn_limit=conn_limit)
+
+
 def serve(cfg: NodeConfig, options: NodeOptions, host: str, port: int) -> int:
     if not options.advertise_address:
         options.advertise_address = f"{host}:{port}"
@@ -37,7 +51,7 @@ def serve(cfg: NodeConfig, options: NodeOptions, host: str, port: int) -> int:
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(server_limits(cfg)),
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -35,8 +35,19 @@ class ServerConfig:
     http_auth: HTTPAuthConfig = field(default_factory=HTTPAuthConfig)  # ours
     grpc_tls_config: Any = None
     graceful_shutdown_timeout: GoDuration = GoDuration(30)
+    # Limits on the HTTP port (service/http/limits.py); 0 turns one off.
+    http_listen_conn_limit: int = 1024
+    http_server_read_header_timeout: GoDuration = GoDuration(10)
+    http_server_max_header_bytes: int = 1 << 20  # ours
 
     def check(self) -> None:
+        if self.http_listen_conn_limit < 0 or self.http_server_max_header_bytes < 0:
+            raise ConfigError("server.http_listen_conn_limit and http_server_max_header_bytes must not be "
+                              "negative")
+        if 0 < self.http_server_max_header_bytes < 4096:
+            raise ConfigError("server.http_server_max_header_bytes must be at least 4096 (or 0 for no limit)")
+        if float(self.http_server_read_header_timeout) < 0:
+            raise ConfigError("server.http_server_read_header_timeout must not be negative")
         if self.log_level not in ("debug", "info", "warn", "error"):
             raise ConfigError(f'unrecognized log level "{self.log_level}"')
         if self.log_format not in ("logfmt", "json"):

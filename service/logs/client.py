@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import random
 import time
-from urllib.parse import urlsplit
 
 import aiohttp
 
+from service.config.secrets import url_host
 from service.http.client import HTTPClient
 from service.log import get_logger
 from service.logs import metrics
@@ -34,8 +34,8 @@ class LokiClient:
         self.wal = wal
         self.instance = instance
         self.name = cfg.display_name()
-        self.host = urlsplit(cfg.url).netloc
-        self.marker = wal.marker(f"loki:{self.name}")
+        self.host = url_host(cfg.url)  # the `host` label: never the URL's userinfo
+        self.marker = wal.marker(f"loki:{cfg.name or cfg.url}")
         self.http = HTTPClient(cfg, timeout=float(cfg.timeout))
         self.external = ExternalLabels(cfg.external_labels)
         self.consumed_bytes = 0  # WAL bytes read since start (for the instance's back-pressure bound)

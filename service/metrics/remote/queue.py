@@ -24,6 +24,7 @@ from collections import deque
 
 import snappy
 
+from service.config.secrets import redact_url
 from service.http.client import HTTPClient
 from service.metrics.config.remote_write import RemoteWriteConfig
 from service.metrics.remote import metrics as m
@@ -51,8 +52,8 @@ class RemoteWriteQueue:
         self.wal = wal
         self.cfg = cfg
         self.instance = instance
-        self.name = cfg.name or cfg.url
-        self.url = cfg.url
+        self.name = cfg.name or redact_url(cfg.url)
+        self.url = redact_url(cfg.url)  # for labels, logs and status: never the password (as Prometheus)
         self.marker_interval = marker_interval
         qc = cfg.queue_config
         self.max_samples = max(1, qc.max_samples_per_send)
