@@ -25,6 +25,7 @@ from collections import deque
 import snappy
 
 from service.http.client import HTTPClient
+from service.log import RepeatedWarning
 from service.metrics.config.remote_write import RemoteWriteConfig
 from service.metrics.remote import metrics as m
 from service.metrics.remote.batch import RECORD_WRITE_REQUEST, Batch, Counts, count, decode_record
@@ -79,6 +80,7 @@ class RemoteWriteQueue:
         self.bad_records = self.skipped_records = 0
         self.highest_read_ts_ms = self.highest_sent_ts_ms = 0
         self.last_error = ""
+        self._retry_warning = RepeatedWarning(log, "failed to send batch, retrying")
         self._set_gauges()
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -94,7 +96,8 @@ class RemoteWriteQueue:
         tag = f"{self.instance}/{self.name}"
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"rw-read[{tag}]"),
                        asyncio.create_task(self._send_loop(), name=f"rw-send[{tag}]")]
-        self._log(logging.INFO, "remote_write queue started", position=str(start))
+        self._log(logging.INFO, "remote_write queue started",
+                  position=str(start) if start is not None else "start of the WAL")
 
     async def stop(self, flush_deadline: float) -> None:
         """Send what is durable in the WAL now, for at most ``flush_deadline`` seconds; then stop and store
@@ -114,7 +117,7 @@ class RemoteWriteQueue:
         await self._client.close()
         self.samples_pending = 0
         m.SAMPLES_PENDING.labels(*self._labels).set(0)
-        self._log(logging.INFO, "remote_write queue stopped", position=str(self.acked_position),
+        self._log(logging.INFO, "remote_write queue stopped", position=str(self.acked_position or "start of the WAL"),
                   unsent_batches=len(pending))
 
     @property
@@ -288,7 +291,7 @@ class RemoteWriteQueue:
                 self._count_retry(counts)
                 delay = exc.retry_after if exc.retry_after is not None else backoff
                 self.last_error = str(exc)
-                self._log(logging.WARNING, "failed to send batch, retrying", error=str(exc), delay=delay)
+                self._retry_warning.failed(**self._extra(error=str(exc), retry_in=delay))
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
@@ -301,6 +304,7 @@ class RemoteWriteQueue:
                 return
             m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
             self._count_sent(counts, len(body))
+            self._retry_warning.recovered("remote_write recovered: batches are accepted again", **self._extra())
             return
 
     def _count_sent(self, c: Counts, size: int) -> None:
