@@ -289,14 +289,14 @@ def startup_problems(cfg: NodeConfig, where: _Locator) -> list[Problem]:
     return out
 
 
-def _readable(file: str, where: _Locator, keys: tuple[str | int, ...]) -> list[Problem]:
+def _readable(file: str, where: _Locator, keys: tuple[str | int, ...], what: str = "") -> list[Problem]:
     if not file:
         return []
     try:
         with open(file, "rb"):
             pass
     except OSError as exc:
-        return [where.problem_at(keys, f"cannot read {keys[-1]} {file}: {exc.strerror}")]
+        return [where.problem_at(keys, f"{what}cannot read {keys[-1]} {file}: {exc.strerror}")]
     return []
 
 
@@ -305,15 +305,15 @@ def _server_tls(cfg: NodeConfig, where: _Locator) -> list[Problem]:
     base = ("server", "http_tls_config")
     out: list[Problem] = []
     for key in ("cert_file", "key_file", "client_ca_file"):
-        out.extend(_readable(getattr(tls, key), where, (*base, key)))
+        out.extend(_readable(getattr(tls, key), where, (*base, key), "cannot load the TLS certificate: "))
     if out or not tls.enabled:
         return out
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         ctx.load_cert_chain(tls.cert_file, tls.key_file)
     except ssl.SSLError as exc:
-        out.append(where.problem_at((*base, "cert_file"), f"cannot load the certificate {tls.cert_file} with "
-                                                         f"the key {tls.key_file}: {exc.reason or exc}"))
+        out.append(where.problem_at((*base, "cert_file"), f"cannot load the TLS certificate {tls.cert_file} "
+                                                         f"with the key {tls.key_file}: {exc.reason or exc}"))
     if tls.client_ca_file:
         try:
             ctx.load_verify_locations(tls.client_ca_file)

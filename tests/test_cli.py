@@ -169,8 +169,10 @@ def test_config_check_reports_every_problem_with_file_line_and_column(tmp_path: 
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert lines == [
-        f"{node}:4:16: cannot read cert_file {tmp_path}/nope/cert.pem: No such file or directory",
-        f"{node}:5:15: cannot read key_file {tmp_path}/nope/key.pem: No such file or directory",
+        f"{node}:4:16: cannot load the TLS certificate: cannot read cert_file {tmp_path}/nope/cert.pem: No such "
+        "file or directory",
+        f"{node}:5:15: cannot load the TLS certificate: cannot read key_file {tmp_path}/nope/key.pem: No such "
+        "file or directory",
         f"{node}:11:14: kvstore.store consul is not supported: this node keeps configs in etcd or in its "
         "embedded store (set store: etcd or store: embedded)",
         f"{node}:20:9: logs instance default, job push: Unknown stage type: regexp",
@@ -205,7 +207,7 @@ def test_config_check_loads_the_certificates_the_node_would(tmp_path: Path) -> N
     node.write_text("server:\n" + tls.format(key=certs["client.key"]))  # a key that is not the cert's
     result = run_cli("config-check", str(node), cwd=tmp_path)
     assert result.returncode == 1
-    assert f"{node}:3:16: cannot load the certificate {certs['server.crt']} with the key" in result.stderr
+    assert f"{node}:3:16: cannot load the TLS certificate {certs['server.crt']} with the key" in result.stderr
 
 
 def test_config_check_several_files_instances_and_ignored_sections(tmp_path: Path) -> None:
