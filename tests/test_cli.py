@@ -234,3 +234,100 @@ def test_config_check_several_files_instances_and_ignored_sections(tmp_path: Pat
     assert "bearer_token_file must be empty unless dangerous_allow_reading_files is set" in result.stderr
     result = run_cli("config-check", "-i", str(a), cwd=tmp_path)
     assert (result.returncode, result.stdout.strip()) == (0, "config valid")
+
+
+# --- item 4: wal-stats and target-stats -------------------------------------------------------------------
+
+
+def _fill_wals(root: Path) -> tuple[Path, Path]:
+    """A metrics instance WAL (2 records, 3 series of job `j`) and a logs instance WAL (one push of 2 entries)."""
+    import snappy
+
+    from service.logs.record import RECORD_TYPE, encode_record
+    from service.metrics import records
+    from service.metrics.proto.remote_pb2 import WriteRequest
+    from service.wal import WAL
+
+    def request(*series: tuple[str, str]) -> bytes:
+        req = WriteRequest()
+        for name, instance in series:
+            ts = req.timeseries.add()
+            for k, v in (("__name__", name), ("instance", instance), ("job", "j")):
+                ts.labels.add(name=k, value=v)
+            ts.samples.add(value=1.0, timestamp=1_700_000_000_000)
+        return snappy.compress(req.SerializeToString())
+
+    metrics_dir, logs_dir = root / "inst-a", root / "logs" / "default"
+    wal = WAL.open(str(metrics_dir))
+    wal.append(records.WRITE_REQUEST, request(("up", "t:1"), ("up", "t:2")))
+    wal.append(records.WRITE_REQUEST, request(("http_requests_total", "t:1")))
+    wal.close()
+    wal = WAL.open(str(logs_dir))
+    wal.append(RECORD_TYPE, encode_record("tenant-1", 2, snappy.compress(b"")))
+    wal.close()
+    return metrics_dir, logs_dir
+
+
+def test_wal_stats_totals_json_and_logs_wals(tmp_path: Path) -> None:
+    import json
+
+    root = tmp_path / "wal"
+    metrics_dir, logs_dir = _fill_wals(root)
+    result = run_cli("wal-stats", str(root), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"WAL: {metrics_dir} (metrics)" in result.stdout and f"WAL: {logs_dir} (logs)" in result.stdout
+    assert "  samples: 3\n  series: 3\n" in result.stdout
+    assert "  entries: 2\n  tenants: tenant-1\n" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("total: wals 2, segments 2, records 3, bytes ")
+    assert result.stdout.rstrip().endswith("samples 3, series 3, entries 2, corruptions 0")
+
+    data = json.loads(run_cli("wal-stats", "--json", str(root), cwd=tmp_path).stdout)
+    assert [(w["kind"], w["records"]) for w in data["wals"]] == [("metrics", 2), ("logs", 1)]
+    assert data["totals"]["samples"] == 3 and data["totals"]["entries"] == 2
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("wal-stats", str(empty), cwd=tmp_path)
+    assert result.returncode == 1 and f"no WAL segments in {empty}" in result.stderr
+
+
+def test_wal_stats_corrupt_wal_exits_1_readably(tmp_path: Path) -> None:
+    metrics_dir, _ = _fill_wals(tmp_path / "wal")
+    segment = sorted(p for p in metrics_dir.iterdir() if p.name.isdigit())[0]
+    data = bytearray(segment.read_bytes())
+    data[-5] ^= 0xFF  # inside the last record's payload: its CRC no longer matches
+    segment.write_bytes(bytes(data))
+    result = run_cli("wal-stats", str(metrics_dir), cwd=tmp_path)
+    assert result.returncode == 1
+    assert re.search(rf"error: WAL {metrics_dir} is corrupt: segment \d+ at offset \d+: \w", result.stderr)
+    assert "Corruption(" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_target_stats_unknown_job_and_empty_dir_exit_1(tmp_path: Path) -> None:
+    import json
+
+    metrics_dir, _ = _fill_wals(tmp_path / "wal")
+    result = run_cli("target-stats", str(metrics_dir), "-j", "j", "-i", "t:1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^http_requests_total +1$", result.stdout, re.M) and re.search(r"^TOTAL +2$", result.stdout, re.M)
+    result = run_cli("target-stats", "--json", str(metrics_dir), "-j", "j", "-i", "t:1", cwd=tmp_path)
+    assert json.loads(result.stdout) == {"job": "j", "instance": "t:1", "total": 2,
+                                         "metrics": {"http_requests_total": 1, "up": 1}}
+    result = run_cli("target-stats", str(metrics_dir), "-j", "nope", "-i", "t:1", cwd=tmp_path)
+    assert result.returncode == 1 and "no series with job='nope'" in result.stderr and "jobs: j" in result.stderr
+    result = run_cli("target-stats", str(metrics_dir), "-j", "j", "-i", "t:9", cwd=tmp_path)
+    assert result.returncode == 1 and "instances of that job: t:1, t:2" in result.stderr
+    (tmp_path / "empty").mkdir()
+    result = run_cli("target-stats", str(tmp_path / "empty"), "-j", "j", "-i", "t:1", cwd=tmp_path)
+    assert result.returncode == 1 and "no metrics WAL records" in result.stderr
+
+
+def test_no_broken_pipe_traceback_when_piped_to_head(tmp_path: Path) -> None:
+    root = tmp_path / "wal"
+    _fill_wals(root)
+    for _ in range(30):  # enough output that `head -1` closes the pipe while it is still written
+        _fill_wals(tmp_path / "more" / str(_))
+    result = subprocess.run(f"'{SCRIPT}' wal-stats '{tmp_path}/more' | head -1", shell=True, capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.stdout.startswith("WAL: ")
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
