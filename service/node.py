@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,8 @@ class Node:
     async def start(self) -> None:
         for section in self.cfg.unimplemented():
             _log.warning("config section is accepted but not implemented yet; it is ignored", section=section)
+        _log.info("WAL directory (a relative wal_directory is relative to the working directory)",
+                  wal_directory=os.path.abspath(self.cfg.metrics.wal_directory))
         if self.kv is not None:
             await self.kv.start()
             _log.info("KV store started", store=self.cfg.metrics.scraping_service.kvstore.store)
