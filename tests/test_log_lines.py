@@ -58,3 +58,16 @@ def test_repeated_warning_counts_instead_of_repeating() -> None:
     assert "component=remote_write url=http://127.0.0.1:9" in lines[1] and "err=\"connection refused\"" in lines[1]
     assert "level=info" in lines[2] and "failures=18" in lines[2]
     assert "component=remote_write" in lines[3] and "1 failure in the last minute" in lines[3]
+
+
+def test_a_bad_certificate_path_names_the_file() -> None:
+    """The client side (remote_write, scrape, Loki clients): the error that is logged names the file."""
+    import pytest
+
+    from service.http.client import HTTPClientError, ssl_context
+    from service.metrics.config.http_client import TLSConfig
+
+    with pytest.raises(HTTPClientError, match=r"unable to load the CA /nope/ca\.pem: "):
+        ssl_context(TLSConfig(ca_file="/nope/ca.pem"))
+    with pytest.raises(HTTPClientError, match=r"unable to load client certificate /nope/c.pem \(key /nope/k.pem\)"):
+        ssl_context(TLSConfig(cert_file="/nope/c.pem", key_file="/nope/k.pem"))
