@@ -170,9 +170,13 @@ def help_command(argv: Sequence[str]) -> int:
         print(usage())
         return 0
     name = argv[0]
-    if name not in COMMANDS or name in ("help", "version"):
+    if name not in COMMANDS:
         print(f"{PROG}: error: unknown command {name!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    if name in ("help", "version"):
+        print(f"usage: {PROG} {name}{' [COMMAND]' if name == 'help' else ''}\n\n{COMMANDS[name][1]}; also "
+              f"{', '.join(HELP_FLAGS if name == 'help' else VERSION_FLAGS)}")
+        return 0
     return COMMANDS[name][0](["--help"])
 
 

@@ -39,6 +39,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if not self.line:
+            return f"{self.file}: {self.message}"
         return f"{self.file}:{self.line}:{self.column}: {self.message}"
 
 

@@ -226,7 +226,7 @@ def test_config_check_several_files_instances_and_ignored_sections(tmp_path: Pat
     c.write_text("scrape_configs:\n- job_name: c\n  bearer_token_file: /etc/token\n  bogus: 1\n")
     result = run_cli("config-check", str(good), "--instance", str(a), str(b), str(c), cwd=tmp_path)
     assert result.returncode == 1
-    assert f'{b}:0:0: job_name "web" is also used by the config a ({a}); the config API refuses it' in result.stderr
+    assert f'{b}: job_name "web" is also used by the config a ({a}); the config API refuses it' in result.stderr
     assert f"{c}:4:3: field bogus not found in type config.ScrapeConfig" in result.stderr
     c.write_text("scrape_configs:\n- job_name: c\n  bearer_token_file: /etc/token\n")
     result = run_cli("config-check", str(good), "-i", str(c), cwd=tmp_path)

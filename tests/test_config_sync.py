@@ -71,7 +71,7 @@ def test_config_sync(tmp_path: Path) -> None:
         for flags in (["--dry-run"], []):
             result = run_cli("config-sync", *flags, "-a", addr, str(local), cwd=tmp_path)
             assert result.returncode == 1
-            assert (f'{local}/zeta.yaml:0:0: job_name "a2" is also used by the config alpha ({local}/alpha.yaml)'
+            assert (f'{local}/zeta.yaml: job_name "a2" is also used by the config alpha ({local}/alpha.yaml)'
                     in result.stderr)
         assert names(node) == ["alpha", "beta gamma"]
 
