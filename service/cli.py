@@ -81,7 +81,7 @@ def run(argv: Sequence[str]) -> int:
     checked = check_node_file(args.config_file, expand=args.expand_env)
     if checked.config is None:
         for problem in checked.problems:
-            print(f"error: cannot start: {problem}", file=sys.stderr)
+            print(f"error: node failed to start: {problem}", file=sys.stderr)
         return 1
     cfg = checked.config
     address = args.http_address
@@ -92,7 +92,7 @@ def run(argv: Sequence[str]) -> int:
     try:
         host, port = split_address(address)
     except ValueError as exc:
-        print(f"error: cannot start: {exc}", file=sys.stderr)
+        print(f"error: node failed to start: {exc}", file=sys.stderr)
         return 1
 
     from service import log
@@ -106,7 +106,7 @@ def run(argv: Sequence[str]) -> int:
     try:
         return serve(cfg, options, host, port)
     except (ConfigError, ValueError, OSError) as exc:  # a part the checks above could not foresee
-        print(f"error: cannot start: {exc}", file=sys.stderr)
+        print(f"error: node failed to start: {exc}", file=sys.stderr)
         return 1
 
 

@@ -334,6 +334,12 @@ def _logs(cfg: NodeConfig, where: _Locator) -> list[Problem]:
             for key, file in client.tls_config.files():
                 out.extend(_readable(file, where, ("logs", "configs", i, "clients", j, "tls_config", key)))
         for j, sc in enumerate(inst.scrape_configs):
+            push_tls = sc.loki_push_api.server.http_tls_config if sc.loki_push_api is not None else None
+            if push_tls is not None:
+                base = ("logs", "configs", i, "scrape_configs", j, "loki_push_api", "server", "http_tls_config")
+                for key in ("cert_file", "key_file", "client_ca_file"):
+                    out.extend(_readable(getattr(push_tls, key), where, (*base, key),
+                                         f"loki_push_api {sc.job_name}: cannot load the TLS certificate: "))
             stages = sc.pipeline_stages if isinstance(sc.pipeline_stages, list) else [sc.pipeline_stages]
             for k, stage in enumerate(stages):
                 try:

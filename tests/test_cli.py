@@ -187,14 +187,14 @@ def test_a_node_that_cannot_start_says_why_in_one_line_each(tmp_path: Path) -> N
         result = run_cli(f"-config.file={node}", f"-server.http.address=127.0.0.1:{free_port()}", cwd=tmp_path)
         assert result.returncode == 1
         assert result.stderr.splitlines() == [
-            f"error: cannot start: {node}:11:14: kvstore.store {store} is not supported: this node keeps "
+            f"error: node failed to start: {node}:11:14: kvstore.store {store} is not supported: this node keeps "
             "configs in etcd or in its embedded store (set store: etcd or store: embedded)"]
     text = BROKEN_NODE.format(missing=tmp_path / "nope").replace("log_format: xml", "log_format: json")
     node.write_text(text.replace("  bogus: 1\n", "").replace("store: consul", "store: embedded"))
     result = run_cli(f"-config.file={node}", f"-server.http.address=127.0.0.1:{free_port()}", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert len(result.stderr.splitlines()) == 3
-    assert all(line.startswith(f"error: cannot start: {node}:") for line in result.stderr.splitlines())
+    assert all(line.startswith(f"error: node failed to start: {node}:") for line in result.stderr.splitlines())
     assert "Unknown stage type: regexp" in result.stderr and "nope/cert.pem" in result.stderr
 
 
