@@ -92,10 +92,12 @@ def configure(level: str = "info", fmt: str = "logfmt") -> None:
 
 
 class _StartupFailureFilter(logging.Filter):
-    """uvicorn logs a failed lifespan start-up with its traceback; the node has already logged the reason in
-    one line (`node failed to start`), so keep uvicorn's line and drop the traceback."""
+    """uvicorn logs a failed lifespan start-up as a formatted traceback; the node has already logged the reason
+    in one line (`node failed to start`), so keep uvicorn's closing line and drop the traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and record.msg.startswith("Traceback (most recent call last)"):
+            return False
         if record.exc_info and "startup failed" in str(record.msg).lower():
             record.exc_info = None
             record.exc_text = None

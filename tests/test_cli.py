@@ -331,3 +331,26 @@ def test_no_broken_pipe_traceback_when_piped_to_head(tmp_path: Path) -> None:
                             text=True, timeout=60, cwd=tmp_path)
     assert result.stdout.startswith("WAL: ")
     assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
+
+
+def test_a_start_failure_past_the_checks_is_one_line_without_traceback(tmp_path: Path) -> None:
+    """A push listener port another process holds: only known at bind time."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    logs = ("logs:\n  positions_directory: positions\n  configs:\n  - name: default\n    scrape_configs:\n"
+            f"    - job_name: api\n      loki_push_api: {{server: {{http_listen_address: 127.0.0.1, "
+            f"http_listen_port: {port}}}}}\n")
+    node = NodeProcess(tmp_path, node_config(store="embedded") + logs)
+    try:
+        node.start(wait_ready=False)
+        assert node.proc is not None and node.proc.wait(20) == 1
+    finally:
+        holder.close()
+    log = node.log()
+    assert "Traceback" not in log, log
+    failed = [line for line in log.splitlines() if "node failed to start" in line]
+    assert len(failed) == 1 and f"cannot listen on 127.0.0.1:{port}" in failed[0]
