@@ -53,6 +53,8 @@ def component_of(logger_name: str) -> str:
 
 
 def _text(value: Any) -> str:
+    if hasattr(value, "_asdict"):  # a NamedTuple: its fields, not its repr
+        value = value._asdict()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple, set, frozenset, dict)):

@@ -83,6 +83,9 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     lines = [line for line in log.splitlines() if line.startswith("ts=")]
     assert lines and all(" component=" in line for line in lines), log
     assert not re.search(r"=(None|True|False)\b", log), log
+    assert not re.search(r'="?[A-Z]\w*\(', log), log  # no `Position(segment=...)` style reprs
+    started = next(line for line in lines if "remote_write queue started" in line)
+    assert 'position="start of the WAL"' in started, started
 
 
 # --- item 2: the CLI shows what it can do ----------------------------------------------------------------

@@ -43,6 +43,13 @@ _READ_RECORDS = 64
 _READ_BYTES = 8 << 20
 
 
+def _where(position: Position | None) -> dict[str, object]:
+    """A WAL position as log fields (segment=, offset=), not a tuple's repr."""
+    if position is None:
+        return {"position": "start of the WAL"}
+    return {"segment": position.segment, "offset": position.offset}
+
+
 class RemoteWriteQueue:
     """Sends what a WAL holds to one remote_write endpoint. ``start()`` once, ``stop(deadline)`` once."""
 
@@ -96,8 +103,7 @@ class RemoteWriteQueue:
         tag = f"{self.instance}/{self.name}"
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"rw-read[{tag}]"),
                        asyncio.create_task(self._send_loop(), name=f"rw-send[{tag}]")]
-        self._log(logging.INFO, "remote_write queue started",
-                  position=str(start) if start is not None else "start of the WAL")
+        self._log(logging.INFO, "remote_write queue started", **_where(start))
 
     async def stop(self, flush_deadline: float) -> None:
         """Send what is durable in the WAL now, for at most ``flush_deadline`` seconds; then stop and store
@@ -117,7 +123,7 @@ class RemoteWriteQueue:
         await self._client.close()
         self.samples_pending = 0
         m.SAMPLES_PENDING.labels(*self._labels).set(0)
-        self._log(logging.INFO, "remote_write queue stopped", position=str(self.acked_position or "start of the WAL"),
+        self._log(logging.INFO, "remote_write queue stopped", **_where(self.acked_position),
                   unsent_batches=len(pending))
 
     @property
