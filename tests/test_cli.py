@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.certs import make_certs
 from tests.node_process import REPO, NodeProcess, free_port, node_config
 from tests.polling import wait_for
@@ -66,6 +68,7 @@ def test_two_dash_flags_work_too(tmp_path: Path) -> None:
     assert result.returncode == 1 and 'unrecognized log format "xml"' in result.stderr
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     """SIGTERM and each shutdown phase are logged with their deadlines; every line names its component and
     no value is a Python repr."""
@@ -336,6 +339,7 @@ def test_no_broken_pipe_traceback_when_piped_to_head(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_a_start_failure_past_the_checks_is_one_line_without_traceback(tmp_path: Path) -> None:
     """A push listener port another process holds: only known at bind time."""
     import socket

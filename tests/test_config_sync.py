@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.certs import make_certs
 from tests.node_process import NodeProcess, node_config
 from tests.polling import wait_for
@@ -99,6 +101,7 @@ def test_config_sync_errors(tmp_path: Path) -> None:
     assert result.returncode == 1 and "cannot read directory" in result.stderr
 
 
+@pytest.mark.slow
 def test_config_sync_refuses_mass_deletes_without_yes(tmp_path: Path) -> None:
     node = NodeProcess(tmp_path / "node", node_config(store="embedded")).start()
     local = tmp_path / "configs"
@@ -122,6 +125,7 @@ def test_config_sync_refuses_mass_deletes_without_yes(tmp_path: Path) -> None:
         node.stop()
 
 
+@pytest.mark.slow
 def test_config_sync_reaches_a_secured_node(tmp_path: Path) -> None:
     """Basic auth, bearer tokens (flag, file, environment), a CA, a client certificate, -insecure-skip-verify."""
     certs = make_certs(tmp_path / "certs")
