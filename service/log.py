@@ -74,9 +74,17 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
 
 
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "_asdict"):
+        return value._asdict()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)
+
+
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return orjson.dumps(_fields(record), default=str).decode()
+        return orjson.dumps(_fields(record), default=_json_default).decode()
 
 
 def configure(level: str = "info", fmt: str = "logfmt") -> None:

@@ -137,3 +137,14 @@ def test_reshard_timeout_names_what_it_waited_for() -> None:
 
     error = asyncio.run(scenario())
     assert error == "reshard timed out after 0.3s waiting for instances to start or stop (1 wanted on this node)"
+
+
+def test_json_lines_have_no_reprs_either() -> None:
+    from service.wal import Position
+
+    record = logging.LogRecord("service.wal", logging.INFO, "", 0, "marker stored", None, None)
+    record.fields = {"component": "wal", "position": Position(3, 4096), "jobs": {"b", "a"}, "gone": None,
+                     "ok": True}
+    line = log.JSONFormatter().format(record)
+    assert '"position":{"segment":3,"offset":4096}' in line and '"jobs":["a","b"]' in line
+    assert '"ok":true' in line and "gone" not in line and "Position(" not in line
