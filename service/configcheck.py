@@ -40,7 +40,7 @@ def check_instance(path: str, body: bytes, global_cfg: GlobalConfig, *, allow_re
                    name: str | None = None) -> InstanceFile:
     """Decode and validate one instance config as `PUT /agent/api/v1/config/<name>` does."""
     out = InstanceFile(path, name or instance_name(path), body)
-    cfg, problems, where = decode_checked(InstanceConfig, body, path)
+    cfg, problems, where = decode_checked(InstanceConfig, body, path, empty_ok=False)
     out.problems.extend(problems)
     if cfg is None:
         return out

@@ -69,30 +69,25 @@ def check_node_file(path: str, *, expand: bool = False) -> NodeFileCheck:
     except OSError as exc:
         out.problems.append(Problem(path, 0, 0, f"cannot read the config file: {exc.strerror}"))
         return out
-    cfg, problems = check_node_text(raw, path, expand=expand)
+    cfg, problems, where = decode_checked(NodeConfig, raw, path, expand=expand)
     out.problems.extend(problems)
     if cfg is not None and not problems:
-        out.problems.extend(sorted(startup_problems(cfg, _Locator(path, raw, expand)),
-                                   key=lambda p: (p.line, p.column)))
+        out.problems.extend(sorted(startup_problems(cfg, where), key=lambda p: (p.line, p.column)))
     if not out.problems:
         out.config = cfg
     return out
 
 
-def check_node_text(raw: bytes | str, path: str, *, expand: bool = False) -> tuple[NodeConfig | None,
-                                                                                      list[Problem]]:
-    """Decode a node file, collecting every decoding and section-check problem."""
-    cfg, problems, _ = decode_checked(NodeConfig, raw, path, expand=expand)
-    return cfg, problems
-
-
-def decode_checked(cls: type[T], raw: bytes | str, path: str, *,
-                   expand: bool = False) -> tuple[T | None, list[Problem], _Locator]:
-    """Decode a document into `cls` with every problem found (the value is None when there are any)."""
+def decode_checked(cls: type[T], raw: bytes | str, path: str, *, expand: bool = False,
+                   empty_ok: bool = True) -> tuple[T | None, list[Problem], _Locator]:
+    """Decode a document into `cls` with every problem found (the value is None when there are any). An
+    empty document is the defaults (a node file) or, with `empty_ok=False`, an error (an instance config)."""
     locator = _Locator(path, raw, expand)
     if locator.error is not None:
         return None, [locator.error], locator
     if locator.root is None or is_null(locator.root):
+        if not empty_ok:
+            return None, [Problem(path, 0, 0, "EOF: the document is empty")], locator
         return cls(), [], locator
     problems: list[Problem] = []
     _Walker(locator, problems).walk(cls, locator.root, "")

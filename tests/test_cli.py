@@ -240,6 +240,9 @@ def test_config_check_several_files_instances_and_ignored_sections(tmp_path: Pat
     assert "bearer_token_file must be empty unless dangerous_allow_reading_files is set" in result.stderr
     result = run_cli("config-check", "-i", str(a), cwd=tmp_path)
     assert (result.returncode, result.stdout.strip()) == (0, "config valid")
+    (tmp_path / "empty.yaml").write_text("")  # the API answers 400 EOF
+    result = run_cli("config-check", "-i", str(tmp_path / "empty.yaml"), cwd=tmp_path)
+    assert result.returncode == 1 and f"{tmp_path}/empty.yaml: EOF: the document is empty" in result.stderr
 
 
 # --- item 4: wal-stats and target-stats -------------------------------------------------------------------
