@@ -136,6 +136,10 @@ def test_self_metrics_pass_promtool(tmp_path: Path) -> None:
         assert exposition.status == 200 and b"agent_wal_samples_appended_total" in exposition.body
         result = subprocess.run([promtool, "check", "metrics"], input=exposition.body, capture_output=True,
                                 timeout=30)
-        assert result.returncode == 0, (result.stdout + result.stderr).decode()
+        # Names kept byte for byte as Alloy and Promtail expose them fail promtool's naming lint; nothing else may.
+        upstream = ("loki_source_api_entries_written ", "promtail_read_bytes_total ", "promtail_file_bytes_total ",
+                    "promtail_files_active_total ")
+        lint = [ln for ln in (result.stdout + result.stderr).decode().splitlines() if not ln.startswith(upstream)]
+        assert result.returncode in (0, 3) and not lint, (result.stdout + result.stderr).decode()
     finally:
         node.stop()

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from service.metricnames import ExactCounter
+
 _SIZE_BUCKETS = tuple(float(1 << n) for n in range(10, 27, 2))  # 1 KiB .. 64 MiB
 
 REQUEST_DURATION = Histogram(
@@ -24,7 +26,7 @@ RESPONSE_BYTES = Histogram(
 TCP_CONNECTIONS = Gauge(
     "loki_source_api_tcp_connections", "Current number of accepted TCP connections.", ("protocol",),
 )
-ENTRIES_WRITTEN = Counter(
+ENTRIES_WRITTEN = ExactCounter(
     "loki_source_api_entries_written", "Total number of entries written by the push API.",
 )
 

@@ -26,6 +26,7 @@ import snappy
 
 from service.config.secrets import redact_url
 from service.http.client import HTTPClient
+from service.log import RepeatedWarning
 from service.metrics.config.remote_write import RemoteWriteConfig
 from service.metrics.remote import metrics as m
 from service.metrics.remote.batch import RECORD_WRITE_REQUEST, Batch, Counts, count, decode_record
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 16 << 20  # decoded bytes per batch, whatever the sample count
 _READ_RECORDS = 64
 _READ_BYTES = 8 << 20
+
+
+def _where(position: Position | None) -> dict[str, object]:
+    """A WAL position as log fields (segment=, offset=), not a tuple's repr."""
+    if position is None:
+        return {"position": "start of the WAL"}
+    return {"segment": position.segment, "offset": position.offset}
 
 
 class RemoteWriteQueue:
@@ -80,6 +88,7 @@ class RemoteWriteQueue:
         self.bad_records = self.skipped_records = 0
         self.highest_read_ts_ms = self.highest_sent_ts_ms = 0
         self.last_error = ""
+        self._retry_warning = RepeatedWarning(log, "failed to send batch, retrying")
         self._set_gauges()
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -95,7 +104,7 @@ class RemoteWriteQueue:
         tag = f"{self.instance}/{self.name}"
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"rw-read[{tag}]"),
                        asyncio.create_task(self._send_loop(), name=f"rw-send[{tag}]")]
-        self._log(logging.INFO, "remote_write queue started", position=str(start))
+        self._log(logging.INFO, "remote_write queue started", **_where(start))
 
     async def stop(self, flush_deadline: float) -> None:
         """Send what is durable in the WAL now, for at most ``flush_deadline`` seconds; then stop and store
@@ -115,7 +124,7 @@ class RemoteWriteQueue:
         await self._client.close()
         self.samples_pending = 0
         m.SAMPLES_PENDING.labels(*self._labels).set(0)
-        self._log(logging.INFO, "remote_write queue stopped", position=str(self.acked_position),
+        self._log(logging.INFO, "remote_write queue stopped", **_where(self.acked_position),
                   unsent_batches=len(pending))
 
     @property
@@ -289,7 +298,7 @@ class RemoteWriteQueue:
                 self._count_retry(counts)
                 delay = exc.retry_after if exc.retry_after is not None else backoff
                 self.last_error = str(exc)
-                self._log(logging.WARNING, "failed to send batch, retrying", error=str(exc), delay=delay)
+                self._retry_warning.failed(**self._extra(error=str(exc), retry_in=delay))
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
@@ -302,6 +311,7 @@ class RemoteWriteQueue:
                 return
             m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
             self._count_sent(counts, len(body))
+            self._retry_warning.recovered("remote_write recovered: batches are accepted again", **self._extra())
             return
 
     def _count_sent(self, c: Counts, size: int) -> None:
