@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from service.metrics.proto.remote_pb2 import WriteRequest
 from service.metrics.walstats import instance_wal_stats
 from service.wal import wal_dir_for
 from tests.node_process import REPO, NodeProcess, free_port, wait_for
+from tests.prometheus_server import require_prometheus
 from tests.rw_payloads import simple_series, write_body
 
 WRITE = "/agent/api/v1/metrics/instance/{}/write"
@@ -272,7 +272,6 @@ def test_read_only_wal_disk_instance_fails_node_serves(tmp_path: Path, tmpfs: Pa
 # ----------------------------------------------------------------------------------- a real Prometheus
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
 def test_real_prometheus_remote_writes_into_us(tmp_path: Path) -> None:
     node = start_node(tmp_path / "node", ["prom"])
     prom_port = free_port()
@@ -289,7 +288,7 @@ remote_write:
     metadata_config: {{send: true, send_interval: 1s}}
 """)
     log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed below
-    prom = subprocess.Popen(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
+    prom = subprocess.Popen([require_prometheus(), f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
                              f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=log)
     try:
         def appended() -> float:

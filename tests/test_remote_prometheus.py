@@ -14,10 +14,10 @@ from service.metrics.remote.codec import encode_labels, encode_timeseries
 from service.metrics.remote.queue import RemoteWriteQueue
 from service.wal import WAL
 from tests.polling import wait_until
-from tests.prometheus_server import PrometheusServer, available
+from tests.prometheus_server import PrometheusServer
 from tests.remote_helpers import fill_wal, request_body, rw_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not available(), reason="prometheus binary not installed")]
+pytestmark = pytest.mark.slow
 
 REQUESTS, SERIES = 10, 50
 
