@@ -224,16 +224,29 @@ def test_stop_with_unreachable_remote_returns_within_deadline(tmp_path: Path) ->
 
 
 def test_partial_batch_sent_after_deadline_and_metadata_passes(tmp_path: Path) -> None:
+    """A batch far below max_samples_per_send goes out once batch_send_deadline has passed since its first
+    record: not before (it waits for more), and not much later (it does not wait for a full batch)."""
+    deadline = 0.4
     async def scenario() -> None:
         wal = await _open(tmp_path)
         peer = await CapturePeer().start()
-        meta = WriteRequest(metadata=[MetricMetadata(type=1, metric_family_name="rw_test", help="h")])
-        await wal.append_durable(1, snappy.compress(meta.SerializeToString()))
-        q = RemoteWriteQueue(wal, rw_config(peer.url), instance="inst", external_labels={})
+        cfg = rw_config(peer.url, f"queue_config: {{batch_send_deadline: {int(deadline * 1000)}ms, "
+                                  "max_samples_per_send: 2000}\n")
+        q = RemoteWriteQueue(wal, cfg, instance="inst", external_labels={})
         await q.start()
+        meta = WriteRequest(metadata=[MetricMetadata(type=1, metric_family_name="rw_test", help="h")])
+        appended = time.monotonic()
+        await wal.append_durable(1, snappy.compress(meta.SerializeToString()))
         await wait_until(lambda: peer.metadata == 1, what="metadata-only request")
+        assert peer.times[0] - appended >= deadline * 0.95
+
+        appended = time.monotonic()
         await wal.append_durable(1, request_body(3, int(time.time() * 1000)))
-        await wait_until(lambda: peer.samples() == 3, what="a partial batch after batch_send_deadline")
+        await wal.append_durable(1, request_body(3, int(time.time() * 1000) + 1, first=3))
+        await wait_until(lambda: peer.samples() == 6, what="a partial batch after batch_send_deadline")
+        waited = peer.times[-1] - appended
+        assert peer.requests == 2  # both records in one request, cut by the deadline
+        assert deadline * 0.95 <= waited < deadline + 2.0, waited
         await q.stop(5)
         await peer.stop()
         wal.close()
