@@ -49,6 +49,13 @@ def cases(ts_ms: int) -> list[Case]:
              "400 proto: wrong wireType = 0 for field Name"),
         Case("sample value as a varint", ld(0x0A, good + ld(0x12, b"\x08\x01")),
              "400 proto: wrong wireType = 0 for field Value"),
+        Case("sample value as a varint in the 50th series",
+             b"".join(series(ts_ms, name=f"rw_strict_{i}".encode()) for i in range(49))
+             + ld(0x0A, good + ld(0x12, b"\x09" + b"\x00" * 8 + b"\x10\x01" + b"\x08\x01")),
+             "400 proto: wrong wireType = 0 for field Value"),
+        Case("metadata type as bytes in the 3rd entry",
+             ld(0x1A, b"\x08\x01" + ld(0x12, b"a")) * 2 + ld(0x1A, ld(0x0A, b"x") + ld(0x12, b"m")),
+             "400 proto: wrong wireType = 2 for field Type"),
         Case("exemplar value as a varint", series(ts_ms, ld(0x1A, b"\x10\x01")),
              "400 proto: wrong wireType = 0 for field Value"),
         Case("metadata type as bytes", ld(0x1A, ld(0x0A, b"x") + ld(0x12, b"m")),
