@@ -75,8 +75,9 @@ class SeriesChecker:
         raw = decompress_body(body, max_decoded_bytes)
         check_write_request(raw)
         try:
-            series, samples, exemplars, histograms, metadata = views.counts(raw)
+            samples, exemplars, histograms, metadata = views.totals(raw)
             keys = views.series_keys(raw)
+            series = len(keys.timeseries)
             seen = self._seen
             fresh = [key for key in map(_serialize, keys.timeseries) if key not in seen]
             for key in fresh:
