@@ -127,6 +127,25 @@ def test_remote_refusing_everything_costs_a_bounded_number_of_requests(tmp_path:
     run(scenario())
 
 
+def test_unreadable_record_is_skipped_and_counted_and_its_batch_delivered(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        wal = await _open(tmp_path)
+        peer = await CapturePeer().start()
+        now_ms = int(time.time() * 1000)
+        await wal.append_durable(1, request_body(5, now_ms))
+        await wal.append_durable(1, b"\xff\xff not snappy at all")
+        await wal.append_durable(1, request_body(5, now_ms, first=5))
+        q = RemoteWriteQueue(wal, rw_config(peer.url), instance="inst", external_labels={})
+        await q.start()
+        await wait_until(lambda: q.acked_position == wal.durable_position, what="all acked")
+        await q.stop(5)
+        assert peer.samples() == 10 and peer.requests == 1 and q.samples_failed == 0
+        assert _isolated(peer.url, "unreadable") == 1 and _isolated(peer.url, "refused") == 0
+        await peer.stop()
+        wal.close()
+    run(scenario())
+
+
 def _isolated(url: str, reason: str) -> float:
     value = REGISTRY.get_sample_value("agent_remote_write_isolated_total",
                                       {"remote_name": "test", "url": url, "instance": "inst", "reason": reason})
