@@ -26,6 +26,12 @@ BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 _EMPTY_CONFIG = "global: {scrape_interval: 15s}\nscrape_configs: []\n"
 
 
+def available() -> bool:
+    """Whether the binary is installed. Tests do not skip on this: they call require_prometheus() (or start
+    a server), which fails when it is missing (tests/peers.py)."""
+    return os.access(BINARY, os.X_OK)
+
+
 def require_prometheus() -> str:
     """The binary's path; fails (tests/peers.py) when Debian's prometheus is not installed."""
     return require(BINARY, "prometheus")
