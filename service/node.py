@@ -80,15 +80,16 @@ class Node:
         """Where the cluster's last reshard placed the config `name` (None without a cluster)."""
         return self.cluster.sharder.placement.locate(name) if self.cluster is not None else None
 
-    async def config_stored(self, name: str) -> bool:
-        """Whether the KV store holds a config `name` now (False when it cannot say within a second)."""
+    async def config_stored(self, name: str) -> bool | None:
+        """Whether the KV store holds a config `name` now; None when it cannot say within a second (the
+        store is unreachable), so that a write is asked to retry rather than refused."""
         if self.config_store is None:
             return False
         try:
             async with asyncio.timeout(1.0):
                 return await self.config_store.get(name) is not None
         except (KVError, TimeoutError):
-            return False
+            return None
 
     async def _probe_kv(self) -> None:
         if self.kv is not None:
