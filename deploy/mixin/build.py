@@ -194,7 +194,7 @@ LOGS = dashboard("scraping-service-logs", "scraping-service / Logs", [
         Graph("Send duration p99",
               (("histogram_quantile(0.99, " + rate("loki_write_request_duration_seconds_bucket", "host, le") + ")",
                 "{{host}}"),), "s"),
-        Graph("Files tailed", ((f"sum by (instance) (promtail_files_active{{{SEL}}})", "{{instance}}"),)),
+        Graph("Files tailed", ((f"sum by (instance) (promtail_files_active_total{{{SEL}}})", "{{instance}}"),)),
     ]),
     ("Search store", [
         Graph("Entries indexed", ((rate("logs_search_written_entries_total", "instance"), "{{instance}}"),), "cps"),
