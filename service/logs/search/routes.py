@@ -4,8 +4,10 @@ Choices where Loggator's docs leave room (see docs of the functions):
 - a container id is `source_id(name)` (12 hex digits of SHA-256 of the name); `/api/containers/{id}` also
   accepts the exact name;
 - histogram windows are `fromTimestamp`/`toTimestamp` (ms) or `minutes` (default 60 back from now); the bucket
-  is `bucket` in milliseconds, or chosen from the window (a round step giving at most ~120 buckets); buckets
-  are aligned to multiples of the bucket size since the Unix epoch, ascending and zero-filled;
+  is `bucket` in milliseconds, or chosen from the window (a round step giving at most ~120 buckets, whole days
+  beyond 7-day steps, so even an all-time window fits); buckets are aligned to multiples of the bucket size
+  since the Unix epoch, ascending and zero-filled; an explicit `bucket` that would give more than 10 000
+  buckets is a 400 INVALID_PARAMETER (the documented envelope's validation), never a longer answer;
 - requests see only their tenant (X-Scope-OrgID; absent = the default tenant "").
 """
 
@@ -37,18 +39,26 @@ StoreRef = LogStore | Callable[[], LogStore | None] | None
 StatusProvider = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
 
 MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+MAX_INT64 = (1 << 63) - 1  # SQLite's integer range: larger offsets and buckets are refused, not overflowed
 MAX_BUCKETS = 10_000
+DAY_MS = 86_400_000
 STEPS_MS = [1_000, 5_000, 10_000, 15_000, 30_000, 60_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000,
             3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000]
 TARGET_BUCKETS = 120
 
 
 def choose_bucket(window_ms: int) -> int:
-    """The smallest round step giving at most TARGET_BUCKETS buckets over the window."""
+    """The smallest round step giving at most TARGET_BUCKETS buckets over the window; beyond the largest
+    step (7 days), a whole number of days, so that even an all-time window stays near TARGET_BUCKETS."""
     for step in STEPS_MS:
         if window_ms / step <= TARGET_BUCKETS:
             return step
-    return STEPS_MS[-1]
+    return -(-window_ms // (TARGET_BUCKETS * DAY_MS)) * DAY_MS
+
+
+def bucket_count(from_ms: int, to_ms: int, bucket_ms: int) -> int:
+    """How many aligned buckets cover [from_ms, to_ms] (an unaligned window touches one more)."""
+    return to_ms // bucket_ms - from_ms // bucket_ms + 1
 
 
 def _store(ref: StoreRef) -> LogStore:
@@ -109,7 +119,7 @@ def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = N
         s = _store(store)
         q = request.query_params
         limit = int_param(q, "limit", 50, low=1, high=100)
-        offset = int_param(q, "offset", 0, low=0)
+        offset = int_param(q, "offset", 0, low=0, high=MAX_INT64)
         f, known = await filters_from(request, s)
         started = time.perf_counter()
         total, logs = await s.search(f, limit, offset) if known else (0, [])
@@ -133,10 +143,10 @@ def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = N
         elif f.to_ms is None:
             f.to_ms = max(now, f.from_ms)
         window = f.to_ms - f.from_ms + 1  # type: ignore[operator]
-        bucket = int_param(q, "bucket", low=1)
+        bucket = int_param(q, "bucket", low=1, high=MAX_INT64)
         if bucket is None:
             bucket = choose_bucket(window)
-        elif window / bucket > MAX_BUCKETS:
+        elif bucket_count(f.from_ms, f.to_ms, bucket) > MAX_BUCKETS:  # type: ignore[arg-type]
             raise invalid(f"bucket too small: at most {MAX_BUCKETS} buckets per window")
         if known:
             buckets, total = await s.histogram(f, bucket)
