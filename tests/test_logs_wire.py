@@ -116,6 +116,12 @@ def test_json_labels_with_rules_quotes_and_gzip() -> None:
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["1", 2]]}]}', "the log line must be a string"),
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["x1", "x"]]}]}', 'invalid timestamp "x1"'),
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["-1", "x"]]}]}', 'invalid timestamp "-1"'),
+    (b'{"streams": [{"stream": {"a": "b"}, "values": [["99999999999999999999999999999", "x"]]}]}',
+     'strconv.ParseInt: parsing "99999999999999999999999999999": value out of range'),
+    (b'{"streams": [{"stream": {"a": "b"}, "values": [["9223372036854775808", "x"]]}]}', "value out of range"),
+    (b'{"streams": [{"stream": {"a": "b"}, "values": [["' + b"9" * 5000 + b'", "x"]]}]}', "value out of range"),
+    (b'{"streams": [{"stream": {"a": "b"}, "values": [["1_000", "x"]]}]}', 'invalid timestamp "1_000"'),
+    (b'{"streams": [{"stream": {"a": "b"}, "values": [[" 12", "x"]]}]}', 'invalid timestamp " 12"'),
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["1", "x", {"m": 1}]]}]}', "structured metadata"),
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["1", "x"]]}, 5]}', "stream is not an object"),
 ])
@@ -124,6 +130,43 @@ def test_json_errors_reject_the_whole_push(body: bytes, message: str) -> None:
         PushRules().ingest(body, JSON, None, LIMIT)
     assert err.value.status == 400
     assert err.value.message.startswith("loghttp.PushRequest.ReadJSON: ") and message in err.value.message
+
+
+def test_json_largest_timestamps_are_kept() -> None:
+    """int64 nanoseconds, as Loki parses them: the largest value and a zero-padded one are in range."""
+    body = orjson.dumps({"streams": [{"stream": {"a": "b"}, "values": [
+        ["9223372036854775807", "max"], ["0" * 40 + "5", "padded"]]}]})
+    got = PushRules(use_incoming_timestamp=True).ingest(body, JSON, None, LIMIT).request()
+    assert [(e.timestamp.seconds, e.timestamp.nanos) for e in got.streams[0].entries] == [
+        (9223372036, 854775807), (0, 5)]
+
+
+def test_nul_in_a_label_name_skips_the_stream_with_400() -> None:
+    """A NUL in a label name (JSON object key, or a quoted name in a protobuf label string) is refused for
+    that stream; the others are kept, and the answer names the problem."""
+    body = orjson.dumps({"streams": [{"stream": {"a\x00b": "x"}, "values": [["1", "bad"]]},
+                                     {"stream": {"ok": "y"}, "values": [["1", "good"]]}]})
+    accepted = PushRules().ingest(body, JSON, None, LIMIT)
+    assert accepted.streams == 1 and len(accepted.errors) == 1 and "NUL" in accepted.errors[0]
+    req = PushRequest()
+    req.streams.add(labels='{"a\\x00b"="x"}').entries.add(line="bad")
+    accepted = PushRules().ingest(snappy.compress(req.SerializeToString()), PROTO, None, LIMIT)
+    assert accepted.streams == 0 and "NUL" in accepted.errors[0]
+
+
+@pytest.mark.parametrize(("seconds", "nanos", "message"), [
+    (2**62, 0, "after 10000-01-01"), (253402300800, 0, "after 10000-01-01"),
+    (-62135596801, 0, "before 0001-01-01"), (0, -1, "nanos not in range"), (0, 10**9, "nanos not in range"),
+])
+def test_protobuf_timestamps_outside_loki_range_are_400(seconds: int, nanos: int, message: str) -> None:
+    req = PushRequest()
+    e = req.streams.add(labels='{a="b"}').entries.add(line="x")
+    e.timestamp.seconds, e.timestamp.nanos = seconds, nanos
+    with pytest.raises(PushError) as err:
+        PushRules(use_incoming_timestamp=True).ingest(snappy.compress(req.SerializeToString()), PROTO, None, LIMIT)
+    assert err.value.status == 400 and message in err.value.message
+    e.timestamp.seconds, e.timestamp.nanos = 253402300799, 999_999_999  # the last valid instant
+    PushRules(use_incoming_timestamp=True).ingest(snappy.compress(req.SerializeToString()), PROTO, None, LIMIT)
 
 
 def test_json_empty_bodies_store_nothing() -> None:

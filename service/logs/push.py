@@ -30,6 +30,10 @@ from service.metrics.remote.codec import CodecError, next_field, snappy_declared
 from service.relabel import RelabelConfig, Relabeler
 
 DEFAULT_MAX_MESSAGE_SIZE = 100 << 20
+# The range of a valid google.protobuf.Timestamp, which Loki checks while decoding a push (gogo's stdtime):
+# seconds in [0001-01-01, 10000-01-01), nanos in [0, 1e9).
+MIN_SECONDS = -62135596800
+MAX_SECONDS = 253402300800
 _TENANT_CHARS = re.compile(r"^[a-zA-Z0-9!\-_.*'()]+$")
 _CACHE_MAX = 65536
 _DROPPED = ""  # cache value for a stream the rules drop
@@ -105,6 +109,23 @@ def decode_protobuf(body: bytes, limit: int) -> tuple[PushRequest, bytes]:
         raise PushError(400, f"{type(exc).__name__}: {exc}") from None
 
 
+def check_timestamps(req: PushRequest) -> None:
+    """400 for an entry whose timestamp Loki's decoder refuses (outside [0001-01-01, 10000-01-01) or nanos
+    outside [0, 1e9)). Only kept timestamps are checked: a re-stamped push loses its incoming ones, and the
+    check costs about as much per entry as decoding (docs/http-api.md)."""
+    lo, hi = MIN_SECONDS, MAX_SECONDS
+    for stream in req.streams:
+        for e in stream.entries:
+            ts = e.timestamp
+            seconds, nanos = ts.seconds, ts.nanos
+            if seconds < lo:
+                raise PushError(400, f"timestamp: seconds:{seconds} nanos:{nanos} before 0001-01-01")
+            if seconds >= hi:
+                raise PushError(400, f"timestamp: seconds:{seconds} nanos:{nanos} after 10000-01-01")
+            if not 0 <= nanos < 1_000_000_000:
+                raise PushError(400, f"timestamp: seconds:{seconds} nanos:{nanos}: nanos not in range [0, 1e9)")
+
+
 @dataclass
 class Accepted:
     """What a push leaves to store: its snappy-block PushRequest (``body``), how many streams and entries
@@ -146,6 +167,9 @@ class PushRules:
             return hit
         try:
             parsed = parse_labels(text)
+            bad = next((name for name in parsed if "\x00" in name), None)
+            if bad is not None:
+                raise LabelParseError(f"invalid label name {bad!r}: contains NUL")
         except LabelParseError as exc:
             result: str | LabelParseError = exc
         else:
@@ -220,6 +244,8 @@ class PushRules:
 
     def _protobuf(self, body: bytes, limit: int, now_ns: int | None) -> Accepted:
         req, raw = decode_protobuf(body, limit)
+        if self.use_incoming_timestamp:
+            check_timestamps(req)
         errors: list[str] = []
         kept: list[str | None] = [self._keep(stream.labels, errors) for stream in req.streams]
         entries = streams = 0
