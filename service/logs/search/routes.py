@@ -105,7 +105,7 @@ def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = N
             got = status_provider()
             parts = await got if inspect.isawaitable(got) else got
         store_status = current.status() if current is not None else {"running": False}
-        healthy = store_status["running"] and all(
+        healthy = store_status["running"] and store_status.get("healthy", True) and all(
             not isinstance(v, dict) or v.get("healthy", True) is not False for v in parts.values())
         return ok({"service": "scraping-service", "version": __version__,
                    "status": "healthy" if healthy else "degraded", "store": store_status, **parts})
