@@ -149,17 +149,22 @@ class LogsInstance:
         for server in self.servers:
             await server.stop()
         self.servers = []
-        if self.store is not None:
-            await self.store.stop()
-            self.store = None
         await cancel_and_wait(self._truncator)
         self._truncator = None
-        await asyncio.gather(*(c.stop() for c in self.clients))
+        # The store and the clients drain side by side, each within its own deadline; none raises.
+        await asyncio.gather(*(c.stop() for c in self.clients),
+                             *([self.store.stop()] if self.store is not None else []), return_exceptions=True)
+        self.store = None
         self.clients = []
         if self.wal is not None:
             await self.wal.aclose()
             self.wal = None
         self._log.info("logs instance stopped")
+
+    def status(self) -> dict[str, Any]:
+        """The instance's consumers of its WAL, for /api/status: unhealthy while a client is failing."""
+        clients = [c.status() for c in self.clients]
+        return {"healthy": all(c["healthy"] for c in clients), "clients": clients}
 
     async def _truncate_loop(self) -> None:
         while True:
