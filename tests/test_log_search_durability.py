@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -55,8 +56,12 @@ class Pusher:
 
     def stop(self) -> None:
         self._stop.set()
+        self.join()
+
+    def join(self) -> None:
+        """Wait for every batch to be pushed (or the pusher stopped)."""
         for t in self._threads:
-            t.join(30)
+            t.join(120)
 
     @property
     def acked_lines(self) -> int:
@@ -228,3 +233,45 @@ def test_bad_timestamps_are_refused_and_a_dead_writer_is_reported_and_restarted(
         assert 'logs_search_writer_restarts_total{instance="default"} 1.0' in node.get("/metrics").text
     finally:
         node.stop()
+
+
+@pytest.mark.slow
+def test_search_store_on_a_full_disk_catches_up_once_space_is_back(tmp_path: Path) -> None:
+    """The store's database on a small tmpfs (needs root and mount): while it cannot grow its writer fails and
+    is restarted with backoff, pushes are still acknowledged (the WAL is elsewhere), and once space is back
+    every line becomes searchable without a node restart."""
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(store_dir)], capture_output=True,
+                         check=False)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+    config = CONFIG.replace("search: {retention: 30d, max_queue_entries: 5000}",
+                            f"search: {{retention: 30d, data_directory: {store_dir}}}")
+    node = NodeProcess(tmp_path / "node", config).start()
+    filler = store_dir / "filler"
+    try:
+        Pusher(node.port, "early", threads=1, batches=2).start().join()
+        wait_for(lambda: total(node, "early") == 1_000, 30, what="first lines searchable")
+        try:
+            with open(filler, "wb") as fh:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+        except OSError:
+            pass
+        pusher = Pusher(node.port, "full", threads=2, batches=40).start()
+        pusher.join()
+        assert pusher.acked_lines == 20_000
+        wait_for(lambda: search_status(node)["status"] == "degraded", 30, what="the failing writer reported")
+        assert total(node, "full") < 20_000
+        filler.unlink()
+        wait_for(lambda: total(node, "full") == 20_000, 90, what="every line searchable once space is back")
+        indexer = search_status(node)["store"]["indexer"]
+        assert indexer["writerRestarts"] >= 1 and indexer["writerAlive"]
+        assert total(node, "early") == 1_000
+    finally:
+        node.stop()
+        subprocess.run(["umount", "-l", str(store_dir)], check=False)
