@@ -179,3 +179,33 @@ def test_push_bytes_are_written_by_the_writer_process(tmp_path):
         assert store.writer._proc.pid != os.getpid()
     finally:
         store.close()
+
+
+def test_writer_survives_any_push(tmp_path):
+    """Pushes the ingest path would refuse (out-of-range times, undecodable bytes) reach the writer directly:
+    what it cannot hold is skipped and counted, the rest of the push and every later push are written."""
+    from service.logs.search.store import encode_entries
+    from service.metrics.proto.push_pb2 import PushRequest
+
+    store = make_store(tmp_path)
+    try:
+        t = now_ms()
+        req = PushRequest()
+        s = req.streams.add(labels='{container="odd"}')
+        for seconds in (2**62, -(2**62), t // 1000):
+            e = s.entries.add(line=f"at {seconds}")
+            e.timestamp.seconds = seconds
+        import snappy
+
+        store.add_push("", snappy.compress(req.SerializeToString()), 3)
+        store.add_push("", b"not snappy at all", 4)
+        store.add_push("", snappy.compress(b"\xff\xff\xff"), 5)  # snappy, not protobuf
+        store.add_push("", encode_entries([entry("p", f"later {i}", t + i) for i in range(10)]), 10)
+        assert store.flush(30)
+        assert run(store.count(Filters(source="odd"))) == 1
+        assert run(store.count(Filters(query="later", source="p"))) == 10
+        status = store.status()
+        assert status["skippedEntries"] == 2 + 4 + 5 and status["healthy"] is True
+        assert store.writer.alive and store.writer.restarts == 0
+    finally:
+        store.close()

@@ -264,11 +264,7 @@ class SearchIndexer:
 
     def _update_lag(self) -> None:
         durable = self.wal.durable_position
-        pos = self.position
-        if pos is None:
-            segments = list_segments(self.wal.directory)
-            pos = Position(segments[0], 0) if segments else durable
-        self.lag_bytes = wal_bytes_between(self.wal.directory, pos, durable)
+        self.lag_bytes = wal_bytes_between(self.wal.directory, self._position_or_oldest(), durable)
         now = time.monotonic()
         if self.lag_bytes == 0:
             self._caught_up_at = now
@@ -296,5 +292,11 @@ class SearchIndexer:
 
     def caught_up(self) -> bool:
         """True when everything durable in the WAL now is in the store."""
+        return self._position_or_oldest() >= self.wal.durable_position
+
+    def _position_or_oldest(self) -> Position:
         pos = self.position
-        return pos is not None and pos >= self.wal.durable_position
+        if pos is None:
+            segments = list_segments(self.wal.directory)
+            pos = Position(segments[0], 0) if segments else self.wal.durable_position
+        return pos

@@ -168,11 +168,9 @@ class LogStore:
             return True
         if self.indexer is None:
             return self.writer.wait_idle(timeout)
-        target = self.indexer.wal.durable_position
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pos = self.indexer.position
-            if pos is not None and pos >= target:
+            if self.indexer.caught_up():
                 return True
             time.sleep(0.02)
         return False

@@ -65,10 +65,11 @@ class _Streams:
 Row = tuple[int, int, str, int, str]
 
 
-def _rows(streams: _Streams, next_id: int, tenant: str, body: bytes, shared: Any) -> list[Row]:
-    """The rows of one push, ids from `next_id`. An entry whose time SQLite cannot hold is skipped and counted
-    (pushes are validated on the way in; this guards stores fed by anything else)."""
+def _rows(streams: _Streams, next_id: int, tenant: str, body: bytes) -> tuple[list[Row], int]:
+    """(the rows of one push, ids from `next_id`; entries skipped). An entry whose time SQLite cannot hold is
+    skipped (pushes are validated on the way in; this guards stores fed by anything else)."""
     rows = []
+    skipped = 0
     request = PushRequest.FromString(snappy.uncompress(body))
     for s in request.streams:
         sid = streams.get(tenant, s.labels)
@@ -76,11 +77,11 @@ def _rows(streams: _Streams, next_id: int, tenant: str, body: bytes, shared: Any
             ts = e.timestamp
             ms = ts.seconds * 1000 + ts.nanos // 1_000_000
             if not MIN_MS <= ms <= MAX_MS:
-                shared[SKIPPED] += 1
+                skipped += 1
                 continue
             rows.append((next_id, ms, tenant, sid, e.line))
             next_id += 1
-    return rows
+    return rows, skipped
 
 
 def _write(conn: sqlite3.Connection, streams: _Streams, next_id: int, pushes: list[tuple[str, bytes, int]],
@@ -88,12 +89,14 @@ def _write(conn: sqlite3.Connection, streams: _Streams, next_id: int, pushes: li
     """One transaction for the pushes (and the WAL position they end at); returns the next free row id. Python
     touches each entry once (one tuple); FTS rows, per-stream counts and per-minute counts are derived in SQL."""
     rows: list[Row] = []
+    skipped = 0
     first_id = next_id
     conn.execute("BEGIN")
     try:
         for tenant, body, _ in pushes:
-            built = _rows(streams, next_id, tenant, body, shared)
+            built, n = _rows(streams, next_id, tenant, body)
             rows += built
+            skipped += n
             next_id += len(built)
         conn.executemany("INSERT INTO logs (id, ts, tenant, sid, line) VALUES (?, ?, ?, ?, ?)", rows)
         conn.execute("INSERT INTO logs_fts (rowid, line) SELECT id, line FROM logs WHERE id >= ?", (first_id,))
@@ -108,10 +111,12 @@ def _write(conn: sqlite3.Connection, streams: _Streams, next_id: int, pushes: li
         if position is not None:
             write_progress(conn, position)
         shared[WRITTEN] += len(rows)
+        shared[SKIPPED] += skipped
         try:
             conn.execute("COMMIT")
         except sqlite3.Error:
             shared[WRITTEN] -= len(rows)
+            shared[SKIPPED] -= skipped
             raise
     except BaseException:
         if conn.in_transaction:
