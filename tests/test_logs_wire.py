@@ -264,3 +264,39 @@ def test_restamp_of_a_go_style_push_is_canonical() -> None:
     expected = reference_proto(req.SerializeToString(), PushRules(), True)
     assert PushRequest.FromString(raw) == expected
     assert len(raw) == len(expected.SerializeToString())  # the old timestamps are gone, not shadowed
+
+
+def test_timestamp_byte_scan_never_misses_a_bad_timestamp() -> None:
+    """The byte scan that decides whether entries are checked one by one flags every out-of-range value,
+    boundaries and random values alike; valid present-day times are not flagged."""
+    from service.logs.wire import may_hold_bad_timestamp
+
+    rng = random.Random(7)
+    lo, hi = -62135596800, 253402300800
+
+    def raw(seconds: int, nanos: int) -> bytes:
+        req = PushRequest()
+        e = req.streams.add(labels='{a="b"}').entries.add(line="x")
+        e.timestamp.seconds, e.timestamp.nanos = seconds, nanos
+        return req.SerializeToString()
+
+    nanos = [0, 999_999_999, 10**9, 2**30 - 1, 2**30, 2**31 - 1, -1, -(2**31)]
+    nanos += [rng.randrange(-(2**31), 2**31) for _ in range(5000)] + [10**9 + rng.randrange(-9999, 9999)
+                                                                       for _ in range(5000)]
+    for n in nanos:
+        flagged = may_hold_bad_timestamp(raw(1_700_000_000, n))
+        assert flagged or 0 <= n < 10**9, n
+        assert not flagged or not 0 <= n < 10**9 or n >= 3 << 28, n
+    for s in [hi - 1, hi, lo, lo - 1, 2**62, -1] + [rng.randrange(-(2**63), 2**63) for _ in range(5000)]:
+        assert may_hold_bad_timestamp(raw(s, 0)) or lo <= s < hi, s
+    assert not may_hold_bad_timestamp(raw(1_700_000_000 + rng.randrange(10**8), 123_456_789))
+
+
+def test_suspect_bytes_in_lines_are_checked_and_kept() -> None:
+    """A line whose bytes look like a bad timestamp only costs the entry-by-entry check."""
+    req = PushRequest()
+    e = req.streams.add(labels='{a="b"}').entries.add(line="\x10\u0080\u0080\u0080 \x08\u00ff\u00ff\u00ff")
+    e.timestamp.seconds = 1_700_000_000
+    accepted = PushRules(use_incoming_timestamp=True).ingest(snappy.compress(req.SerializeToString()), PROTO,
+                                                             None, LIMIT)
+    assert accepted.entries == 1 and not accepted.errors
