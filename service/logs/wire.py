@@ -103,20 +103,24 @@ def restamp_stream(buf: bytes, start: int, end: int, labels: bytes, stamp: bytes
 
 # Every encoding of a google.protobuf.Timestamp member that Loki refuses matches one of these byte patterns
 # (and some valid bytes do too, e.g. inside lines): seconds (tag 0x08) at or past 10000-01-01 or negative
-# need a varint of 6 bytes or more; nanos (tag 0x10) of 1e9 (0x3B9ACA00) or more, or negative, a 5-byte
-# varint at or past 1e9 or a longer one. Valid times until the year 3058 match none of them. Two patterns,
-# each starting with a literal byte, scan several times faster than one alternation (≈ 0.5 µs per entry).
-_SUSPECT_SECONDS = re.compile(rb"\x08[\x80-\xff]{5}")  # >= 2**35, or negative
-_SUSPECT_NANOS = re.compile(  # nested, so that the common valid 5-byte nanos fail after few steps
-    rb"\x10[\x80-\xff](?:"
-    rb"[\x94-\xff]\xeb\xdc\x03"                        # >= 3<<28 | 92<<21 | 107<<14 | 20<<7 = 1e9
-    rb"|[\x80-\xff](?:[\xec-\xff]\xdc\x03"             # >= 3<<28 | 92<<21 | 108<<14
-    rb"|[\x80-\xff](?:[\xdd-\xff]\x03"                # >= 3<<28 | 93<<21
-    rb"|[\x80-\xff][\x04-\xff])))"                    # >= 2**30, longer varints, negative
-)
+# need a varint of 6 bytes or more; nanos (tag 0x10) of 2**30 or more, or negative, a 5-byte varint whose
+# last byte is 4 or more, or a longer one, and nanos in [1e9, 2**30) a 5-byte varint ending in 3 after a
+# byte of 0xdc or more (those matches are decoded to tell 1e9 and up from the few valid ones). Valid times
+# until the year 3058 match nothing else. Patterns starting with a literal byte scan fastest.
+_SUSPECT_SECONDS = re.compile(rb"\x08[\x80-\xff]{5}")
+_SUSPECT_NANOS = re.compile(rb"\x10[\x80-\xff]{3}(?:[\x80-\xff][\x04-\xff]|[\xdc-\xff]\x03)")
 
 
 def may_hold_bad_timestamp(raw: bytes) -> bool:
-    """False when no Timestamp in a serialized PushRequest can be out of Loki's range (C-speed scans); True
-    means the entries must be checked one by one (it may be a line's bytes)."""
-    return _SUSPECT_SECONDS.search(raw) is not None or _SUSPECT_NANOS.search(raw) is not None
+    """False when no Timestamp in a serialized PushRequest can be out of Loki's range (C-speed scans, ≈ 0.5 µs
+    per entry); True means the entries must be checked one by one (it may be a line's bytes)."""
+    if _SUSPECT_SECONDS.search(raw) is not None:
+        return True
+    for m in _SUSPECT_NANOS.finditer(raw):
+        b = m.group()
+        if b[5] != 3:
+            return True
+        low = (b[1] & 0x7F) | (b[2] & 0x7F) << 7 | (b[3] & 0x7F) << 14 | (b[4] & 0x7F) << 21
+        if (low | 3 << 28) >= 1_000_000_000:
+            return True
+    return False
