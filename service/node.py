@@ -157,6 +157,7 @@ class Node:
                 parts["kv"] = {"healthy": False, "error": str(exc) or "timeout"}
         if self.cluster is not None:
             parts["cluster"] = {"node": self.cluster.node_id, "synced": self.cluster.synced}
+        parts["logs"] = self.logs.status()  # logs subsystem (hook): Loki clients forwarding or failing
         return parts
 
     async def reload(self) -> None:
