@@ -31,7 +31,7 @@ import aiohttp
 
 from service.config.secrets import url_host
 from service.http.client import HTTPClient
-from service.log import get_logger
+from service.log import RepeatedWarning, get_logger
 from service.logs import metrics
 from service.logs.batch import Batch, ExternalLabels, TenantBatch, encode_tenant_batch
 from service.logs.config import ClientConfig
@@ -92,6 +92,9 @@ class LokiClient:
         self.external = ExternalLabels(cfg.external_labels)
         self.consumed_bytes = 0  # WAL bytes read since start (for the instance's back-pressure bound)
         self._log = get_logger("logs.client", instance=instance, client=redacted(self.name))
+        # a Loki that keeps failing is one warning a minute with the count, and one line when it recovers
+        self._failing = RepeatedWarning(self._log, "error sending batch to Loki, will retry")
+        self._reason = ""
         self._task: asyncio.Task[None] | None = None
         self._tail: WALTail | None = None
         self._stopping = asyncio.Event()
@@ -232,6 +235,7 @@ class LokiClient:
             attempt += 1
             status, retry_after = await self._post(body, tenant)
             if 200 <= status < 300:
+                self._failing.recovered("Loki accepts batches again")
                 metrics.SENT_ENTRIES.labels(self.host, tenant).inc(tb.entries)
                 metrics.SENT_BYTES.labels(self.host, tenant).inc(tb.size)
                 if self.stored == self.sent:
@@ -244,14 +248,15 @@ class LokiClient:
                 reason = "rate_limited" if status == 429 else "ingester_error"
                 metrics.DROPPED_ENTRIES.labels(self.host, tenant, reason).inc(tb.entries)
                 metrics.DROPPED_BYTES.labels(self.host, tenant, reason).inc(tb.size)
-                self._log.error("dropping batch", status=status, entries=tb.entries, attempts=attempt)
+                self._log.error("dropping batch", status=status, reason=self._reason, entries=tb.entries,
+                                attempts=attempt)
                 return
             metrics.BATCH_RETRIES.labels(self.host, tenant).inc()
             wait = random.uniform(delay, 2 * delay)
             delay = min(delay * 2, float(backoff.max_period))
             if retry_after is not None:
                 wait = max(wait, retry_after)
-            self._log.warning("error sending batch, will retry", status=status, retry_in=round(wait, 3))
+            self._failing.failed(status=status, reason=self._reason, retry_in=round(wait, 3))
             await asyncio.sleep(wait)
 
     async def _post(self, body: bytes, tenant: str) -> tuple[int, float | None]:
@@ -274,13 +279,13 @@ class LokiClient:
                 status_label = str(status)
                 if status // 100 != 2:
                     text = (await resp.content.read(1024)).decode("utf-8", "replace").split("\n", 1)[0]
-                    self._log.warning("Loki answered an error", status=status, body=text)
+                    self._reason = f"Loki answered {status}: {text}"
                 return status, retry_after_seconds(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self._log.warning("error sending batch", err=str(exc) or type(exc).__name__)
+            self._reason = str(exc) or type(exc).__name__
             return 0, None
         except (ValueError, TypeError) as exc:  # a request aiohttp refuses to build: retried, then dropped
-            self._log.warning("cannot send batch", err=f"{type(exc).__name__}: {exc}")
+            self._reason = f"cannot build the request: {type(exc).__name__}: {exc}"
             return 0, None
         finally:
             metrics.REQUEST_DURATION_WRITE.labels(status_label, self.host, tenant).observe(
