@@ -12,14 +12,15 @@ two paths produce byte-identical records (tests/test_scrape_fastpage.py).
 from __future__ import annotations
 
 import struct
-from itertools import chain, compress, repeat
-from operator import getitem, not_
+from itertools import compress, repeat
+from operator import getitem, itemgetter, not_
 
 from service.metrics.remote.codec import encode_varint
 from service.metrics.scrape.parser import _comment
 
 _ZERO = struct.pack("<d", 0.0)
 _pack = struct.Struct("<d").pack
+_first, _last = itemgetter(0), itemgetter(2)
 
 
 class Frames:
@@ -51,47 +52,30 @@ class Frames:
             self.by_labels = {lb: f for lb, f in self.by_labels.items() if lb in seen}
 
 
-def _without_comments(body: bytes) -> bytes | None:
-    """The page with its comment lines cut out (each checked as the line parser checks it); None when the
-    page has empty lines or does not end with a newline (the line parser decides those)."""
-    if not body.endswith(b"\n") or b"\n\n" in body or body.startswith(b"\n"):
-        return None
-    text = b"\n" + body  # every comment line now follows a newline
-    parts: list[bytes] = []
-    pos = 1
-    while True:
-        at = text.find(b"\n#", pos - 1)
-        if at < 0:
-            parts.append(text[pos:])
-            break
-        end = text.find(b"\n", at + 1)
-        _comment(text[at + 1:end], False)  # raises ParseError as the line parser would
-        parts.append(text[pos:at + 1])
-        pos = end + 1
-    return b"".join(parts)
-
-
 def build_fast(body: bytes, entries: dict[bytes, bytes], frames: Frames, tsf: bytes
-               ) -> tuple[bytes, set[bytes], tuple[bytes, ...], int] | None:
+               ) -> tuple[bytes, set[bytes], list[bytes], int] | None:
     """(the page's encoded TimeSeries, their label bytes, the page's series keys, samples written) for a
     text page whose series are all cached and distinct with no timestamps; None when the line parser must
-    decide."""
-    clean = _without_comments(body)
-    if not clean:
+    decide.
+
+    Every line is split at its last space. A cache hit proves the split is the line parser's: cache keys
+    are only what that parser took as keys (a label set ending in "}", or a bare name), so a line with a
+    timestamp, odd spacing, an empty line or anything malformed gives a key that is not cached.
+    """
+    lines = body.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    comment = list(map(bytes.startswith, lines, repeat(b"#")))
+    if any(comment):
+        for line in compress(lines, comment):
+            _comment(line, False)  # raises ParseError as the line parser would
+        lines = list(compress(lines, map(not_, comment)))
+    if not lines:
         return None
-    lines = clean.split(b"\n")
-    lines.pop()  # after the final newline
-    keys, seps, raw_values = zip(*map(bytes.rpartition, lines, repeat(b" ")), strict=True)
-    if b"" in seps:
-        return None
-    # Each key must be what the line parser takes: a name and label set ending in "}", or a bare name.
-    # A key that is neither means a timestamp, odd spacing or a malformed line.
-    braced = list(map(bytes.endswith, keys, repeat(b"}")))
-    if not all(braced):
-        bare = b"".join(compress(keys, map(not_, braced)))
-        if b" " in bare or b"\t" in bare or b"{" in bare or b"}" in bare or b"#" in bare:
-            return None
-    if b"_" in b"".join(raw_values):
+    parts = list(map(bytes.rpartition, lines, repeat(b" ")))
+    keys = list(map(_first, parts))
+    raw_values = list(map(_last, parts))
+    if b"_" in b"".join(raw_values):  # Go refuses digit separators; Python's float() takes them
         return None
     try:
         values = list(map(float, raw_values))
@@ -117,6 +101,6 @@ def build_fast(body: bytes, entries: dict[bytes, bytes], frames: Frames, tsf: by
     zero = list(map(_ZERO.__eq__, packed))
     heads = map(getitem, pairs, zero)
     payloads = map({_ZERO: b""}.get, packed, packed)
-    data = b"".join(chain.from_iterable(zip(heads, payloads, repeat(tsf, len(packed)), strict=True)))
+    data = tsf.join(map(bytes.__add__, heads, payloads)) + tsf  # every sample ends with the timestamp field
     frames.keep_only(seen)
     return data, seen, keys, len(written)
