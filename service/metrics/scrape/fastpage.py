@@ -1,12 +1,12 @@
 """The usual scrape, at C speed: a text-format page whose series are all in the scrape cache.
 
-Most scrapes return the same series as the last one with new values. For such a page nothing needs Python
-code per sample: one regex pass splits every sample line into (series, value, timestamp), `map` looks the
-series up in the cache and converts the values, and the WriteRequest is one `join` over per-series frames
-kept from earlier scrapes (`Frames`). Anything unusual (a cache miss, a duplicate or relabel-dropped series
-with a twist, explicit timestamps, a line the regex does not take exactly as the line parser would, an
-unusual number) makes `build_fast` return None, and the line-by-line path in loop.py handles the page. The
-two paths produce byte-identical records (tests/test_scrape_fastpage.py).
+Most scrapes return the same series as the last one with new values. For such a page no Python code runs
+per sample: the page is split into lines once, `map` splits each line at its last space, looks the series up
+in the cache and converts the values, and the WriteRequest is one `join` over per-series frames kept from
+earlier scrapes (`Frames`). Anything unusual (a cache miss, which also covers timestamps, odd spacing and
+malformed lines; a duplicate series; an unusual number) makes `build_fast` return None, and the
+line-by-line path in loop.py handles the page. Both paths write byte-identical records
+(tests/test_scrape_fastpage.py).
 """
 
 from __future__ import annotations
