@@ -36,7 +36,8 @@ class ScrapePool:
         self.sc = sc
         self.relabeler = Relabeler(sc.relabel_configs)
         self.client = HTTPClient(sc, timeout=float(sc.scrape_timeout or 10))
-        self.discovery = DiscoveryManager(sc, self._changed.set, file_poll_interval=self.file_poll_interval)
+        self.discovery = DiscoveryManager(sc, self._changed.set, file_poll_interval=self.file_poll_interval,
+                                          host=self.host_filter.host if self.host_filter is not None else None)
 
     def start(self) -> None:
         self.discovery.start()
