@@ -109,7 +109,7 @@ class FakeAPIServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
-        self._changed: asyncio.Condition | None = None
+        self._changed: asyncio.Event | None = None
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
 
@@ -198,13 +198,16 @@ class FakeAPIServer:
     def _notify(self) -> None:
         loop, cond = self._loop, self._changed
         if loop is not None and cond is not None:
-            async def wake() -> None:
-                async with cond:
-                    cond.notify_all()
-            asyncio.run_coroutine_threadsafe(wake(), loop)
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        """Wake every watch: set the current event and put a fresh one in its place."""
+        event, self._changed = self._changed, asyncio.Event()
+        if event is not None:
+            event.set()
 
     async def _serve(self) -> None:
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()
         app = web.Application()
         app.router.add_get("/version", self._version)
         for resource, (api_version, _) in RESOURCES.items():
@@ -275,15 +278,15 @@ class FakeAPIServer:
             await resp.write(orjson.dumps({"type": kind_, "object": obj}) + b"\n")
 
         try:
-            if since and since < self.compacted:
-                await send("ERROR", {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                     "message": f"too old resource version: {since} ({self.compacted})",
-                                     "reason": "Expired", "code": 410})
-                return resp
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             last_bookmark = loop.time()
             while loop.time() < deadline:
+                if since and since < self.compacted:  # history it needs is gone (also for a live watch)
+                    await send("ERROR", {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                         "message": f"too old resource version: {since} ({self.compacted})",
+                                         "reason": "Expired", "code": 410})
+                    return resp
                 with self._lock:
                     pending = [e for e in self.events[resource] if e[0] > since]
                     current = self.rv
@@ -303,9 +306,10 @@ class FakeAPIServer:
                     await send("BOOKMARK", {"kind": kind, "apiVersion": api_version,
                                             "metadata": {"resourceVersion": str(since)}})
                     last_bookmark = loop.time()
-                async with self._changed:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), timeout=min(self.bookmark_interval, 0.5))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=min(self.bookmark_interval, 0.5))
+            return resp
+        except ConnectionResetError:  # the client went away
             return resp
         finally:
             self._watch_tasks.discard(task)
