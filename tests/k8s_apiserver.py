@@ -210,6 +210,8 @@ class FakeAPIServer:
         self._changed = asyncio.Event()
         app = web.Application()
         app.router.add_get("/version", self._version)
+        app.router.add_get("/_stats", self._stats)
+        app.router.add_post("/_apply", self._apply_request)
         for resource, (api_version, _) in RESOURCES.items():
             base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
             app.router.add_get(f"{base}/{resource}", self._handler(resource))
@@ -223,6 +225,16 @@ class FakeAPIServer:
             task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Request counts (stand-in only: lets a benchmark in another process read them)."""
+        return web.json_response(dict(self.requests))
+
+    async def _apply_request(self, request: web.Request) -> web.Response:
+        """`apply` over HTTP (stand-in only), for a benchmark driving the server from another process."""
+        obj = orjson.loads(await request.read())
+        await asyncio.to_thread(self.apply, obj)
+        return web.json_response({"applied": obj["metadata"]["name"]})
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response({"major": "1", "minor": "26", "gitVersion": "v1.26.0"})
