@@ -54,4 +54,4 @@ class DiscoveryManager:
             await p.stop()
 
     def groups(self) -> list[TargetGroup]:
-        return [g for p in self.providers for _, g in sorted(p.groups.items())]
+        return [g for p in self.providers for g in p.sorted_groups()]

@@ -66,6 +66,7 @@ class ScrapePool:
         # keeping thousands per pool would cost GBs on a node with many configs over one cluster.
         self.dropped: list[dict[str, str]] = []
         self._group_cache: dict[int, tuple[TargetGroup, list[Target], list[dict[str, str]]]] = {}
+        self._empty_groups: dict[int, TargetGroup] = {}
         self._cache_filter: HostFilter | None = None
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -74,7 +75,7 @@ class ScrapePool:
 
     def _configure(self, sc: ScrapeConfig) -> None:
         self.sc = sc
-        self._group_cache = {}
+        self._group_cache, self._empty_groups = {}, {}
         self.relabeler = Relabeler(sc.relabel_configs)
         self.prefilter = FirstRuleFilter.of(sc)
         self.client = HTTPClient(sc, timeout=float(sc.scrape_timeout or 10))
@@ -97,23 +98,34 @@ class ScrapePool:
 
         A group object the discovery manager still holds (same identity) was not rebuilt, so its targets
         are taken from the previous pass: one changed pod among thousands relabels one group, not all.
+        Groups that gave nothing are remembered by identity alone: a node with a thousand configs over one
+        cluster holds millions of them.
         """
         if self._cache_filter is not self.host_filter:
-            self._group_cache = {}
+            self._group_cache, self._empty_groups = {}, {}
             self._cache_filter = self.host_filter
         cache: dict[int, tuple[TargetGroup, list[Target], list[dict[str, str]]]] = {}
+        empty: dict[int, TargetGroup] = {}
         targets: dict[bytes, Target] = {}
         dropped: list[dict[str, str]] = []
         for group in self.discovery.groups():
-            entry = self._group_cache.get(id(group))
+            key = id(group)
+            if self._empty_groups.get(key) is group:
+                empty[key] = group
+                continue
+            entry = self._group_cache.get(key)
             if entry is None or entry[0] is not group:
-                entry = (group, *self._relabel_group(group))
-            cache[id(group)] = entry
+                kept, dropped_here = self._relabel_group(group)
+                if not kept and not dropped_here:
+                    empty[key] = group
+                    continue
+                entry = (group, kept, dropped_here)
+            cache[key] = entry
             for target in entry[1]:
                 targets.setdefault(target.key, target)
             if len(dropped) < DROPPED_KEPT:
                 dropped.extend(entry[2][:DROPPED_KEPT - len(dropped)])
-        self._group_cache = cache
+        self._group_cache, self._empty_groups = cache, empty
         self.dropped = dropped
         return list(targets.values())
 

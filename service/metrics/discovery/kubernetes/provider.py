@@ -18,7 +18,7 @@ from service.metrics.config.kubernetes_selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from service.metrics.discovery.base import Provider
+from service.metrics.discovery.base import Provider, TargetGroup
 from service.metrics.discovery.kubernetes.client import ClusterAccess, access_for, own_namespace
 from service.metrics.discovery.kubernetes.registry import registry
 from service.metrics.discovery.kubernetes.view import RoleView, ViewKey
@@ -67,6 +67,9 @@ class KubernetesProvider(Provider):
         self.groups = self.view.groups
         if self.groups:
             notify()
+
+    def sorted_groups(self) -> list[TargetGroup]:
+        return self.view.sorted_groups() if self.view is not None else []
 
     async def stop(self) -> None:
         view, self.view = self.view, None

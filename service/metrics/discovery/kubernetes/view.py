@@ -73,6 +73,7 @@ class RoleView:
         self.key = key
         self.groups: dict[str, TargetGroup] = {}
         self.subscribers: list[Callable[[], None]] = []
+        self._sorted: list[TargetGroup] | None = None  # sorted_groups(), built once per change for every subscriber
         self.informers: list[Informer] = []
         self.units: list[_Unit] = []
         self._pending: set[tuple[int, str]] = set()
@@ -202,8 +203,14 @@ class RoleView:
             await self._wake.wait()
             self._wake.clear()
             if self.process():
+                self._sorted = None
                 for notify in list(self.subscribers):
                     notify()
+
+    def sorted_groups(self) -> list[TargetGroup]:
+        if self._sorted is None:
+            self._sorted = [g for _, g in sorted(self.groups.items())]
+        return self._sorted
 
     @property
     def synced(self) -> bool:
