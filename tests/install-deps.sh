@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests start (etcd, Prometheus, node-exporter, wrk) from Debian's packages
+# Installs the real peers the tests start (etcd, Prometheus, node-exporter, wrk, vmagent) from Debian's packages
 # when they are missing. apt does not start their services here; the tests start and stop them by PID.
 set -euo pipefail
 need=()
@@ -8,6 +8,7 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-node-exporter >/dev/null 2>&1 || need+=(prometheus-node-exporter)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+[ -x /usr/bin/vmagent ] || need+=(victoria-metrics)  # vmagent: the peer for Kubernetes discovery labels
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import ssl
 import threading
 from collections import Counter
 from typing import Any
@@ -98,14 +99,16 @@ def field_match(selector: str, obj: Obj) -> bool:
 
 
 class FakeAPIServer:
-    def __init__(self, port: int, bookmark_interval: float = 1.0) -> None:
+    def __init__(self, port: int, bookmark_interval: float = 1.0, ssl_context: ssl.SSLContext | None = None) -> None:
         self.port = port
+        self.ssl_context = ssl_context
         self.bookmark_interval = bookmark_interval
         self.objects: dict[str, dict[str, Obj]] = {r: {} for r in RESOURCES}
         self.events: dict[str, list[tuple[int, str, Obj | None, Obj]]] = {r: [] for r in RESOURCES}
         self.rv = 100
         self.compacted = 0
         self.requests: Counter[str] = Counter()  # "list pods", "watch pods", ...
+        self.authorizations: Counter[str] = Counter()  # Authorization headers seen
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -144,7 +147,7 @@ class FakeAPIServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     def apply(self, obj: Obj) -> Obj:
         """Create or replace an object (given as `kubectl get -o json` shows it); returns the stored copy."""
@@ -218,7 +221,7 @@ class FakeAPIServer:
             app.router.add_get(f"{base}/namespaces/{{ns}}/{resource}", self._handler(resource))
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context).start()
 
     async def _shutdown(self) -> None:
         for task in list(self._watch_tasks):
@@ -242,6 +245,7 @@ class FakeAPIServer:
     def _handler(self, resource: str):
         async def handle(request: web.Request) -> web.StreamResponse:
             ns = request.match_info.get("ns", "")
+            self.authorizations[request.headers.get("Authorization", "")] += 1
             q = request.query
             if q.get("watch") in ("true", "1"):
                 self.requests[f"watch {resource}"] += 1
@@ -281,7 +285,10 @@ class FakeAPIServer:
         api_version, kind = RESOURCES[resource]
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
-        await resp.prepare(request)
+        try:
+            await resp.prepare(request)
+        except ConnectionResetError:  # the client went away before the stream started
+            return resp
         task = asyncio.current_task()
         assert task is not None and self._changed is not None
         self._watch_tasks.add(task)

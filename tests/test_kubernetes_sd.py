@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -356,6 +357,97 @@ def test_service_change_relabels_its_endpoints(apiserver: FakeAPIServer) -> None
             await wait_until(lambda p=p, source=source: p.groups[source].labels.get(P + "service_label_tier")
                              == "front", timeout=2)
             await p.stop()
+    asyncio.run(scenario())
+
+
+def test_kubeconfig_file_current_context_is_used(apiserver: FakeAPIServer, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "c", "cluster": {"server": apiserver.url}},
+                     {"name": "other", "cluster": {"server": "http://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "kube-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u"}}],
+    }))
+
+    async def scenario() -> None:
+        provider = KubernetesProvider(_sd(f"{{role: node, kubeconfig_file: '{kubeconfig}'}}"))
+        changed = asyncio.Event()
+        provider.start(changed.set)
+        await asyncio.wait_for(changed.wait(), 10)
+        assert set(provider.groups) == {"node/node-a", "node/node-b"}
+        assert apiserver.authorizations["Bearer kube-token"] >= 1
+        await provider.stop()
+    asyncio.run(scenario())
+
+
+def test_in_cluster_service_account_token_ca_and_own_namespace(tmp_path: Path, monkeypatch) -> None:
+    """The in-cluster path: KUBERNETES_SERVICE_HOST/PORT, HTTPS verified with the service account CA, the
+    token re-read after it rotates, own_namespace from the namespace file."""
+    from service.metrics.discovery.kubernetes import client as client_mod
+    from tests.certs import make_certs
+
+    certs = make_certs(tmp_path / "certs")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certs["server.crt"], certs["server.key"])
+    srv = FakeAPIServer(free_port(), bookmark_interval=0.3, ssl_context=ctx).start()
+    for obj in ko.cluster():
+        srv.apply(obj)
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "token").write_text("sa-token-1\n")
+    (sa / "ca.crt").write_bytes(certs["ca.crt"].read_bytes())
+    (sa / "namespace").write_text("other")
+    monkeypatch.setattr(client_mod, "SERVICE_ACCOUNT_DIR", str(sa))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(srv.port))
+
+    async def scenario() -> None:
+        provider = KubernetesProvider(_sd("{role: pod, namespaces: {own_namespace: true}}"))
+        changed = asyncio.Event()
+        provider.start(changed.set)
+        await asyncio.wait_for(changed.wait(), 10)
+        assert set(provider.groups) == {"pod/other/api-0"}
+        await wait_until(lambda: srv.authorizations["Bearer sa-token-1"] >= 2)  # LIST and WATCH
+        (sa / "token").write_text("sa-token-2\n")
+        srv.drop_watches()
+        await wait_until(lambda: srv.authorizations["Bearer sa-token-2"] >= 1, timeout=8)
+        await provider.stop()
+    try:
+        asyncio.run(scenario())
+    finally:
+        srv.stop()
+
+
+def test_scrape_pool_follows_label_changes_with_a_group_level_keep(apiserver: FakeAPIServer) -> None:
+    """The pool reuses relabel results of unchanged groups: a changed pod must still be re-evaluated."""
+    from service.metrics.scrape.manager import ScrapeManager
+    from tests.scrape_targets import scrape_config
+
+    async def append(body: bytes) -> None:
+        return None
+
+    async def scenario() -> None:
+        sc = scrape_config(
+            f"job_name: j\nscrape_interval: 1h\nscrape_timeout: 10s\n"
+            f"kubernetes_sd_configs:\n- {{role: pod, api_server: '{apiserver.url}'}}\n"
+            f"relabel_configs:\n- {{source_labels: [__meta_kubernetes_pod_label_app], regex: web, action: keep}}\n"
+            f"- {{source_labels: [__meta_kubernetes_pod_container_port_name], regex: metrics, action: keep}}\n"
+            f"- {{source_labels: [__meta_kubernetes_pod_name], target_label: pod}}\n"
+            f"- {{target_label: __address__, replacement: '127.0.0.1:1'}}\n")
+        mgr = ScrapeManager("i", [sc], append)
+        await mgr.start()
+
+        def pods() -> set[str]:
+            return {t["labels"]["pod"] for t in mgr.targets()}
+        try:
+            await wait_until(lambda: pods() == {"web-0", "web-1"}, timeout=5)
+            apiserver.apply(ko.pod("web-1", "127.0.20.2", labels={"app": "api"}))
+            await wait_until(lambda: pods() == {"web-0"}, timeout=2)
+            apiserver.apply(ko.pod("web-1", "127.0.20.2"))
+            await wait_until(lambda: pods() == {"web-0", "web-1"}, timeout=2)
+        finally:
+            await mgr.stop(write_stale=False)
     asyncio.run(scenario())
 
 
