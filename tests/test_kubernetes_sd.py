@@ -360,6 +360,24 @@ def test_service_change_relabels_its_endpoints(apiserver: FakeAPIServer) -> None
     asyncio.run(scenario())
 
 
+def test_label_index_keeps_groups_whose_targets_set_the_label(apiserver: FakeAPIServer) -> None:
+    async def scenario() -> None:
+        provider = await _discover(apiserver, "pod")
+
+        def sources(name: str, value: str) -> set[str]:
+            return {g.source for g in provider.groups_with_label(P + name, value)}
+        assert sources("pod_label_app", "api") == {"pod/other/api-0"}
+        # A target-level label: every pod with targets is a candidate, whatever the group says.
+        assert sources("pod_container_port_name", "metrics") == {"pod/shop/web-0", "pod/shop/web-1",
+                                                                  "pod/other/api-0"}
+        apiserver.apply(ko.pod("web-1", "127.0.20.2", labels={"app": "api"}))
+        await wait_until(lambda: sources("pod_label_app", "api") == {"pod/other/api-0", "pod/shop/web-1"})
+        apiserver.delete("Pod", "api-0", "other")
+        await wait_until(lambda: sources("pod_label_app", "api") == {"pod/shop/web-1"})
+        await provider.stop()
+    asyncio.run(scenario())
+
+
 def test_kubeconfig_file_current_context_is_used(apiserver: FakeAPIServer, tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(json.dumps({

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from service.http.client import HTTPClient
 from service.log import get_logger
@@ -17,6 +18,7 @@ from service.relabel import RelabelConfig, Relabeler, compile_rule
 from service.tasks import cancel_and_wait
 
 DROPPED_KEPT = 100
+_LITERAL = re.compile(r"[A-Za-z0-9_/:-]+")  # a regex that only matches itself
 _DEFAULT_LABELS = frozenset({"job", "__scrape_interval__", "__scrape_timeout__", "__metrics_path__", "__scheme__"})
 
 
@@ -38,6 +40,10 @@ class FirstRuleFilter:
     def __init__(self, rule: RelabelConfig) -> None:
         self.step = compile_rule(rule)
         self.sources = frozenset(rule.source_labels)
+        # keep on one label and a plain value: (label, value), answered from a provider's index when it has one
+        self.literal: tuple[str, str] | None = None
+        if rule.action == "keep" and len(rule.source_labels) == 1 and _LITERAL.fullmatch(rule.regex):
+            self.literal = (rule.source_labels[0], rule.regex)
 
     def keep(self, labels: dict[str, str]) -> bool:
         return bool(self.step(_Labels(labels)))  # type: ignore[arg-type]
@@ -108,7 +114,7 @@ class ScrapePool:
         empty: dict[int, TargetGroup] = {}
         targets: dict[bytes, Target] = {}
         dropped: list[dict[str, str]] = []
-        for group in self.discovery.groups():
+        for group in self._candidate_groups():
             key = id(group)
             if self._empty_groups.get(key) is group:
                 empty[key] = group
@@ -128,6 +134,18 @@ class ScrapePool:
         self._group_cache, self._empty_groups = cache, empty
         self.dropped = dropped
         return list(targets.values())
+
+    def _candidate_groups(self) -> list[TargetGroup]:
+        """Every discovered group, or, when the first rule keeps one label value and a provider indexes its
+        groups, only the groups that can pass it (the others would all be dropped by that rule)."""
+        literal = self.prefilter.literal if self.prefilter is not None else None
+        if literal is None:
+            return self.discovery.groups()
+        out: list[TargetGroup] = []
+        for provider in self.discovery.providers:
+            lookup = getattr(provider, "groups_with_label", None)
+            out.extend(lookup(*literal) if lookup is not None else provider.sorted_groups())
+        return out
 
     def _relabel_group(self, group: TargetGroup) -> tuple[list[Target], list[dict[str, str]]]:
         kept: list[Target] = []

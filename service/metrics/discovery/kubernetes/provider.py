@@ -71,6 +71,9 @@ class KubernetesProvider(Provider):
     def sorted_groups(self) -> list[TargetGroup]:
         return self.view.sorted_groups() if self.view is not None else []
 
+    def groups_with_label(self, name: str, value: str) -> list[TargetGroup]:
+        return self.view.groups_with_label(name, value) if self.view is not None else []
+
     async def stop(self) -> None:
         view, self.view = self.view, None
         if view is None:

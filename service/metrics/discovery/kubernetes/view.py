@@ -74,6 +74,10 @@ class RoleView:
         self.groups: dict[str, TargetGroup] = {}
         self.subscribers: list[Callable[[], None]] = []
         self._sorted: list[TargetGroup] | None = None  # sorted_groups(), built once per change for every subscriber
+        # groups_with_label() indexes, built on first use per label name and kept current:
+        # label -> value -> source -> group, and label -> sources where a target sets the label itself.
+        self._index: dict[str, dict[str, dict[str, TargetGroup]]] = {}
+        self._in_targets: dict[str, set[str]] = {}
         self.informers: list[Informer] = []
         self.units: list[_Unit] = []
         self._pending: set[tuple[int, str]] = set()
@@ -182,15 +186,45 @@ class RoleView:
             obj = unit.main.store.get(key)
             source = self._source(key)
             if obj is None:
-                changed |= self.groups.pop(source, None) is not None
+                old = self.groups.pop(source, None)
+                if old is not None:
+                    self._reindex(source, old, None)
+                    changed = True
                 continue
             group = self._build(unit, obj)
             if group is None:  # Prometheus sends nothing then: the previous group stays
                 continue
-            if self.groups.get(source) != group:
+            old = self.groups.get(source)
+            if old != group:
                 self.groups[source] = group
+                self._reindex(source, old, group)
                 changed = True
         return changed
+
+    def _reindex(self, source: str, old: TargetGroup | None, new: TargetGroup | None) -> None:
+        for name, by_value in self._index.items():
+            if old is not None:
+                by_value.get(old.labels.get(name, ""), {}).pop(source, None)
+                self._in_targets[name].discard(source)
+            if new is not None:
+                by_value.setdefault(new.labels.get(name, ""), {})[source] = new
+                if any(name in t for t in new.targets):
+                    self._in_targets[name].add(source)
+
+    def groups_with_label(self, name: str, value: str) -> list[TargetGroup]:
+        """The groups whose targets can have label `name` equal to `value`: the group sets it, or one of its
+        targets sets the label itself. Lets a scrape pool whose first rule keeps one label value look at
+        its few pods instead of all of them."""
+        by_value = self._index.get(name)
+        if by_value is None:
+            by_value = self._index[name] = {}
+            self._in_targets[name] = set()
+            for source, group in self.groups.items():
+                self._reindex(source, None, group)
+        found = dict(by_value.get(value, {}))
+        for source in self._in_targets[name]:
+            found[source] = self.groups[source]
+        return [g for _, g in sorted(found.items())]
 
     async def _run(self) -> None:
         for inf in self.informers:
