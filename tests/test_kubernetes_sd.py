@@ -81,6 +81,12 @@ def _sd(block: str):
     return cfg.scrape_configs[0].kubernetes_sd_configs[0]
 
 
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def _targets(provider: KubernetesProvider) -> list[dict[str, str]]:
     return [{**g.labels, **t} for g in provider.groups.values() for t in g.targets]
 
@@ -276,12 +282,17 @@ def test_watch_resumes_after_cut_and_relists_after_410(apiserver: FakeAPIServer)
 
         # History compacted while the watch is cut: resuming gets 410 Gone, so the informer lists again,
         # and a pod deleted meanwhile disappears through the list (client-go's Replace).
+        gone_before = _sample("agent_kubernetes_sd_requests_total", verb="watch", outcome="gone")
+        deletes_before = _sample("prometheus_sd_kubernetes_events_total", role="pod", event="delete")
         apiserver.compact()
         apiserver.delete("Pod", "after-cut", ko.NS)
         apiserver.compact()
         apiserver.drop_watches()
         await wait_until(lambda: apiserver.requests["list pods"] >= 2, timeout=8)
         await wait_until(lambda: "pod/shop/after-cut" not in provider.groups, timeout=2)
+        assert _sample("agent_kubernetes_sd_requests_total", verb="watch", outcome="gone") > gone_before
+        assert _sample("prometheus_sd_kubernetes_events_total", role="pod", event="delete") == deletes_before + 1
+        assert _sample("agent_kubernetes_sd_informers") >= 1
         await provider.stop()
     asyncio.run(scenario())
 

@@ -24,6 +24,7 @@ import orjson
 
 from service.log import get_logger
 from service.metrics.discovery.kubernetes.client import APIClient, APIError
+from service.metrics.discovery.kubernetes.metrics import EVENTS, INFORMERS, REQUESTS
 from service.tasks import cancel_and_wait
 
 Obj = dict[str, Any]
@@ -45,9 +46,11 @@ def object_key(obj: Obj) -> str:
 class Informer:
     """LIST + WATCH of one resource; see the module docstring. start()/stop() own its task."""
 
-    def __init__(self, client: APIClient, path: str, label_selector: str, field_selector: str) -> None:
+    def __init__(self, client: APIClient, path: str, label_selector: str, field_selector: str,
+                 role: str = "") -> None:
         self.client = client
         self.path = path
+        self.role = role  # Prometheus' role name for the events metric
         self.params = {"labelSelector": label_selector, "fieldSelector": field_selector}
         self.store: dict[str, Obj] = {}
         self.handlers: list[Handler] = []
@@ -61,10 +64,13 @@ class Informer:
 
     def start(self) -> None:
         if self._task is None:
+            INFORMERS.inc()
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"kubernetes informer {self.path}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        if task is not None:
+            INFORMERS.dec()
         await cancel_and_wait(task)
 
     def add_handler(self, handler: Handler) -> None:
@@ -75,6 +81,8 @@ class Informer:
             self.handlers.remove(handler)
 
     def _emit(self, kind: str, key: str, obj: Obj) -> None:
+        if self.role:
+            EVENTS.labels(self.role, kind).inc()
         for handler in list(self.handlers):
             handler(kind, key, obj)
 
@@ -93,7 +101,12 @@ class Informer:
                 self._emit("update", key, obj)
 
     async def _list(self) -> None:
-        page = await self.client.list(self.path, self.params)
+        try:
+            page = await self.client.list(self.path, self.params)
+        except Exception:
+            REQUESTS.labels("list", "error").inc()
+            raise
+        REQUESTS.labels("list", "ok").inc()
         self.lists += 1
         self.resource_version = str((page.get("metadata") or {}).get("resourceVersion", ""))
         self._replace(page.get("items") or [])
@@ -137,6 +150,7 @@ class Informer:
                     backoff = BACKOFF_INITIAL
                 started = time.monotonic()
                 await self._watch()
+                REQUESTS.labels("watch", "ok").inc()
                 self.last_error = ""
                 if time.monotonic() - started > 1.0:
                     continue  # the server closed the watch (its timeout): resume from the last version at once
@@ -145,6 +159,8 @@ class Informer:
                 raise
             except APIError as exc:
                 self.last_error = str(exc)
+                if not need_list:
+                    REQUESTS.labels("watch", "gone" if exc.status == 410 else "error").inc()
                 if exc.status == 410:
                     self.log.info("resourceVersion too old; listing again", err=self.last_error)
                     need_list = True
@@ -152,6 +168,8 @@ class Informer:
                 self.log.warning("kubernetes API request failed", err=self.last_error)
             except (aiohttp.ClientError, OSError, TimeoutError, orjson.JSONDecodeError, ValueError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
+                if not need_list:
+                    REQUESTS.labels("watch", "error").inc()
                 self.log.warning("kubernetes API unreachable", err=self.last_error)
             # Jittered backoff: a fleet of nodes does not hammer a recovering API server in step.
             await asyncio.sleep(backoff * (1.0 + random.random()))

@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 
 from service.metrics.discovery.kubernetes.client import APIClient, ClusterAccess, resource_path
 from service.metrics.discovery.kubernetes.informer import Informer
+from service.metrics.discovery.kubernetes.metrics import ROLE_OF
 from service.metrics.discovery.kubernetes.view import RoleView, ViewKey
 
 InformerKey = tuple[str, str, str, str, str]  # cluster, resource, namespace, label selector, field selector
@@ -46,7 +47,7 @@ class Registry:
                 owned.append(ikey)
                 inf_entry = self.informers.get(ikey)
                 if inf_entry is None:
-                    inf = Informer(client, resource_path(resource, namespace), label, fld)
+                    inf = Informer(client, resource_path(resource, namespace), label, fld, ROLE_OF[resource])
                     inf_entry = self.informers[ikey] = _Counted(inf)
                     self.informers_opened += 1
                     inf.start()
