@@ -9,6 +9,7 @@ the API that service discovery uses, shaped as the real one answers:
 - WATCH (`?watch=true&resourceVersion=N`): a chunked stream of `{"type", "object"}` lines, replaying every
   event after N, then live ones; BOOKMARK events when `allowWatchBookmarks=true`; an ERROR event with a 410
   Status when N is older than the last compaction; the stream ends after `timeoutSeconds`.
+- LIST at a `resourceVersion` older than the last compaction answers 410 Expired ("0" and "" never do).
 - `labelSelector` (=, ==, !=, in, notin, exists, !key) and `fieldSelector` (=, ==, != on dotted paths) filter
   both; an object modified out of a watch's selector is sent as DELETED, into it as ADDED.
 - `/version`.
@@ -109,6 +110,7 @@ class FakeAPIServer:
         self.compacted = 0
         self.requests: Counter[str] = Counter()  # "list pods", "watch pods", ...
         self.authorizations: Counter[str] = Counter()  # Authorization headers seen
+        self.list_versions: list[str] = []  # resourceVersion of each LIST
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -251,6 +253,12 @@ class FakeAPIServer:
                 self.requests[f"watch {resource}"] += 1
                 return await self._watch(request, resource, ns)
             self.requests[f"list {resource}"] += 1
+            rv = q.get("resourceVersion", "")
+            self.list_versions.append(rv)
+            if rv not in ("", "0") and int(rv) < self.compacted:
+                return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                          "message": f"too old resource version: {rv} ({self.compacted})",
+                                          "reason": "Expired", "code": 410}, status=410)
             return self._list(resource, ns, q.get("labelSelector", ""), q.get("fieldSelector", ""))
         return handle
 

@@ -34,6 +34,8 @@ def pod(name: str = "web-0", ip: str = "127.0.20.1", node_name: str = "node-a", 
             "annotations": {"prometheus.io/scrape": "true"},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "uid": "u1",
                                  "controller": True, "blockOwnerDeletion": True}],
+            "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1",
+                               "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:phase": {}}}}],
         },
         "spec": {
             "nodeName": node_name,

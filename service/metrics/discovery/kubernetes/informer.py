@@ -43,6 +43,14 @@ def object_key(obj: Obj) -> str:
     return f"{ns}/{meta.get('name', '')}" if ns else str(meta.get("name", ""))
 
 
+def _slim(obj: Obj) -> Obj:
+    """Drop `metadata.managedFields`: often the largest part of an object, and no label is built from it."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
 class Informer:
     """LIST + WATCH of one resource; see the module docstring. start()/stop() own its task."""
 
@@ -101,15 +109,23 @@ class Informer:
                 self._emit("update", key, obj)
 
     async def _list(self) -> None:
+        # As client-go: list at the version already seen ("0" at first), which the API server answers from
+        # its watch cache instead of a quorum read of etcd; only when that version is gone, list at "".
+        params = {**self.params, "resourceVersion": self.resource_version or "0"}
         try:
-            page = await self.client.list(self.path, self.params)
+            try:
+                page = await self.client.list(self.path, params)
+            except APIError as exc:
+                if exc.status != 410:
+                    raise
+                page = await self.client.list(self.path, {**self.params, "resourceVersion": ""})
         except Exception:
             REQUESTS.labels("list", "error").inc()
             raise
         REQUESTS.labels("list", "ok").inc()
         self.lists += 1
         self.resource_version = str((page.get("metadata") or {}).get("resourceVersion", ""))
-        self._replace(page.get("items") or [])
+        self._replace([_slim(o) for o in page.get("items") or []])
         self.synced.set()
 
     async def _watch(self) -> None:
@@ -129,6 +145,7 @@ class Informer:
                     self.resource_version = rv
                 continue
             key = object_key(obj)
+            obj = _slim(obj)
             if kind in ("ADDED", "MODIFIED"):
                 prev = self.store.get(key)
                 self.store[key] = obj
