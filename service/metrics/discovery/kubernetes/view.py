@@ -69,6 +69,9 @@ class _Unit:
 
 
 class RoleView:
+    """One role's target groups (`groups`, source -> group) kept current from shared informers; each change
+    round calls every subscriber once. start()/stop() own its task."""
+
     def __init__(self, key: ViewKey, acquire: Acquire) -> None:
         self.key = key
         self.groups: dict[str, TargetGroup] = {}
