@@ -27,6 +27,7 @@ from service.ops.health import health_routes
 from service.ops.integrations import integrations_routes
 from service.ops.reload import reload_routes
 from service.ops.selfmetrics import metrics_routes
+from service.ui.routes import ui_routes
 
 _log = get_logger("app")
 
@@ -65,7 +66,7 @@ def build_app(node: Node) -> AccessLog:
             await node.stop()
             await chat.close()
 
-    chat = ChatService(node.logs.search_store, node.chat_config())
+    chat = ChatService(node.logs.search_store, node.chat_config(), cluster=node.search_cluster)
     routes = [
         *node.config_api.routes(),
         *metrics_api_routes(node.manager, locate=node.locate_instance, forwarder=node.write_forwarder,
@@ -77,7 +78,8 @@ def build_app(node: Node) -> AccessLog:
         *metrics_routes(),
         *integrations_routes(lambda: node.cfg.integrations, lambda: node.options.advertise_address),
         *logs_routes(node.logs),  # logs subsystem (hook)
-        *search_routes(node.logs.search_store, status_provider=node.status, chat=chat),
+        *search_routes(node.logs.search_store, status_provider=node.status, chat=chat, cluster=node.search_cluster),
+        *ui_routes(node.all_targets, node.search_peers, node.write_forwarder.peers),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found,
                                                                          405: _method_not_allowed})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +18,13 @@ from service.kv.factory import open_store
 from service.kv.store import KVError, KVStore
 from service.log import get_logger
 from service.logs.manager import LogsManager
-from service.logs.search.config import ChatConfig
+from service.logs.search.cluster import ClusterSearch, Peer
+from service.logs.search.config import ChatConfig, SearchConfig
 from service.metrics.config import InstanceConfig, apply_defaults
 from service.metrics.forward import WriteForwarder
 from service.metrics.instance import MetricsInstance
 from service.metrics.manager import InstanceManager
+from service.ops.nodemetrics import LoopLagMonitor, NodeCollector, register_node_collector
 from service.settings import NodeConfig, load_node_config
 
 _log = get_logger("node")
@@ -54,6 +57,12 @@ class Node:
         self.logs = LogsManager(cfg.logs, cfg.metrics.wal_directory, http_auth=cfg.server.http_auth)
         # writes for an instance another node runs are passed on to it (see metrics/forward.py)
         self.write_forwarder = WriteForwarder(cfg.server.http_tls_config)
+        self.loop_lag = LoopLagMonitor(self._probe_kv)
+        register_node_collector(NodeCollector(lambda: self.cfg.metrics.wal_directory, self.all_targets))
+        search = self.search_config()
+        # log search answers for every ACTIVE node, over the same node-to-node client
+        self.search_cluster = ClusterSearch(self.search_peers, self.write_forwarder.peers,
+                                            timeout=float(search.peer_timeout), concurrency=search.peer_concurrency)
 
     def _open_config_store(self) -> None:
         service = self.cfg.metrics.scraping_service
@@ -71,15 +80,20 @@ class Node:
         """Where the cluster's last reshard placed the config `name` (None without a cluster)."""
         return self.cluster.sharder.placement.locate(name) if self.cluster is not None else None
 
-    async def config_stored(self, name: str) -> bool:
-        """Whether the KV store holds a config `name` now (False when it cannot say within a second)."""
+    async def config_stored(self, name: str) -> bool | None:
+        """Whether the KV store holds a config `name` now; None when it cannot say within a second (the
+        store is unreachable), so that a write is asked to retry rather than refused."""
         if self.config_store is None:
             return False
         try:
             async with asyncio.timeout(1.0):
                 return await self.config_store.get(name) is not None
         except (KVError, TimeoutError):
-            return False
+            return None
+
+    async def _probe_kv(self) -> None:
+        if self.kv is not None:
+            await self.kv.get(self.cfg.metrics.scraping_service.kvstore.prefix)
 
     def _synced(self) -> None:
         if not self.ready:
@@ -94,8 +108,11 @@ class Node:
         return {c.name: apply_defaults(c, self.cfg.metrics.global_) for c in self.cfg.metrics.configs}
 
     async def start(self) -> None:
+        self.loop_lag.start()
         for section in self.cfg.unimplemented():
             _log.warning("config section is accepted but not implemented yet; it is ignored", section=section)
+        _log.info("WAL directory (a relative wal_directory is relative to the working directory)",
+                  wal_directory=os.path.abspath(self.cfg.metrics.wal_directory))
         if self.kv is not None:
             await self.kv.start()
             _log.info("KV store started", store=self.cfg.metrics.scraping_service.kvstore.store)
@@ -107,10 +124,27 @@ class Node:
         self.ready = True
         _log.info("node ready")
 
-    def chat_config(self) -> ChatConfig:
-        """The chat provider of the logs instance whose store the search API serves (`default` first)."""
+    def search_config(self) -> SearchConfig:
+        """The search settings of the logs instance whose store the search API serves (`default` first)."""
         configs = sorted(self.cfg.logs.configs if self.cfg.logs else [], key=lambda c: (c.name != "default", c.name))
-        return next((c.search.chat for c in configs if c.search.enabled), ChatConfig())
+        return next((c.search for c in configs if c.search.enabled), SearchConfig())
+
+    def chat_config(self) -> ChatConfig:
+        """The chat provider of the logs instance whose store the search API serves."""
+        return self.search_config().chat
+
+    def all_targets(self) -> list[dict[str, Any]]:
+        """This node's scrape targets, over every running instance."""
+        running = (self.manager.get(name) for name in self.manager.running())
+        return [t for inst in running if inst is not None for t in inst.targets()]
+
+    def search_peers(self) -> tuple[str, list[Peer]]:
+        """This node's id and the other ACTIVE nodes, as the last reshard saw them (none without a cluster)."""
+        if self.cluster is None:
+            return "", []
+        own = self.cluster.node_id
+        addresses = self.cluster.sharder.placement.addresses
+        return own, [Peer(node, address) for node, address in sorted(addresses.items()) if node != own]
 
     async def status(self) -> dict[str, Any]:
         """Parts of the node for /api/status: the KV store, the cluster and the instances."""
@@ -123,6 +157,7 @@ class Node:
                 parts["kv"] = {"healthy": False, "error": str(exc) or "timeout"}
         if self.cluster is not None:
             parts["cluster"] = {"node": self.cluster.node_id, "synced": self.cluster.synced}
+        parts["logs"] = self.logs.status()  # logs subsystem (hook): Loki clients forwarding or failing
         return parts
 
     async def reload(self) -> None:
@@ -156,13 +191,33 @@ class Node:
             await self.logs.reload(new.logs)  # logs subsystem (hook)
             _log.info("config reloaded", scraping_service_changed=service_changed)
 
+    def _flush_deadline(self) -> float:
+        """The longest remote_flush_deadline of the running instances: how long stopping them may take."""
+        cfgs = [getattr(self.manager.get(n), "cfg", None) for n in self.manager.running()]
+        return max((float(c.remote_flush_deadline) for c in cfgs if c is not None), default=0.0)
+
+    def _drain_timeout(self) -> float:
+        clients = [c for inst in (self.cfg.logs.configs if self.cfg.logs else []) for c in inst.clients]
+        return max((float(c.drain_timeout) for c in clients), default=0.0)
+
     async def stop(self) -> None:
         self.ready = False
+        started = asyncio.get_running_loop().time()
         if self.cluster is not None:
+            _log.info("shutdown: leaving the ring, stopping this node's instances", phase="cluster",
+                      instances=len(self.manager.running()), deadline=f"{self._flush_deadline():g}s",
+                      kv_deadline=f"{self.cluster.leave_timeout:g}s")
             await self.cluster.stop()  # LEAVING, stop own instances, release claims, deregister
+        if self.manager.running():
+            _log.info("shutdown: stopping metrics instances, flushing remote_write", phase="metrics",
+                      instances=len(self.manager.running()), deadline=f"{self._flush_deadline():g}s")
         await self.manager.stop_all()
+        _log.info("shutdown: stopping logs instances, draining Loki clients", phase="logs",
+                  instances=len(self.logs.instances), deadline=f"{self._drain_timeout():g}s")
         await self.logs.stop()  # logs subsystem (hook)
         if self.kv is not None:
+            _log.info("shutdown: closing the KV store", phase="kv")
             await self.kv.close()
         await self.write_forwarder.close()
-        _log.info("node stopped")
+        await self.loop_lag.stop()
+        _log.info("node stopped", took=f"{asyncio.get_running_loop().time() - started:.2f}s")

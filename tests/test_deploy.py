@@ -314,7 +314,10 @@ def test_schema_rejects_bad_values(helm: Helm, tmp_path: Path, values: dict[str,
 
 @pytest.mark.parametrize(("values", "message"), [
     ({"etcd": {"enabled": False}}, "etcd.enabled is false: set etcd.external.endpoints"),
-    ({"etcd": {"auth": {"enabled": True, "password": "x"}}}, "etcd.auth and etcd.tls apply to an external etcd"),
+    ({"etcd": {"auth": {"enabled": True, "password": "x"}}}, "set etcd.auth.rootPassword"),
+    ({"etcd": {"auth": {"enabled": True, "username": "root", "password": "x", "rootPassword": "y"}}},
+     "must not be root"),
+    ({"etcd": {"tls": {"enabled": True, "ca": "CA"}}}, "set etcd.tls.server.existingSecret or etcd.tls.server.cert"),
     ({"etcd": {"enabled": False, "external": {"endpoints": ["e:2379"]}, "tls": {"enabled": True}}},
      "etcd.tls.enabled: set etcd.tls.existingSecret"),
 ])
@@ -356,6 +359,169 @@ def test_notes_render_with_the_first_commands(helm: Helm, tmp_path: Path) -> Non
         assert command in notes
     assert "bundled etcd (3 members)" in notes
 
+
+# --- secrets stay in Secrets (issue 11, defect 12) -----------------------------------------------------------
+
+RW_SECRETS = ("urlpass", "ba$pass", "sigsecret", "agentpass", "rootpass", "CLIENT-KEY", "SERVER-KEY")
+SECURE_VALUES: dict[str, Any] = {
+    "config": {"global": {"remote_write": [
+        {"url": "https://u:urlpass@rw.example.net/api/v1/write",
+         "basic_auth": {"username": "me", "password": "ba$pass"}},
+        {"url": "https://aps.example.net/api/v1/remote_write",
+         "sigv4": {"region": "eu-west-1", "access_key": "AKID", "secret_key": "sigsecret"}},
+    ]}},
+    "etcd": {
+        "auth": {"enabled": True, "username": "agent", "password": "agentpass", "rootPassword": "rootpass"},
+        "tls": {"enabled": True, "cert": "CLIENT-CERT", "key": "CLIENT-KEY", "ca": "CA-PEM",
+                "server": {"cert": "SERVER-CERT", "key": "SERVER-KEY", "ca": "CA-PEM"}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def secure_render(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict[str, Any]]]:
+    return render(helm, tmp_path_factory.mktemp("secure"), SECURE_VALUES)
+
+
+def env_of(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e.get("valueFrom", {}) for e in c["env"]}
+
+
+def test_secrets_appear_only_in_secrets(secure_render: tuple[str, list[dict[str, Any]]],
+                                        validator: tuple[list[str], dict[str, str]], tmp_path: Path) -> None:
+    _, docs = secure_render
+    assert_valid(validator, docs, tmp_path)
+    for doc in docs:
+        if doc["kind"] != "Secret":
+            text = yaml.safe_dump(doc)
+            leaked = [s for s in RW_SECRETS if s in text]
+            assert not leaked, f"{doc['kind']}/{doc['metadata']['name']} shows {leaked}"
+    assert "${GLOBAL_REMOTE_WRITE}" in agent_yaml(docs)
+
+
+def test_global_remote_write_comes_from_a_secret(secure_render: tuple[str, list[dict[str, Any]]],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _, docs = secure_render
+    secret = find(docs, "Secret", f"{FULLNAME}-remote-write")
+    ref = env_of(container(find(docs, "StatefulSet", FULLNAME)))["GLOBAL_REMOTE_WRITE"]["secretKeyRef"]
+    assert ref == {"name": f"{FULLNAME}-remote-write", "key": "remote_write.json"}
+    # the node reads agent.yaml with -config.expand-env, as the pod gives it the Secret's value
+    for name, value in {"HOSTNAME": f"{FULLNAME}-0", "ETCD_USERNAME": "agent", "ETCD_PASSWORD": "agentpass",
+                        "GLOBAL_REMOTE_WRITE": secret["stringData"]["remote_write.json"]}.items():
+        monkeypatch.setenv(name, value)
+    cfg = parse_node_config(agent_yaml(docs), expand=True)
+    first, second = cfg.metrics.global_.remote_write
+    assert first.url == "https://u:urlpass@rw.example.net/api/v1/write"
+    assert first.basic_auth is not None and str(first.basic_auth.password) == "ba$pass"  # `$` kept as is
+    assert second.sigv4 == {"region": "eu-west-1", "access_key": "AKID", "secret_key": "sigsecret"}
+    assert float(cfg.metrics.global_.scrape_interval) == 60  # the rest of `global` stays in the ConfigMap
+
+
+def test_global_remote_write_from_an_existing_secret(helm: Helm, tmp_path: Path) -> None:
+    values = {"config": {"remoteWriteSecret": {"existingSecret": "rw-creds", "key": "rw"}}}
+    _, docs = render(helm, tmp_path, values)
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    ref = env_of(container(find(docs, "StatefulSet", FULLNAME)))["GLOBAL_REMOTE_WRITE"]["secretKeyRef"]
+    assert ref == {"name": "rw-creds", "key": "rw"}
+    assert "remote_write: ${GLOBAL_REMOTE_WRITE}" in agent_yaml(docs)
+
+
+def test_without_remote_write_nothing_refers_to_it(default_render: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = default_render
+    assert "GLOBAL_REMOTE_WRITE" not in agent_yaml(docs)
+    assert "GLOBAL_REMOTE_WRITE" not in env_of(container(find(docs, "StatefulSet", FULLNAME)))
+
+
+def test_an_etcd_ca_alone_renders_no_empty_cert_or_key(helm: Helm, tmp_path: Path) -> None:
+    values = {"etcd": {"enabled": False, "external": {"endpoints": ["etcd:2379"]},
+                       "tls": {"enabled": True, "ca": "CA-PEM"}}}
+    _, docs = render(helm, tmp_path, values)
+    assert find(docs, "Secret", f"{FULLNAME}-etcd-tls")["stringData"] == {"ca.crt": "CA-PEM"}
+    etcd = parse_node_config(agent_yaml(docs), expand=True).metrics.scraping_service.kvstore.etcd
+    assert (etcd.tls_enabled, etcd.tls_cert_path, etcd.tls_key_path, etcd.tls_ca_path) == (
+        True, "", "", "/etc/agent/etcd-tls/ca.crt")
+
+
+def test_bundled_etcd_serves_tls_and_requires_client_certificates(
+        secure_render: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    _, docs = secure_render
+    etcd = find(docs, "StatefulSet", f"{FULLNAME}-etcd")
+    c = container(etcd)
+    args = c["args"]
+    assert "--listen-client-urls=https://0.0.0.0:2379" in args
+    assert next(a for a in args if a.startswith("--initial-cluster=")).count("=https://") == 3
+    for flag in ("--cert-file=/etc/etcd/tls/tls.crt", "--key-file=/etc/etcd/tls/tls.key",
+                 "--trusted-ca-file=/etc/etcd/tls/ca.crt", "--client-cert-auth", "--peer-client-cert-auth",
+                 "--peer-cert-file=/etc/etcd/tls/tls.crt", "--listen-metrics-urls=http://0.0.0.0:2381"):
+        assert flag in args
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert c["livenessProbe"]["httpGet"]["port"] == "metrics"
+    volume = next(v for v in etcd["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == f"{FULLNAME}-etcd-server-tls"
+    server = find(docs, "Secret", f"{FULLNAME}-etcd-server-tls")["stringData"]
+    assert server == {"tls.crt": "SERVER-CERT", "tls.key": "SERVER-KEY", "ca.crt": "CA-PEM"}
+    monkeypatch.setenv("ETCD_USERNAME", "agent")
+    monkeypatch.setenv("ETCD_PASSWORD", "agentpass")
+    kv = parse_node_config(agent_yaml(docs), expand=True).metrics.scraping_service.kvstore.etcd
+    assert kv.tls_enabled and kv.tls_cert_path == "/etc/agent/etcd-tls/tls.crt"
+    assert (kv.username, str(kv.password)) == ("agent", "agentpass")
+
+
+def auth_job(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return find(docs, "Job", f"{FULLNAME}-etcd-auth")
+
+
+def test_bundled_etcd_auth_job(secure_render: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = secure_render
+    job = auth_job(docs)
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    c = container_of_job(job)
+    env = env_of(c)
+    assert env["ROOT_PASSWORD"]["secretKeyRef"] == {"name": f"{FULLNAME}-etcd-auth", "key": "root-password"}
+    assert env["ETCD_PASSWORD"]["secretKeyRef"] == {"name": f"{FULLNAME}-etcd-auth", "key": "password"}
+    plain = {e["name"]: e.get("value") for e in c["env"]}
+    assert plain["ENDPOINT"] == f"https://{FULLNAME}-etcd-0.{FULLNAME}-etcd-headless.{NAMESPACE}.svc:2379"
+    assert plain["CURL_TLS"] == ("--cacert /etc/etcd-client-tls/ca.crt --cert /etc/etcd-client-tls/tls.crt "
+                                 "--key /etc/etcd-client-tls/tls.key")
+    auth = find(docs, "Secret", f"{FULLNAME}-etcd-auth")["stringData"]
+    assert auth == {"username": "agent", "password": "agentpass", "root-password": "rootpass"}
+
+
+def container_of_job(job: dict[str, Any]) -> dict[str, Any]:
+    (only,) = job["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+@pytest.mark.slow
+def test_auth_job_script_turns_auth_on_in_a_real_etcd(secure_render: tuple[str, list[dict[str, Any]]],
+                                                       tmp_path: Path) -> None:
+    """The Job's own script, run with sh and curl against a real etcd on loopback (plain HTTP here: the TLS
+    flags are curl's own). Run twice: the second run finds auth on and only updates the nodes' user."""
+    from tests.etcd_server import EtcdServer
+
+    _, docs = secure_render
+    c = container_of_job(auth_job(docs))
+    assert c["command"] == ["sh", "-c"]
+    script = c["args"][0]
+    server = EtcdServer(tmp_path / "etcd")
+    server.start()
+    try:
+        env = {"PATH": "/usr/bin:/bin", "ENDPOINT": f"http://{server.endpoint}", "CURL_TLS": "",
+               "ROOT_PASSWORD": 'r"oot\\pw', "ETCD_USERNAME": "agent", "ETCD_PASSWORD": 'a"gent\\pw'}
+        for _ in range(2):
+            proc = run(["sh", "-c", script], env=env, timeout=60)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        etcdctl = ["etcdctl", f"--endpoints={server.endpoint}"]
+        anonymous = run([*etcdctl, "put", "configurations/x", "1"], env={"ETCDCTL_API": "3", **env})
+        assert anonymous.returncode != 0
+        user = [*etcdctl, "--user", 'agent:a"gent\\pw']
+        for key in ("configurations/x", "collectors/node", "collectors-claims/x"):
+            ok = run([*user, "put", key, "1"], env={"ETCDCTL_API": "3", **env})
+            assert ok.returncode == 0, ok.stderr
+        outside = run([*user, "put", "elsewhere/x", "1"], env={"ETCDCTL_API": "3", **env})
+        assert outside.returncode != 0 and "permission denied" in outside.stderr
+    finally:
+        server.remove()
 
 # ------------------------------------------------------------------- Kubernetes discovery: RBAC, volumes
 

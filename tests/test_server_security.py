@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import socket
 import ssl
 from pathlib import Path
 
@@ -171,3 +172,48 @@ def test_loki_push_api_bad_certificate_is_a_clear_error(tmp_path: Path) -> None:
     node.start(wait_ready=False)
     assert node.proc is not None and node.proc.wait(20) == 1
     assert "node failed to start" in node.log() and "loki_push_api api: cannot load the TLS certificate" in node.log()
+
+
+MALFORMED_AUTH = [
+    "Basic \xe9".encode("latin-1"),  # the é of the report, as one byte
+    "Basic é".encode(),  # ... and as UTF-8
+    b"Basic", b"Basic ", b"Basic !!!!", b"Basic ====", b"Basic /w==",  # not base64, or not UTF-8 inside
+    b"Basic " + base64.b64encode(b"\xff\xfe:\xff"), b"Basic " + base64.b64encode(b"no-colon"),
+    b"Bearer", b"Bearer \xe9\xff", b"Digest username=admin", b"\xe9", b"basic\tYWRtaW46czNjcmV0",
+]
+
+
+def raw_status(port: int, header: bytes) -> int:
+    """The status of a GET whose Authorization header carries exactly these bytes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /agent/api/v1/configs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     b"Authorization: " + header + b"\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.mark.slow
+def test_malformed_authorization_headers_are_401(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens"
+    token_file.write_text("token-two\n")
+    text = node_config(store="embedded").replace("server:\n", "server:\n" + AUTH.format(token_file=token_file), 1)
+    node = NodeProcess(tmp_path / "node", text).start()
+    try:
+        statuses = {header: raw_status(node.port, header) for header in MALFORMED_AUTH}
+        assert statuses == dict.fromkeys(MALFORMED_AUTH, 401)
+        good = b"Basic " + base64.b64encode(b"admin:s3cret")
+        assert raw_status(node.port, good) == 200
+        assert "Traceback" not in node.log()
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize("header", [h.decode("latin-1") for h in MALFORMED_AUTH])
+def test_authorized_refuses_malformed_headers(header: str) -> None:
+    from service.config.schema import Secret
+    from service.http.auth import HTTPAuthConfig, authorized
+
+    cfg = HTTPAuthConfig(bearer_tokens=[Secret("t")], basic_auth_users={"admin": Secret("s3cret")})
+    assert authorized(cfg, header) is False

@@ -110,4 +110,5 @@ class Cluster:
                          "heartbeat": mem.heartbeat, "owned": owned.get(mem.id, 0)}
                         for mem in sorted(members.values(), key=lambda x: x.id)],
             "configs": rows,
+            "reshards": list(self.sharder.history),
         }

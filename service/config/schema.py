@@ -19,11 +19,10 @@ import yaml
 
 from service.config.durations import Duration
 from service.config.errors import ConfigError
+from service.config.secrets import SECRET_MASK, mask_secret_keys, redact_url
 from service.config.yamlnodes import is_null, line_of, load_node, mapping_items
 
 T = TypeVar("T")
-
-SECRET_MASK = "<secret>"
 
 
 class Secret(str):
@@ -176,15 +175,21 @@ def _tname(tp: Any) -> str:
 
 
 def encode(obj: Any, *, show_secrets: bool = False) -> Any:
-    """Plain data (dicts in field order) ready for yaml.safe_dump; empty values are left out (omitempty)."""
+    """Plain data (dicts in field order) ready for yaml.safe_dump; empty values are left out (omitempty).
+
+    Unless `show_secrets`: Secret fields are masked, URL passwords redacted (`xxxxx`, as Prometheus does) and
+    untyped blocks (sigv4, azuread, discovery configs) masked by key name.
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out: dict[str, Any] = {}
-        for attr, key, _tp, secret in _fields(type(obj)):
+        for attr, key, tp, secret in _fields(type(obj)):
             value = getattr(obj, attr)
             if _is_empty(value):
                 continue
             if (secret or isinstance(value, Secret)) and not show_secrets:
                 out[key] = SECRET_MASK
+            elif not show_secrets and _untyped(tp):
+                out[key] = mask_secret_keys(encode(value))
             else:
                 out[key] = encode(value, show_secrets=show_secrets)
         return out
@@ -197,8 +202,17 @@ def encode(obj: Any, *, show_secrets: bool = False) -> Any:
     if isinstance(obj, Duration):
         return str(obj)
     if isinstance(obj, str):
-        return str(obj)
+        return str(obj) if show_secrets else redact_url(str(obj))
     return obj
+
+
+@functools.cache
+def _untyped(tp: Any) -> bool:
+    """Whether a field holds data we keep untyped (Any, Any | None, list[Any], dict[str, Any])."""
+    if tp is Any:
+        return True
+    return get_origin(tp) in (typing.Union, types.UnionType, list, dict) and any(
+        _untyped(a) for a in get_args(tp) if a is not type(None))
 
 
 def _is_empty(value: Any) -> bool:

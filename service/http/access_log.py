@@ -11,6 +11,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.http.requestmetrics import observe
 from service.log import get_logger
 
 _log = get_logger("http")
@@ -36,6 +37,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            observe(scope["path"], status)
             level = logging.WARNING if status >= 500 else logging.DEBUG
             if _log.isEnabledFor(level):
                 _log.log(level, "request", method=scope["method"], path=scope["path"], status=status,

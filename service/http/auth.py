@@ -52,19 +52,23 @@ class HTTPAuthConfig:
 
 
 def _equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
 
 
 def authorized(cfg: HTTPAuthConfig, header: str) -> bool:
+    """Whether the Authorization header holds valid credentials; anything malformed is simply not valid
+    (a 401, never an error)."""
     scheme, _, credentials = header.partition(" ")
     scheme = scheme.lower()
+    credentials = credentials.strip()
     if scheme == "bearer" and credentials:
-        return any(_equal(credentials.strip(), token) for token in cfg.tokens())
-    if scheme == "basic" and cfg.basic_auth_users:
+        return any(_equal(credentials, token) for token in cfg.tokens())
+    if scheme == "basic" and cfg.basic_auth_users and credentials.isascii():
         try:
-            user, _, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (ValueError, binascii.Error):  # not base64, or not UTF-8 (UnicodeDecodeError is a ValueError)
             return False
+        user, _, password = decoded.partition(":")
         expected = cfg.basic_auth_users.get(user)
         return expected is not None and _equal(password, str(expected))
     return False

@@ -13,6 +13,7 @@ from typing import Any
 from service.config.durations import GoDuration
 from service.config.errors import ConfigError
 from service.config.schema import yaml_field
+from service.config.secrets import redact_url
 from service.http.tls import ServerTLSConfig
 from service.logs.search.config import SearchConfig
 from service.metrics.config.http_client import HTTPClientFields, check_url
@@ -55,8 +56,8 @@ class ClientConfig(HTTPClientFields):
             raise ConfigError("batchsize must be positive")
 
     def display_name(self) -> str:
-        """Name used for metrics, logs and the WAL progress marker."""
-        return self.name or self.url
+        """Name used for metrics and logs (the URL's password redacted)."""
+        return self.name or redact_url(self.url)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp
 
 from service.http.auth import RequireAuth
+from service.http.limits import ServerLimits, protocol_class
 from service.http.tls import ServerTLSConfig
 from service.log import get_logger
 from service.logs import metrics
@@ -73,7 +74,8 @@ class PushServer:
         if auth is not None and auth.enabled:
             app = RequireAuth(app, auth)
         tls = cfg.http_tls_config or ServerTLSConfig()
-        config = uvicorn.Config(app, lifespan="off", http="httptools", access_log=False, log_config=None,
+        http = protocol_class(ServerLimits())  # header size and time limits, graceful 413 (as the main port)
+        config = uvicorn.Config(app, lifespan="off", http=http, access_log=False, log_config=None,
                                 server_header=False, timeout_graceful_shutdown=float(cfg.graceful_shutdown_timeout),
                                 timeout_keep_alive=int(cfg.http_server_idle_timeout) or 5, **tls.uvicorn_options())
         try:

@@ -15,11 +15,11 @@ import aiohttp
 from prometheus_client import Counter
 from starlette.responses import Response
 
-from service.http.client import HTTPClient, HTTPClientError
+from service.http.client import HTTPClientError
+from service.http.peers import PEER_HEADER, PeerClient
 from service.http.tls import ServerTLSConfig
-from service.metrics.config.http_client import HTTPClientFields, TLSConfig
 
-FORWARDED_HEADER = "X-Scraping-Service-Forwarded"
+FORWARDED_HEADER = PEER_HEADER
 # What a remote write request carries that the owner needs; everything else (Host, Content-Length) is new.
 _PASSED_REQUEST_HEADERS = ("content-type", "content-encoding", "x-prometheus-remote-write-version",
                            "authorization", "user-agent", "x-scope-orgid")
@@ -31,30 +31,18 @@ FORWARDED = Counter("agent_remote_write_receiver_forwarded_requests_total",
 
 
 class WriteForwarder:
-    """Passes write requests on to other nodes over one shared aiohttp session."""
+    """Passes write requests on to other nodes over the node-to-node client (service/http/peers.py)."""
 
     def __init__(self, server_tls: ServerTLSConfig | None = None, timeout: float = 30.0) -> None:
-        tls = server_tls if server_tls is not None and server_tls.enabled else None
-        self.scheme = "https" if tls is not None else "http"
-        # Peers present the certificate every node serves; this node shows its own as a client certificate,
-        # so peers that require one accept it, and trusts the client CA (in a cluster, the one CA).
-        self._fields = HTTPClientFields(tls_config=TLSConfig(
-            ca_file=tls.client_ca_file, cert_file=tls.cert_file, key_file=tls.key_file)) if tls is not None else None
-        self._timeout = timeout
-        self._client: HTTPClient | None = None  # made at the first forward: most nodes never forward
-
-    def _get_client(self) -> HTTPClient:
-        if self._client is None:
-            self._client = HTTPClient(self._fields, timeout=self._timeout)
-        return self._client
+        self.peers = PeerClient(server_tls, timeout)
 
     async def forward(self, address: str, raw_path: str, headers: dict[str, str], body: bytes,
                       owner: str) -> Response:
         passed = {k: v for k, v in headers.items() if k in _PASSED_REQUEST_HEADERS}
         passed[FORWARDED_HEADER] = "1"
         try:
-            session = await self._get_client().session()
-            async with session.post(f"{self.scheme}://{address}{raw_path}", data=body, headers=passed,
+            session = await self.peers.session()
+            async with session.post(self.peers.url(address, raw_path), data=body, headers=passed,
                                     allow_redirects=False) as resp:
                 answer = await resp.read()
                 out = {k: v for k, v in resp.headers.items() if k.lower() in _PASSED_RESPONSE_HEADERS}
@@ -68,5 +56,4 @@ class WriteForwarder:
                             headers={"Retry-After": "1"})
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        await self.peers.close()

@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from service.config.schema import encode
-from service.metrics.config.render import mask_secret_keys
+from service.config.secrets import mask_secret_keys
 from service.settings import NodeConfig
 
 # Sections kept untyped: their secrets are masked by key name.

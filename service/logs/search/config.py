@@ -79,8 +79,12 @@ class SearchConfig:
     chat: ChatConfig = yaml_field(default_factory=ChatConfig)
     # How often retention runs; ours, mostly for tests.
     retention_interval: Duration = Duration(10)
-    # Entries waiting to be written; when exceeded the oldest batches are dropped (and counted).
+    # Entries read from the WAL ahead of the writer; when reached the store stops reading (it lags in the WAL,
+    # nothing is dropped).
     max_queue_entries: int = 200_000
+    # Cluster-wide answers (ours): how long to wait for each other node, and how many to ask at once.
+    peer_timeout: Duration = Duration(2)
+    peer_concurrency: int = 8
 
     def check(self) -> None:
         if parse_size(self.max_size) <= 0:
@@ -93,6 +97,10 @@ class SearchConfig:
             raise ConfigError("search max_queue_entries must be positive")
         if not self.source_label:
             raise ConfigError("search source_label must not be empty")
+        if self.peer_timeout <= 0:
+            raise ConfigError("search peer_timeout must be positive")
+        if self.peer_concurrency <= 0:
+            raise ConfigError("search peer_concurrency must be positive")
 
     @property
     def max_size_bytes(self) -> int:

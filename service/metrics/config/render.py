@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from service.config.schema import SECRET_MASK, encode
+from service.config.schema import encode
+from service.config.secrets import mask_secret_keys
 from service.metrics.config.discovery import SD_KEYS, STATIC_KEY
 from service.metrics.config.instance import InstanceConfig
 
@@ -20,11 +21,6 @@ OMIT_ZERO = frozenset({
 })
 OPAQUE_KEYS = frozenset({*(k for k in SD_KEYS if k != STATIC_KEY), "sigv4", "azuread"}) - {
     "dns_sd_configs", "file_sd_configs", "http_sd_configs"}
-# Keys holding secrets in the Prometheus discovery/auth configs we do not type.
-SECRET_KEYS = frozenset({
-    "password", "secret_key", "client_secret", "credentials", "bearer_token", "key", "token",
-    "auth_token", "application_credential_secret", "consumer_secret", "secret",
-})
 
 
 def render_instance(cfg: InstanceConfig) -> str:
@@ -44,13 +40,3 @@ def _prune(value: Any) -> Any:
             continue
         out[key] = mask_secret_keys(item) if key in OPAQUE_KEYS else _prune(item)
     return out
-
-
-def mask_secret_keys(value: Any) -> Any:
-    """Mask values of secret-looking keys in data we keep untyped."""
-    if isinstance(value, list):
-        return [mask_secret_keys(v) for v in value]
-    if isinstance(value, dict):
-        return {k: SECRET_MASK if k in SECRET_KEYS and v not in (None, "") else mask_secret_keys(v)
-                for k, v in value.items()}
-    return value

@@ -79,7 +79,7 @@ app.kubernetes.io/component: etcd
 {{- $etcd := include "scraping-service.etcd.fullname" . -}}
 {{- $members := list }}
 {{- range $i := until (int .Values.etcd.replicas) }}
-{{- $members = append $members (printf "%s-%d=http://%s:%d" $etcd $i (include "scraping-service.etcd.memberHost" (dict "ctx" $ "i" $i)) (int $.Values.etcd.peerPort)) }}
+{{- $members = append $members (printf "%s-%d=%s://%s:%d" $etcd $i (include "scraping-service.etcd.scheme" $) (include "scraping-service.etcd.memberHost" (dict "ctx" $ "i" $i)) (int $.Values.etcd.peerPort)) }}
 {{- end }}
 {{- join "," $members }}
 {{- end }}
@@ -92,29 +92,60 @@ app.kubernetes.io/component: etcd
 {{- default (printf "%s-etcd-tls" (include "scraping-service.fullname" .)) .Values.etcd.tls.existingSecret }}
 {{- end }}
 
+{{/* "http" or "https": the scheme of the bundled etcd's client and peer URLs. */}}
+{{- define "scraping-service.etcd.scheme" -}}
+{{- if .Values.etcd.tls.enabled }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* "true" when a file of a TLS Secret will exist: (dict "tls" <tls values> "file" "cert"|"key"|"ca").
+     From an existing Secret, every key named; from values, only the PEM texts given (no empty files). */}}
+{{- define "scraping-service.tls.has" -}}
+{{- $keyName := get .tls (printf "%sKey" .file) }}
+{{- if and $keyName (or .tls.existingSecret (get .tls .file)) }}true{{ end }}
+{{- end }}
+
 {{/* The etcd client block of agent.yaml (used for both the configs store and the ring). */}}
 {{- define "scraping-service.etcd.clientConfig" -}}
+{{- $tls := .Values.etcd.tls }}
 endpoints: {{ include "scraping-service.etcd.endpoints" . }}
 dial_timeout: {{ .Values.etcd.dialTimeout }}
 {{- if .Values.etcd.auth.enabled }}
 username: ${ETCD_USERNAME}
 password: ${ETCD_PASSWORD}
 {{- end }}
-{{- if .Values.etcd.tls.enabled }}
+{{- if $tls.enabled }}
 tls_enabled: true
-{{- with .Values.etcd.tls.certKey }}
-tls_cert_path: /etc/agent/etcd-tls/{{ . }}
+{{- if include "scraping-service.tls.has" (dict "tls" $tls "file" "cert") }}
+tls_cert_path: /etc/agent/etcd-tls/{{ $tls.certKey }}
 {{- end }}
-{{- with .Values.etcd.tls.keyKey }}
-tls_key_path: /etc/agent/etcd-tls/{{ . }}
+{{- if include "scraping-service.tls.has" (dict "tls" $tls "file" "key") }}
+tls_key_path: /etc/agent/etcd-tls/{{ $tls.keyKey }}
 {{- end }}
-{{- with .Values.etcd.tls.caKey }}
-tls_ca_path: /etc/agent/etcd-tls/{{ . }}
+{{- if include "scraping-service.tls.has" (dict "tls" $tls "file" "ca") }}
+tls_ca_path: /etc/agent/etcd-tls/{{ $tls.caKey }}
 {{- end }}
-{{- with .Values.etcd.tls.serverName }}
+{{- with $tls.serverName }}
 tls_server_name: {{ . | quote }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{- define "scraping-service.etcd.serverTLSSecret" -}}
+{{- default (printf "%s-etcd-server-tls" (include "scraping-service.fullname" .)) .Values.etcd.tls.server.existingSecret }}
+{{- end }}
+
+{{- define "scraping-service.remoteWriteSecret" -}}
+{{- default (printf "%s-remote-write" (include "scraping-service.fullname" .)) .Values.config.remoteWriteSecret.existingSecret }}
+{{- end }}
+
+{{/* Whether metrics.global.remote_write is set: it then comes from a Secret (GLOBAL_REMOTE_WRITE). */}}
+{{- define "scraping-service.hasRemoteWrite" -}}
+{{- if or .Values.config.remoteWriteSecret.existingSecret (get (.Values.config.global | default dict) "remote_write") }}true{{ end }}
+{{- end }}
+
+{{/* The etcd key range [prefix, end) of a prefix ending in "/", base64 for etcd's JSON API. */}}
+{{- define "scraping-service.etcd.prefixPerm" -}}
+{"name":"scraping-service","perm":{"permType":"READWRITE","key":"{{ b64enc . }}","range_end":"{{ printf "%s0" (trimSuffix "/" .) | b64enc }}"}}
 {{- end }}
 
 {{/* Stops rendering on combinations the schema cannot express. */}}
@@ -122,8 +153,17 @@ tls_server_name: {{ . | quote }}
 {{- if and (not .Values.etcd.enabled) (empty .Values.etcd.external.endpoints) }}
 {{- fail "etcd.enabled is false: set etcd.external.endpoints (host:port of each member)" }}
 {{- end }}
-{{- if and .Values.etcd.enabled (or .Values.etcd.auth.enabled .Values.etcd.tls.enabled) }}
-{{- fail "etcd.auth and etcd.tls apply to an external etcd: set etcd.enabled=false and etcd.external.endpoints" }}
+{{- if and .Values.etcd.enabled .Values.etcd.tls.enabled (not .Values.etcd.tls.server.existingSecret) (not (and .Values.etcd.tls.server.cert .Values.etcd.tls.server.key)) }}
+{{- fail "etcd.tls.enabled with the bundled etcd: set etcd.tls.server.existingSecret or etcd.tls.server.cert/key (the members' certificate)" }}
+{{- end }}
+{{- if and .Values.etcd.enabled .Values.etcd.auth.enabled (not .Values.etcd.auth.existingSecret) (not .Values.etcd.auth.rootPassword) }}
+{{- fail "etcd.auth.enabled with the bundled etcd: set etcd.auth.rootPassword (or etcd.auth.existingSecret with etcd.auth.rootPasswordKey)" }}
+{{- end }}
+{{- if and .Values.etcd.enabled .Values.etcd.auth.enabled (eq .Values.etcd.auth.username "root") }}
+{{- fail "etcd.auth.username: the nodes' user of the bundled etcd must not be root" }}
+{{- end }}
+{{- if and .Values.etcd.tls.enabled (not .Values.etcd.tls.existingSecret) (and .Values.etcd.tls.cert (not .Values.etcd.tls.key)) }}
+{{- fail "etcd.tls.cert is set: set etcd.tls.key too" }}
 {{- end }}
 {{- if and .Values.etcd.auth.enabled (not .Values.etcd.auth.existingSecret) (not .Values.etcd.auth.password) }}
 {{- fail "etcd.auth.enabled: set etcd.auth.existingSecret or etcd.auth.username/password" }}

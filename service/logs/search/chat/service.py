@@ -17,8 +17,10 @@ from starlette.responses import Response
 from service.logs.search.chat import offline
 from service.logs.search.chat.provider import Provider
 from service.logs.search.chat.tools import Tools
+from service.logs.search.cluster import ClusterSearch, SearchBackend
 from service.logs.search.config import ChatConfig
-from service.logs.search.envelope import SearchAPIError, invalid, ok, tenant_of
+from service.logs.search.envelope import SearchAPIError, invalid, tenant_of
+from service.logs.search.scope import answer, scope_of
 from service.logs.search.store import LogStore
 
 MAX_MESSAGES = 50
@@ -59,10 +61,14 @@ def validate(body: bytes) -> list[dict[str, str]]:
 
 
 class ChatService:
-    def __init__(self, store: LogStore | Callable[[], LogStore | None], config: ChatConfig | None = None) -> None:
+    """`cluster`, when given, grounds the tools in the logs of every ACTIVE node (unless `scope=local`)."""
+
+    def __init__(self, store: LogStore | Callable[[], LogStore | None], config: ChatConfig | None = None,
+                 cluster: ClusterSearch | None = None) -> None:
         self._store = store
         self.config = config or ChatConfig()
         self.provider = Provider(self.config) if self.config.url else None
+        self.cluster = cluster
 
     async def close(self) -> None:
         if self.provider is not None:
@@ -74,8 +80,9 @@ class ChatService:
             raise SearchAPIError("SERVICE_UNAVAILABLE", "log store is not running")
         return store
 
-    async def ask(self, messages: list[dict[str, str]], tenant: str) -> dict[str, Any]:
-        tools = Tools(self._current(), tenant)
+    async def ask(self, messages: list[dict[str, str]], tenant: str,
+                  backend: SearchBackend | None = None) -> dict[str, Any]:
+        tools = Tools(backend if backend is not None else self._current(), tenant)
         if self.provider is not None:
             return await self.provider.answer(messages, tools)
         text, calls = await offline.answer(messages[-1]["content"], tools)
@@ -83,4 +90,8 @@ class ChatService:
 
     async def handle(self, request: Request) -> Response:
         messages = validate(await request.body())
-        return ok(await self.ask(messages, tenant_of(request)))
+        tenant = tenant_of(request)
+        local = self._current()
+        view = (self.cluster.view(local, scope_of(request), request.headers)
+                if self.cluster is not None else None)
+        return answer(await self.ask(messages, tenant, view), view)

@@ -10,8 +10,9 @@ import datetime as dt
 import time
 from typing import Any
 
+from service.logs.search.cluster import SearchBackend
 from service.logs.search.query import Filters
-from service.logs.search.store import ERROR_WORDS, LogStore
+from service.logs.search.store import ERROR_WORDS
 
 MAX_MINUTES = 366 * 24 * 60
 
@@ -89,7 +90,7 @@ def time_range(args: dict[str, Any]) -> tuple[int | None, int | None]:
 
 
 class Tools:
-    def __init__(self, store: LogStore, tenant: str) -> None:
+    def __init__(self, store: SearchBackend, tenant: str) -> None:
         self.store = store
         self.tenant = tenant
 
