@@ -5,9 +5,9 @@
 - ``agent_kv_store_up``: whether the last probe of the KV store (etcd or embedded) answered in time.
 - ``agent_wal_filesystem_avail_bytes`` / ``agent_wal_filesystem_size_bytes``: the disk under
   ``metrics.wal_directory`` (WALs, search stores and the embedded KV live there), read at scrape time.
-- ``agent_metrics_targets{state}``: this node's scrape targets by state (up, down, unknown), and
-  ``agent_metrics_targets_last_scrape_seconds`, `agent_metrics_targets_slowest_scrape_seconds`` over their last scrapes, read at scrape time
-  from the running instances.
+- ``agent_metrics_targets{state}``: this node's scrape targets by state (up, down, unknown), with
+  ``agent_metrics_targets_last_scrape_seconds`` (the sum of their last scrape durations) and
+  ``agent_metrics_targets_slowest_scrape_seconds`` (the longest), read at scrape time from the instances.
 """
 
 from __future__ import annotations
