@@ -50,7 +50,7 @@ def test_formats_and_broken_targets() -> None:
         await mgr.start()
         try:
             await wait_until(lambda: all(t["last_scrape"] != "0001-01-01T00:00:00Z" for t in mgr.targets())
-                           and len(mgr.targets()) == len(jobs))
+                           and len(mgr.targets()) == len(jobs), timeout=30, what="every target scraped once")
             targets = {t["target_group"]: t for t in mgr.targets()}
         finally:
             await mgr.stop(write_stale=True)
