@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from service.config.errors import ConfigError
 from service.config.schema import yaml_field
-from service.re2 import RE2SyntaxError, translate
+from service.re2 import Match, RE2SyntaxError, Regexp, compile_anchored
+from service.re2 import compile as compile_re2
 
 ACTIONS = (
     "replace", "keep", "drop", "keepequal", "dropequal", "hashmod",
@@ -20,7 +21,9 @@ DEFAULT_REGEX = "(.*)"
 DEFAULT_SEPARATOR = ";"
 DEFAULT_REPLACEMENT = "$1"
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_TEMPLATE_TARGET = re.compile(r"(?:(?:[a-zA-Z_]|\$(?:\{[a-zA-Z0-9_]+\}|[a-zA-Z0-9_]+))+[a-zA-Z0-9_]*)+")
+# Matched against user text (target_label, replacement): RE2, since its nested repetition backtracks
+# exponentially in Python's `re` (a 22-character target label took minutes).
+_TEMPLATE_TARGET = compile_re2(r"^(?:(?:[a-zA-Z_]|\$(?:\{[a-zA-Z0-9_]+\}|[a-zA-Z0-9_]+))+[a-zA-Z0-9_]*)+$")
 
 
 def valid_label_name(name: str) -> bool:
@@ -28,13 +31,13 @@ def valid_label_name(name: str) -> bool:
     return _LABEL_NAME.fullmatch(name) is not None
 
 
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compile an RE2 pattern for whole-string matching (use `fullmatch`), as Prometheus anchors it with
-    ^(?:pattern)$. RE2-only syntax is translated first (see service.re2)."""
+def compile_regex(pattern: str) -> Regexp:
+    """Compile a relabel (or label matcher) regex as Prometheus does: RE2, anchored as ^(?:pattern)$. Use
+    `test` or `search` on the result; both match the whole string."""
     try:
-        return re.compile(f"(?:{translate(pattern)})")
-    except (re.error, RE2SyntaxError) as exc:
-        raise ConfigError(f"error parsing regexp: {exc}: `{pattern}`") from None
+        return compile_anchored(pattern)
+    except RE2SyntaxError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass
@@ -66,14 +69,14 @@ class RelabelConfig:
         if action in _NEEDS_TARGET and not target:
             raise ConfigError(f"relabel configuration for {action} action requires 'target_label' value")
         if action == "replace" and not (
-            _TEMPLATE_TARGET.fullmatch(target) if "$" in target else valid_label_name(target)
+            _TEMPLATE_TARGET.test(target) if "$" in target else valid_label_name(target)
         ):
             raise ConfigError(f'"{target}" is invalid \'target_label\' for {action} action')
         if action in _PLAIN_TARGET and not valid_label_name(target):
             raise ConfigError(f'"{target}" is invalid \'target_label\' for {action} action')
         if action in _PLAIN_TARGET and self.replacement != DEFAULT_REPLACEMENT:
             raise ConfigError(f"'replacement' can not be set for {action} action")
-        if action == "labelmap" and not _TEMPLATE_TARGET.fullmatch(self.replacement):
+        if action == "labelmap" and not _TEMPLATE_TARGET.test(self.replacement):
             raise ConfigError(f'"{self.replacement}" is invalid \'replacement\' for {action} action')
         if action == "hashmod" and not valid_label_name(target):
             raise ConfigError(f'"{target}" is invalid \'target_label\' for {action} action')
@@ -137,7 +140,7 @@ class _Builder:
         return base + [kv for kv in self.labels.items() if kv[0] in touched]
 
 
-def _template(template: str, rx: re.Pattern[str]) -> list[str | int]:
+def _template(template: str, rx: Regexp) -> list[str | int]:
     """Parse a Go Regexp.Expand template into literals (str) and group numbers (int) for `rx`.
 
     Go's rules: `$$` is a literal `$`; `$name` takes the longest run of letters, digits and `_` (so `$1x` is
@@ -183,7 +186,7 @@ def _group_number(name: str) -> int | None:
     return int(name)
 
 
-def _expander(template: str, rx: re.Pattern[str]) -> Callable[[re.Match[str]], str]:
+def _expander(template: str, rx: Regexp) -> Callable[[Match], str]:
     parts = _template(template, rx)
     if not parts:
         return lambda m: ""
@@ -235,11 +238,11 @@ def compile_rule(cfg: RelabelConfig) -> Step:
 
 def _build_step(cfg: RelabelConfig) -> Step:
     action, rx, target, src = cfg.action, cfg.compiled, cfg.target_label, _source(cfg)
-    match = rx.fullmatch
+    match, test = rx.search, rx.test
     if action == "keep":
-        return lambda b: match(src(b.labels)) is not None
+        return lambda b: test(src(b.labels))
     if action == "drop":
-        return lambda b: match(src(b.labels)) is None
+        return lambda b: not test(src(b.labels))
     if action == "keepequal":
         return lambda b: b.labels.get(target, "") == src(b.labels)
     if action == "dropequal":
@@ -275,7 +278,7 @@ def _build_step(cfg: RelabelConfig) -> Step:
         drop_matching = action == "labeldrop"
 
         def labeldrop(b: _Builder) -> bool:
-            for name in [n for n in b.labels if (match(n) is not None) == drop_matching]:
+            for name in [n for n in b.labels if test(n) == drop_matching]:
                 b.delete(name)
             return True
         return labeldrop
