@@ -64,3 +64,18 @@ def test_catastrophic_relabel_regex_does_not_freeze_the_node(node: NodeProcess) 
     assert endpoints == [f"http://127.0.0.1:{port}/metrics"]
     for _ in range(5):
         healthy_within(node, 1.0)
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    (b"scrape_configs: " + b"[" * 500 + b"]" * 500 + b"\n", "exceeded max depth of 100"),
+    (b"scrape_configs:\n" + b"".join(b"  " * i + b"-\n" for i in range(1, 500)), "exceeded max depth of 100"),
+    (b"scrape_configs: []\nx\x00: 1\n", "control characters are not allowed"),
+])
+def test_deep_or_nul_yaml_is_400_without_traceback(node: NodeProcess, body: bytes, fragment: str) -> None:
+    before = node.log().count("Traceback")
+    resp = node.request("PUT", CONFIG + "deep", body)
+    assert resp.status == 400, resp.text
+    error = resp.json()["data"]["error"]
+    assert error.startswith("could not unmarshal config: ") and fragment in error, error
+    assert node.log().count("Traceback") == before
+    healthy_within(node, 1.0)

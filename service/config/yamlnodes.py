@@ -15,10 +15,25 @@ from service.config.errors import ConfigError
 
 # Upper bound on nodes visited while walking a document, aliases counted at every use.
 MAX_NODES = 200_000
+# Upper bound on nesting: PyYAML composes (and our decoders walk) recursively, so a 1 KB document nested 500
+# deep would exhaust Python's stack. Real configs nest about 10 deep.
+MAX_DEPTH = 100
 
 
 class _StrictComposer(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys while composing."""
+    """SafeLoader that refuses duplicate mapping keys and nesting deeper than MAX_DEPTH while composing."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise ConfigError(f"yaml: line {mark.line + 1}: exceeded max depth of {MAX_DEPTH}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def compose_mapping_node(self, anchor):  # type: ignore[no-untyped-def]
         node = super().compose_mapping_node(anchor)
@@ -43,7 +58,10 @@ def load_node(data: str | bytes) -> yaml.Node | None:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"invalid UTF-8 at byte {exc.start}") from None
-    loader = _StrictComposer(data)
+    try:
+        loader = _StrictComposer(data)  # the reader refuses control characters (a NUL) right here
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_error_text(exc)) from None
     try:
         node = loader.get_single_node()
     except ConfigError:
@@ -75,6 +93,9 @@ def _check_expansion(root: yaml.Node) -> None:
 
 
 def _yaml_error_text(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):  # str() would carry a multi-line position text
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or b"\0")
+        return f"yaml: control characters are not allowed (#x{char:04x} at position {exc.position})"
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is not None:
