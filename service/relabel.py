@@ -52,6 +52,11 @@ class RelabelConfig:
     replacement: str = DEFAULT_REPLACEMENT
     action: str = yaml_field(default="replace")
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the compiled step (a closure), which compile_rule rebuilds on use: configs are
+        pickled to the config validation process."""
+        return {k: v for k, v in self.__dict__.items() if k != "_step"}
+
     def check(self) -> None:
         """Validate as Prometheus' relabel.Config.Validate does, in the same order, and compile the regex."""
         self.action = self.action.lower()

@@ -4,14 +4,17 @@ Each test polls `/-/healthy` while the node handles the hostile config: the node
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.node_process import NodeProcess, node_config
 from tests.polling import wait_for
 from tests.ports import free_port
+from tests.rw_payloads import simple_series, write_body
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +82,53 @@ def test_deep_or_nul_yaml_is_400_without_traceback(node: NodeProcess, body: byte
     assert error.startswith("could not unmarshal config: ") and fragment in error, error
     assert node.log().count("Traceback") == before
     healthy_within(node, 1.0)
+
+
+def big_config(limit: int = 3_980_000) -> bytes:
+    """A body just under the 4 MiB limit and under the 200,000-node YAML limit that costs seconds of CPU to
+    parse, yet little to run: one target and ~18,000 identical no-op relabel rules."""
+    head = ("scrape_configs:\n- job_name: big\n  static_configs:\n"
+            f"  - targets: ['127.0.0.1:{free_port()}']\n  relabel_configs:\n")
+    rule = "  - {source_labels: [nope], regex: 'n" + "x" * 170 + "', target_label: t, replacement: r}\n"
+    return (head + rule * ((limit - len(head)) // len(rule))).encode()
+
+
+@pytest.fixture()
+def short_lease_node(tmp_path: Path) -> Iterator[NodeProcess]:
+    text = node_config(store="embedded") + "    lifecycler:\n      heartbeat_period: 1s\n      lease_ttl: 3s\n"
+    proc = NodeProcess(tmp_path / "node", text).start()
+    yield proc
+    proc.stop()
+
+
+def test_big_put_is_parsed_off_the_event_loop(short_lease_node: NodeProcess) -> None:
+    """A 3.98 MB body blocked the event loop for 10-20 s: /write and /-/healthy stalled and the lease
+    (3 s here) expired. Now the PUT is validated in the validation process and the owner parses the stored
+    config in a thread: both endpoints keep answering within a second, and the lease holds."""
+    node = short_lease_node
+    assert node.request("PUT", CONFIG + "w", "scrape_configs: []\n").status == 201
+    write = "/agent/api/v1/metrics/instance/w/write"
+    body = write_body(simple_series(3))
+    wait_for(lambda: node.request("POST", write, body).status == 204, 20, what="instance w to take writes")
+    big = big_config()
+    assert 3_900_000 < len(big) < 4 << 20
+
+    result: dict[str, object] = {}
+    putter = threading.Thread(target=lambda: result.update(resp=node.request("PUT", CONFIG + "big", big, timeout=120)))
+    started = time.monotonic()
+    putter.start()
+    worst = 0.0
+    # poll through the PUT and then through the owner's parse of the stored config
+    while putter.is_alive() or time.monotonic() - started < 25:
+        worst = max(worst, healthy_within(node, 1.0))
+        t0 = time.monotonic()
+        assert node.request("POST", write, body, timeout=1.0).status == 204
+        worst = max(worst, time.monotonic() - t0)
+        assert time.monotonic() - started < 150, "the PUT did not finish"
+    putter.join()
+    resp = result["resp"]
+    assert resp.status == 201, resp.text  # type: ignore[attr-defined]
+    wait_for(lambda: any(t["instance"] == "big" for t in node.get(TARGETS).json()["data"]), 120,
+             what="the big config to run")  # parsed in a thread meanwhile
+    assert "lease expired" not in node.log()
+    print(f"worst /-/healthy or /write latency during the big PUT: {worst * 1000:.0f} ms")
