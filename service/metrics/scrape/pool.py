@@ -6,11 +6,12 @@ import asyncio
 
 from service.http.client import HTTPClient
 from service.log import get_logger
-from service.metrics.config.scrape import ScrapeConfig
+from service.metrics.config.scrape import ScrapeConfig, accept_header
 from service.metrics.discovery.manager import DiscoveryManager
 from service.metrics.scrape.cache import LabelLimits, ScrapeCache
 from service.metrics.scrape.hostfilter import HostFilter
 from service.metrics.scrape.loop import Append, ScrapeLoop
+from service.metrics.scrape.parser import ACCEPT_HEADER
 from service.metrics.scrape.target import Target, TargetError, populate_labels
 from service.relabel import Relabeler
 from service.tasks import cancel_and_wait
@@ -79,7 +80,9 @@ class ScrapePool:
         return ScrapeLoop(target, self.client, self.append, job=sc.job_name, instance=self.instance,
                           honor_labels=sc.honor_labels, honor_timestamps=sc.honor_timestamps,
                           sample_limit=sc.sample_limit, body_size_limit=sc.body_size_limit.bytes,
-                          cache=cache, offset_seed=self.offset_seed)
+                          cache=cache, offset_seed=self.offset_seed,
+                          accept=accept_header(sc.scrape_protocols) or ACCEPT_HEADER,
+                          accept_encoding="gzip" if sc.enable_compression else "identity")
 
     async def sync(self) -> None:
         targets = self.discover()
