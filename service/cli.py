@@ -91,10 +91,12 @@ def config_check(argv: Sequence[str]) -> int:
     from service.settings import load_node_config
 
     try:
-        load_node_config(args.file, expand=args.expand_env)
+        cfg = load_node_config(args.file, expand=args.expand_env)
     except ConfigError as exc:
         print(f"failed to load config: {exc}", file=sys.stderr)
         return 1
+    for problem in cfg.metrics.unsupported_sd():  # accepted with metrics.accept_unsupported_sd
+        print(f"warning: {problem} is not run by this node: no targets are discovered from it", file=sys.stderr)
     print("config valid")
     return 0
 

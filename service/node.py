@@ -64,6 +64,7 @@ class Node:
         self.config_api.global_cfg = self.cfg.metrics.global_
         self.config_api.allow_reading_files = service.dangerous_allow_reading_files
         self.config_api.validator.cpu_budget = float(service.config_validation_cpu_budget)
+        self.config_api.accept_unsupported_sd = self.cfg.metrics.accept_unsupported_sd
         self.cluster = (Cluster(self.kv, self.manager, service, self.cfg.metrics.global_,
                                 default_address=self.options.advertise_address, on_synced=self._synced)
                         if self.kv is not None else None)
@@ -152,6 +153,7 @@ class Node:
             else:
                 self.config_api.global_cfg = new.metrics.global_
                 self.config_api.validator.cpu_budget = float(new.metrics.scraping_service.config_validation_cpu_budget)
+                self.config_api.accept_unsupported_sd = new.metrics.accept_unsupported_sd
                 if self.cluster is not None:
                     self.cluster.set_global(new.metrics.global_)
             if self.cluster is None:

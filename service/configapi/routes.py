@@ -92,6 +92,7 @@ class ConfigAPI:
                  validator: ValidationWorker | None = None) -> None:
         self.store = store
         self.validator = validator or ValidationWorker()
+        self.accept_unsupported_sd = False  # metrics.accept_unsupported_sd of the node file
         self.global_cfg = global_cfg
         self.allow_reading_files = allow_reading_files
         self.read_api_enabled = read_api_enabled
@@ -159,7 +160,8 @@ class ConfigAPI:
         if name is None:
             return _not_found()
         body = await read_body(request, self.body_limit)
-        checked = await self.validator.validate(body, name, self.global_cfg, self.allow_reading_files)
+        checked = await self.validator.validate(body, name, self.global_cfg, self.allow_reading_files,
+                                                self.accept_unsupported_sd)
         try:
             created = await self.store.put(name, checked.stored, set(checked.jobs))
         except UniquenessError as exc:

@@ -9,6 +9,8 @@ from service.config.errors import ConfigError
 from service.config.yamlnodes import load_node
 from service.configapi.stored import stored_yaml
 from service.metrics.config import GlobalConfig, apply_defaults, check_reading_files, job_names, parse_instance
+from service.metrics.config.discovery import sd_entries
+from service.metrics.config.sdcheck import refusal, unsupported
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +30,8 @@ class Rejected(Exception):
         self.message = message
 
 
-def validate_put(body: bytes, name: str, global_cfg: GlobalConfig, allow_reading_files: bool) -> Validated:
+def validate_put(body: bytes, name: str, global_cfg: GlobalConfig, allow_reading_files: bool,
+                 accept_unsupported_sd: bool = False) -> Validated:
     """Parse, apply defaults and validate a PUT body (the Agent's order and wording); raises Rejected."""
     try:
         node = load_node(body)
@@ -39,6 +42,10 @@ def validate_put(body: bytes, name: str, global_cfg: GlobalConfig, allow_reading
         applied = apply_defaults(cfg, global_cfg)
     except ConfigError as exc:  # the Agent's Cluster.Validate wraps only this step
         raise Rejected(400, f'failed to validate config: failed to apply defaults to "{name}": {exc}') from None
+    if not accept_unsupported_sd:
+        for sc in applied.scrape_configs:
+            for mechanism in unsupported(sd_entries(sc)):
+                raise Rejected(400, f"failed to validate config: {refusal(sc.job_name, mechanism)}")
     if not allow_reading_files:
         try:
             check_reading_files(applied)

@@ -59,14 +59,15 @@ class ValidationWorker:
             await self._kill()
 
     async def validate(self, body: bytes, name: str, global_cfg: GlobalConfig,
-                       allow_reading_files: bool) -> Validated:
+                       allow_reading_files: bool, accept_unsupported_sd: bool = False) -> Validated:
         """Validated, or raises Rejected (4xx) or Busy (503)."""
         if self._waiting >= MAX_WAITING:
             raise Busy(f"{self._waiting} config validations are already waiting")
         self._waiting += 1
         try:
             async with self._lock:
-                return await self._run((body, name, global_cfg, allow_reading_files, self.cpu_budget))
+                return await self._run((body, name, global_cfg, allow_reading_files, accept_unsupported_sd,
+                                        self.cpu_budget))
         finally:
             self._waiting -= 1
 
@@ -143,12 +144,12 @@ def _serve() -> None:
         header = stdin.read(_HEADER)
         if len(header) < _HEADER:
             return  # the node closed the pipe
-        body, name, global_cfg, allow, budget = pickle.loads(stdin.read(int.from_bytes(header, "big")))
+        body, name, global_cfg, allow, accept_sd, budget = pickle.loads(stdin.read(int.from_bytes(header, "big")))
         reply: tuple[Any, ...]
         try:
             signal.setitimer(signal.ITIMER_PROF, budget)
             try:
-                reply = ("ok", validate_put(body, name, global_cfg, allow))
+                reply = ("ok", validate_put(body, name, global_cfg, allow, accept_sd))
             finally:
                 signal.setitimer(signal.ITIMER_PROF, 0)
         except _OverBudget:
