@@ -36,6 +36,10 @@ _HEADER = 8
 _log = get_logger("configapi")
 
 
+class _Ended(Exception):
+    """The child ended while validating (args[0]: its exit code)."""
+
+
 class Busy(Exception):
     """The worker cannot take or finish the request now: answer 503 with Retry-After."""
 
@@ -65,9 +69,16 @@ class ValidationWorker:
             raise Busy(f"{self._waiting} config validations are already waiting")
         self._waiting += 1
         try:
+            job = (body, name, global_cfg, allow_reading_files, accept_unsupported_sd, self.cpu_budget)
             async with self._lock:
-                return await self._run((body, name, global_cfg, allow_reading_files, accept_unsupported_sd,
-                                        self.cpu_budget))
+                try:
+                    return await self._run(job)
+                except _Ended:  # maybe killed for another reason (or earlier): one more try in a new process
+                    try:
+                        return await self._run(job)
+                    except _Ended as exc:
+                        raise Rejected(400, "config too costly to validate: the validation process ended "
+                                            f"(exit code {exc.args[0]})") from None
         finally:
             self._waiting -= 1
 
@@ -88,8 +99,7 @@ class ValidationWorker:
         except (asyncio.IncompleteReadError, ConnectionError, BrokenPipeError):
             code = await self._kill()
             _log.warning("config validation process ended", config=job[1], exit_code=code)
-            raise Rejected(400, "config too costly to validate: the validation process ended "
-                                f"(exit code {code})") from None
+            raise _Ended(code) from None
         kind = reply[0]
         if kind == "ok":
             return reply[1]  # type: ignore[no-any-return]
