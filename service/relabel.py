@@ -3,6 +3,7 @@ write_relabel_configs and the logs pipeline). The engine that applies rules live
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +57,14 @@ class RelabelConfig:
         """Pickled without the compiled step (a closure), which compile_rule rebuilds on use: configs are
         pickled to the config validation process."""
         return {k: v for k, v in self.__dict__.items() if k != "_step"}
+
+    def __deepcopy__(self, memo: dict[int, object]) -> RelabelConfig:
+        """A copy keeps the compiled step (as deepcopy keeps any function): apply_defaults copies configs."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = value if key == "_step" else copy.deepcopy(value, memo)
+        return new
 
     def check(self) -> None:
         """Validate as Prometheus' relabel.Config.Validate does, in the same order, and compile the regex."""

@@ -13,6 +13,7 @@ from service.configapi.store import decode_value
 from service.kv.store import KVPair
 from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults, parse_instance
 from service.metrics.manager import config_hash
+from service.relabel import compile_rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,17 @@ class Parsed:
     cfg: InstanceConfig | None
     digest: str
     error: str = ""
+
+
+def _compile_rules(cfg: InstanceConfig) -> None:
+    """Compile every relabel rule now (get() runs in a thread), not when the instance starts on the event
+    loop: a config may hold tens of thousands of rules."""
+    for sc in cfg.scrape_configs:
+        for rule in (*sc.relabel_configs, *sc.metric_relabel_configs):
+            compile_rule(rule)
+    for rw in cfg.remote_write:
+        for rule in rw.write_relabel_configs:
+            compile_rule(rule)
 
 
 class ConfigCache:
@@ -46,6 +58,7 @@ class ConfigCache:
         try:
             # The agent's base validation only: the no-files rule is the API's, applied on PUT.
             cfg = apply_defaults(parse_instance(decode_value(pair.value), name), global_cfg)
+            _compile_rules(cfg)
             entry = Parsed(pair.mod_revision, cfg, config_hash(cfg))
         except (ConfigError, ValueError, OSError, EOFError, zlib.error) as exc:
             entry = Parsed(pair.mod_revision, None, "", str(exc))

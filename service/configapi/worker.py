@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from service.config.yamlnodes import prefer_libyaml
 from service.configapi.validation import Rejected, Validated, validate_put
 from service.log import get_logger
 from service.metrics.config import GlobalConfig
@@ -147,6 +148,7 @@ def _over_budget(signum: int, frame: Any) -> None:
 
 def _serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node's Ctrl-C is the node's; it stops us
+    prefer_libyaml()  # no event loop here: the fast composer may hold the GIL
     signal.signal(signal.SIGPROF, _over_budget)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the frames
