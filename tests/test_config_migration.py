@@ -164,7 +164,9 @@ def test_values_stored_by_newer_agents_or_broken_never_make_get_500(tmp_path: Pa
                     fragment in error, error
             assert "Traceback" not in proc.log()
             assert proc.log().count("stored config cannot be read") >= 3
-            assert "agent_configapi_unreadable_stored_configs_total 3.0" in proc.get("/metrics").text
+            metrics = proc.get("/metrics").text
+            assert "agent_configapi_unreadable_stored_configs_total 3.0" in metrics
+            assert "agent_cluster_configs_invalid 3.0" in metrics  # the owner cannot run them either
             # the Agent's config runs here: its target shows up
             wait_for(lambda: any(t["instance"] == "agent" for t in proc.get(TARGETS).json()["data"]), 30,
                      what="the Agent-stored config to run")

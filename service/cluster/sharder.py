@@ -267,6 +267,7 @@ class Sharder:
             result.released = await self.claims.release(stale) if stale else 0
             result.running = len(self.manager.running())
             m.CONFIGS_OWNED.set(result.owned)
+            m.CONFIGS_INVALID.set(result.invalid)
             m.CONFIGS_PENDING.set(result.pending)
             a = result.applied
             if a.started or a.stopped or a.restarted or result.released or result.pending:
