@@ -98,6 +98,9 @@ def main(argv: Sequence[str]) -> int:
         valid.append(path)
         if ignored:
             print(f"{path}: accepted but ignored (not implemented): {', '.join(ignored)}")
+        for problem in result.config.metrics.unsupported_sd():  # accepted with metrics.accept_unsupported_sd
+            print(f"{path}: warning: {problem} is not run by this node: no targets are discovered from it",
+                  file=sys.stderr)
     instances = []
     for path in args.instance:
         try:

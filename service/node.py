@@ -72,6 +72,8 @@ class Node:
         self.config_api.store = self.config_store
         self.config_api.global_cfg = self.cfg.metrics.global_
         self.config_api.allow_reading_files = service.dangerous_allow_reading_files
+        self.config_api.validator.cpu_budget = float(service.config_validation_cpu_budget)
+        self.config_api.accept_unsupported_sd = self.cfg.metrics.accept_unsupported_sd
         self.cluster = (Cluster(self.kv, self.manager, service, self.cfg.metrics.global_,
                                 default_address=self.options.advertise_address, on_synced=self._synced)
                         if self.kv is not None else None)
@@ -116,6 +118,7 @@ class Node:
         if self.kv is not None:
             await self.kv.start()
             _log.info("KV store started", store=self.cfg.metrics.scraping_service.kvstore.store)
+            await self.config_api.validator.start()
         await self.logs.start()  # logs subsystem (hook)
         if self.cluster is not None:
             self.cluster.start()  # ready after its first reshard
@@ -184,6 +187,8 @@ class Node:
                     self.cluster.start()
             else:
                 self.config_api.global_cfg = new.metrics.global_
+                self.config_api.validator.cpu_budget = float(new.metrics.scraping_service.config_validation_cpu_budget)
+                self.config_api.accept_unsupported_sd = new.metrics.accept_unsupported_sd
                 if self.cluster is not None:
                     self.cluster.set_global(new.metrics.global_)
             if self.cluster is None:
@@ -219,5 +224,6 @@ class Node:
             _log.info("shutdown: closing the KV store", phase="kv")
             await self.kv.close()
         await self.write_forwarder.close()
+        await self.config_api.validator.stop()
         await self.loop_lag.stop()
         _log.info("node stopped", took=f"{asyncio.get_running_loop().time() - started:.2f}s")

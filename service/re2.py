@@ -1,212 +1,212 @@
-"""Translate RE2 (Go regexp) syntax to Python `re` syntax where the two differ.
+"""Regular expressions from configs and queries, matched by RE2 (the `google-re2` package).
 
-Handled: `$` means end of text (Python's `$` also matches before a final newline), `\\z`, `\\Q...\\E`,
-ASCII-only `\\d \\w \\s \\b`, POSIX classes `[[:alpha:]]`, `\\x{10FFFF}`, octal escapes, `(?<name>`,
-flag groups `(?i)` in the middle of a pattern (Python only accepts global flags at the start), and `{`
-that is not a repetition (a literal in RE2). Rejected, as RE2 rejects them: look-arounds, back-references,
-atomic groups, possessive and nested repetition, repetition counts over 1000. Not supported: `\\p{...}`
-Unicode classes and the `U` (ungreedy) flag.
+Why RE2: a pattern from a config or a query runs on every label set or log line the node handles. RE2
+matches in time linear in the input, whatever the pattern, as Go's regexp (Prometheus, Loki, Promtail) does.
+Python's backtracking `re` takes exponential time on patterns such as `(a|a)*b`, which froze a node.
+RE2's syntax is Go's, so no translation is needed either.
+
+Differences from Go's regexp that matter here, and how they are handled:
+- `\\C` (any byte) is RE2-only: refused, as Go refuses it.
+- RE2's error texts differ from Go's: they are reworded to Go's (`error parsing regexp: missing closing ):
+  ...`), which is what Prometheus and the Agent print.
+- `(?<name>...)` is accepted (Go accepts it since 1.22; the Agent's last releases are built with it).
+- Text that is not valid UTF-8 (a Python string with lone surrogates) is matched byte for byte; RE2's `.`
+  does not match such bytes, where Go's matches U+FFFD. Label values are valid UTF-8 in practice.
+
+The wrapper calls the extension type `re2._re2.RE2` directly: the package's `re`-like layer converts
+offsets between characters and bytes on every call (about 10 µs a match); matching bytes and slicing the
+groups out of them costs about 1 µs. Group *positions* are therefore not offered, only group texts.
 """
 
 from __future__ import annotations
 
-import re
+import weakref
+from typing import Any
 
-_PERL = {
-    "d": "[0-9]", "D": "[^0-9]", "w": "[0-9A-Za-z_]", "W": "[^0-9A-Za-z_]",
-    "s": "[\\t\\n\\f\\r ]", "S": "[^\\t\\n\\f\\r ]",
+from re2 import Options
+from re2 import _re2 as _ext
+from re2 import escape as _escape
+
+_UNANCHORED = _ext.RE2.Anchor.UNANCHORED
+_NULL_SPAN = (-1, -1)
+_CACHE_ENTRIES = 512  # answers kept per compiled pattern
+_CACHED_TEXT = 256  # longer inputs (log lines) are not kept
+
+# RE2's error texts (re2.cc kErrorStrings) → Go's (regexp/syntax ErrorCode), for Prometheus' wording.
+_GO_WORDING = {
+    "unexpected error": "regexp/syntax: internal error",
+    "invalid escape sequence": "invalid escape sequence",
+    "invalid character class": "invalid character class",
+    "invalid character class range": "invalid character class range",
+    "missing ]": "missing closing ]",
+    "missing )": "missing closing )",
+    "unexpected )": "unexpected )",
+    "trailing \\": "trailing backslash at end of expression",
+    "no argument for repetition operator": "missing argument to repetition operator",
+    "invalid repetition size": "invalid repeat count",
+    "bad repetition operator": "invalid nested repetition operator",
+    "invalid perl operator": "invalid or unsupported Perl syntax",
+    "invalid UTF-8": "invalid UTF-8",
+    "invalid named capture group": "invalid named capture",
 }
-_PERL_IN_CLASS = {"d": "0-9", "w": "0-9A-Za-z_", "s": "\\t\\n\\f\\r "}
-_POSIX = {
-    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z", "print": " -~",
-    "punct": "!-/:-@\\[-`{-~", "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z", "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
-}
-_REPEAT = re.compile(r"\{(\d+)(,(\d*))?\}")
-_FLAGS = re.compile(r"\(\?([imsU]*)(?:-([imsU]*))?([:)])")
-_NAMED = re.compile(r"\(\?P?<(\w+)>")
-_HEX = re.compile(r"[0-9a-fA-F]{1,8}")
-_MAX_REPEAT = 1000
-_NONE, _REPEATED, _LAZY = 0, 1, 2
 
 
 class RE2SyntaxError(ValueError):
-    """The pattern is not valid RE2, or uses RE2 syntax this translation does not support."""
+    """The pattern is not a valid (Go) regular expression. str() reads as Go's regexp.Compile error."""
 
 
-class _Frame:
-    __slots__ = ("flags_open", "multiline")
+def _options(capture: bool) -> Any:
+    opts = Options()
+    opts.log_errors = False  # RE2 would print every rejected user pattern to stderr
+    opts.never_capture = not capture
+    return opts
 
-    def __init__(self, multiline: bool) -> None:
-        self.multiline = multiline
-        self.flags_open: list[str] = []  # scoped groups opened for bare `(?flags)` in this group
+
+_CAPTURE, _PROBE = _options(True), _options(False)
 
 
-def translate(pattern: str) -> str:
-    """Return a Python `re` pattern matching what RE2 would match for `pattern`."""
-    out: list[str] = []
-    stack = [_Frame(False)]
+def _compile(pattern: str, options: Any) -> Any:
+    try:
+        encoded = pattern.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RE2SyntaxError(f"error parsing regexp: invalid UTF-8: `{pattern}`") from None
+    rx = _ext.RE2(encoded, options)
+    if not rx.ok():
+        raise RE2SyntaxError(_go_error(rx.error(), pattern))
+    return rx
+
+
+def _go_error(message: str | bytes, pattern: str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    if text.startswith("pattern too large"):
+        return f"error parsing regexp: expression too large: `{pattern}`"
+    code, _, arg = text.partition(": ")
+    if code in _GO_WORDING:
+        return f"error parsing regexp: {_GO_WORDING[code]}: `{arg}`"
+    return f"error parsing regexp: {text}: `{pattern}`"
+
+
+def _check_go_only(pattern: str) -> None:
+    """Refuse what RE2 accepts and Go does not: the `\\C` escape (outside `\\Q...\\E`)."""
     i, n = 0, len(pattern)
-    prev = _NONE  # whether the previous token was a repetition operator (or its lazy `?`)
     while i < n:
         c = pattern[i]
-        cur = _NONE
-        if c == "\\":
-            text, i = _escape(pattern, i, in_class=False)
-            out.append(text)
-        elif c == "[":
-            text, i = _char_class(pattern, i)
-            out.append(text)
-        elif c == "(":
-            i = _open_group(pattern, i, out, stack)
-        elif c == ")":
-            if len(stack) == 1:
-                raise RE2SyntaxError(f"unexpected ): `{pattern}`")
-            frame = stack.pop()
-            out.append(")" * len(frame.flags_open) + ")")
+        if c != "\\" or i + 1 >= n:
             i += 1
-        elif c == "|":
-            frame = stack[-1]
-            out.append(")" * len(frame.flags_open) + "|" + "".join(frame.flags_open))
-            i += 1
-        elif c == "$":
-            out.append("$" if stack[-1].multiline else "\\Z")
-            i += 1
-        elif c in "*+?":
-            if prev == _LAZY or (prev == _REPEATED and c != "?"):
-                raise RE2SyntaxError(f"invalid nested repetition operator: `{pattern[i - 1:i + 1]}`")
-            out.append(c)
-            cur = _LAZY if prev == _REPEATED else _REPEATED
-            i += 1
-        elif c == "{":
-            m = _REPEAT.match(pattern, i)
-            if m is None:
-                out.append("\\{")
-                i += 1
-            else:
-                lo, hi = int(m.group(1)), m.group(3)
-                if lo > _MAX_REPEAT or (hi and int(hi) > _MAX_REPEAT) or (hi and int(hi) < lo):
-                    raise RE2SyntaxError(f"invalid repeat count: `{m.group(0)}`")
-                if prev != _NONE:
-                    raise RE2SyntaxError(f"invalid nested repetition operator: `{m.group(0)}`")
-                out.append(m.group(0))
-                cur = _REPEATED
-                i = m.end()
-        else:
-            out.append(c)
-            i += 1
-        prev = cur
-    if len(stack) != 1:
-        raise RE2SyntaxError(f"missing closing ): `{pattern}`")
-    out.append(")" * len(stack[0].flags_open))
-    return "".join(out)
+            continue
+        nxt = pattern[i + 1]
+        if nxt == "Q":
+            end = pattern.find("\\E", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        if nxt == "C":
+            raise RE2SyntaxError("error parsing regexp: invalid escape sequence: `\\C`")
+        i += 2
 
 
-def _open_group(pattern: str, i: int, out: list[str], stack: list[_Frame]) -> int:
-    frame = stack[-1]
-    if not pattern.startswith("(?", i):
-        out.append("(")
-        stack.append(_Frame(frame.multiline))
-        return i + 1
-    m = _NAMED.match(pattern, i)
-    if m:
-        out.append(f"(?P<{m.group(1)}>")
-        stack.append(_Frame(frame.multiline))
-        return m.end()
-    m = _FLAGS.match(pattern, i)
-    if m is None or (not m.group(1) and not m.group(2) and m.group(3) != ":"):
-        raise RE2SyntaxError(f"invalid or unsupported Perl syntax: `{pattern[i:i + 3]}`")
-    on, off, end = m.group(1), m.group(2) or "", m.group(3)
-    if "U" in on + off:
-        raise RE2SyntaxError("the ungreedy flag (?U) is not supported")
-    if m.group(2) is not None and not off:
-        raise RE2SyntaxError(f"missing argument to repetition operator: `{m.group(0)}`")
-    multiline = frame.multiline
-    if "m" in on:
-        multiline = True
-    if "m" in off:
-        multiline = False
-    scoped = "(?" + on + ("-" + off if off else "") + ":"
-    if end == ":":
-        out.append(scoped)
-        stack.append(_Frame(multiline))
-    else:
-        out.append(scoped)
-        frame.flags_open.append(scoped)
-        frame.multiline = multiline
-    return m.end()
+def _encode(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
-def _escape(pattern: str, i: int, in_class: bool) -> tuple[str, int]:
-    if i + 1 >= len(pattern):
-        raise RE2SyntaxError("trailing backslash at end of expression")
-    c = pattern[i + 1]
-    if c == "Q" and not in_class:
-        end = pattern.find("\\E", i + 2)
-        literal = pattern[i + 2:] if end < 0 else pattern[i + 2:end]
-        return re.escape(literal), len(pattern) if end < 0 else end + 2
-    if c in _PERL:
-        if in_class:
-            return _PERL_IN_CLASS.get(c, "\\" + c), i + 2
-        return _PERL[c], i + 2
-    if c in "bB" and not in_class:
-        return f"(?a:\\{c})", i + 2
-    if c == "z" and not in_class:
-        return "\\Z", i + 2
-    if c == "A" and not in_class:
-        return "\\A", i + 2
-    if c == "x":
-        if pattern.startswith("{", i + 2):
-            end = pattern.find("}", i + 3)
-            digits = pattern[i + 3:end] if end > 0 else ""
-            if not _HEX.fullmatch(digits) or int(digits, 16) > 0x10FFFF:
-                raise RE2SyntaxError(f"invalid escape sequence: `{pattern[i:end + 1]}`")
-            return f"\\U{int(digits, 16):08x}", end + 1
-        return pattern[i:i + 4], i + 4
-    if c.isdigit():
-        j = i + 1
-        if c in "89" or (c != "0" and not (j + 1 < len(pattern) and pattern[j + 1] in "01234567")):
-            raise RE2SyntaxError(f"invalid escape sequence: `\\{c}`")
-        k = j
-        while k < len(pattern) and k < j + 3 and pattern[k] in "01234567":
-            k += 1
-        return f"\\x{int(pattern[j:k], 8):02x}", k
-    if c in "pPCZ":
-        raise RE2SyntaxError(f"unsupported escape sequence: `\\{c}`")
-    if c.isalnum() and c not in "afnrtv":
-        raise RE2SyntaxError(f"invalid escape sequence: `\\{c}`")
-    return pattern[i:i + 2], i + 2
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "surrogatepass")
 
 
-def _char_class(pattern: str, i: int) -> tuple[str, int]:
-    out = ["["]
-    j = i + 1
-    if j < len(pattern) and pattern[j] == "^":
-        out.append("^")
-        j += 1
-    first = True
-    while True:
-        if j >= len(pattern):
-            raise RE2SyntaxError(f"missing closing ]: `{pattern[i:]}`")
-        c = pattern[j]
-        if c == "]" and not first:
-            out.append("]")
-            return "".join(out), j + 1
-        first = False
-        if c == "\\":
-            text, j = _escape(pattern, j, in_class=True)
-            out.append(text)
-        elif c == "[" and pattern.startswith("[:", j):
-            end = pattern.find(":]", j + 2)
-            name = pattern[j + 2:end] if end > 0 else ""
-            if name not in _POSIX:
-                raise RE2SyntaxError(f"invalid character class range: `{pattern[j:end + 2]}`")
-            out.append(_POSIX[name])
-            j = end + 2
-        elif c in "[]&~|":
-            out.append("\\" + c)
-            j += 1
-        else:
-            out.append(c)
-            j += 1
+class Match:
+    """The groups of one match (texts only)."""
+
+    __slots__ = ("_data", "_names", "_spans")
+
+    def __init__(self, data: bytes, spans: list[tuple[int, int]], names: dict[str, int]) -> None:
+        self._data, self._spans, self._names = data, spans, names
+
+    def group(self, key: int | str = 0) -> str | None:
+        """The text of a group by number or name; None when the group did not take part in the match."""
+        index = self._names[key] if isinstance(key, str) else key
+        start, end = self._spans[index]
+        if start < 0:
+            return None
+        return _decode(self._data[start:end])
+
+
+class Regexp:
+    """A compiled pattern. `search` finds the leftmost match (Go's FindStringSubmatch); `test` only says
+    whether there is one (Go's MatchString), without tracking groups, which is faster."""
+
+    __slots__ = ("__weakref__", "_probe", "_rx", "_searched", "_tested", "groupindex", "groups", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        _check_go_only(pattern)
+        self.pattern = pattern
+        self._rx = _compile(pattern, _CAPTURE)
+        self.groups: int = self._rx.NumberOfCapturingGroups()
+        self.groupindex: dict[str, int] = {
+            (k.decode() if isinstance(k, bytes) else k): v for k, v in self._rx.NamedCapturingGroups()}
+        self._probe = _compile(pattern, _PROBE) if self.groups else self._rx
+        # Recent answers by input: relabeling asks about the same label names and values over and over, and
+        # a call into RE2 costs about 1 us against 0.1 us for a dict lookup. Bounded, cleared when full.
+        self._tested: dict[str, bool] = {}
+        self._searched: dict[str, Match | None] = {}
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return compile, (self.pattern,)
+
+    def __repr__(self) -> str:
+        return f"Regexp({self.pattern!r})"
+
+    def test(self, text: str) -> bool:
+        hit = self._tested.get(text)
+        if hit is not None:
+            return hit
+        data = _encode(text)
+        found = self._probe.Match(_UNANCHORED, data, 0, len(data))[0] != _NULL_SPAN
+        if len(text) <= _CACHED_TEXT:
+            if len(self._tested) >= _CACHE_ENTRIES:
+                self._tested.clear()
+            self._tested[text] = found
+        return found
+
+    def search(self, text: str) -> Match | None:
+        try:
+            return self._searched[text]
+        except KeyError:
+            pass
+        data = _encode(text)
+        spans = self._rx.Match(_UNANCHORED, data, 0, len(data))
+        found = None if spans[0] == _NULL_SPAN else Match(data, spans, self.groupindex)
+        if len(text) <= _CACHED_TEXT:
+            if len(self._searched) >= _CACHE_ENTRIES:
+                self._searched.clear()
+            self._searched[text] = found
+        return found
+
+
+_cache: weakref.WeakValueDictionary[str, Regexp] = weakref.WeakValueDictionary()
+
+
+def compile(pattern: str) -> Regexp:
+    """Compile `pattern` (unanchored, as Go's regexp.Compile). Raises RE2SyntaxError with Go's wording.
+
+    Equal patterns share one compiled object while it is in use: thousands of configs carry the same few
+    relabel regexes (`(.*)` above all)."""
+    rx = _cache.get(pattern)
+    if rx is None:
+        rx = _cache[pattern] = Regexp(pattern)
+    return rx
+
+
+def compile_anchored(pattern: str) -> Regexp:
+    """Prometheus' relabel and label-matcher regexp: `^(?:pattern)$`, compiled as that very string (so a
+    pattern such as `a)|(b` means what it means in Prometheus)."""
+    return compile(f"^(?:{pattern})$")
+
+
+def escape(text: str) -> str:
+    """`text` as a pattern that matches it literally."""
+    return str(_escape(text))

@@ -3,6 +3,7 @@ write_relabel_configs and the logs pipeline). The engine that applies rules live
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -10,7 +11,8 @@ from dataclasses import dataclass, field
 
 from service.config.errors import ConfigError
 from service.config.schema import yaml_field
-from service.re2 import RE2SyntaxError, translate
+from service.re2 import Match, RE2SyntaxError, Regexp, compile_anchored
+from service.re2 import compile as compile_re2
 
 ACTIONS = (
     "replace", "keep", "drop", "keepequal", "dropequal", "hashmod",
@@ -20,7 +22,9 @@ DEFAULT_REGEX = "(.*)"
 DEFAULT_SEPARATOR = ";"
 DEFAULT_REPLACEMENT = "$1"
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_TEMPLATE_TARGET = re.compile(r"(?:(?:[a-zA-Z_]|\$(?:\{[a-zA-Z0-9_]+\}|[a-zA-Z0-9_]+))+[a-zA-Z0-9_]*)+")
+# Matched against user text (target_label, replacement): RE2, since its nested repetition backtracks
+# exponentially in Python's `re` (a 22-character target label took minutes).
+_TEMPLATE_TARGET = compile_re2(r"^(?:(?:[a-zA-Z_]|\$(?:\{[a-zA-Z0-9_]+\}|[a-zA-Z0-9_]+))+[a-zA-Z0-9_]*)+$")
 
 
 def valid_label_name(name: str) -> bool:
@@ -28,13 +32,13 @@ def valid_label_name(name: str) -> bool:
     return _LABEL_NAME.fullmatch(name) is not None
 
 
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compile an RE2 pattern for whole-string matching (use `fullmatch`), as Prometheus anchors it with
-    ^(?:pattern)$. RE2-only syntax is translated first (see service.re2)."""
+def compile_regex(pattern: str) -> Regexp:
+    """Compile a relabel (or label matcher) regex as Prometheus does: RE2, anchored as ^(?:pattern)$. Use
+    `test` or `search` on the result; both match the whole string."""
     try:
-        return re.compile(f"(?:{translate(pattern)})")
-    except (re.error, RE2SyntaxError) as exc:
-        raise ConfigError(f"error parsing regexp: {exc}: `{pattern}`") from None
+        return compile_anchored(pattern)
+    except RE2SyntaxError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass
@@ -48,6 +52,19 @@ class RelabelConfig:
     modulus: int = 0
     replacement: str = DEFAULT_REPLACEMENT
     action: str = yaml_field(default="replace")
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the compiled step (a closure), which compile_rule rebuilds on use: configs are
+        pickled to the config validation process."""
+        return {k: v for k, v in self.__dict__.items() if k != "_step"}
+
+    def __deepcopy__(self, memo: dict[int, object]) -> RelabelConfig:
+        """A copy keeps the compiled step (as deepcopy keeps any function): apply_defaults copies configs."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = value if key == "_step" else copy.deepcopy(value, memo)
+        return new
 
     def check(self) -> None:
         """Validate as Prometheus' relabel.Config.Validate does, in the same order, and compile the regex."""
@@ -66,14 +83,14 @@ class RelabelConfig:
         if action in _NEEDS_TARGET and not target:
             raise ConfigError(f"relabel configuration for {action} action requires 'target_label' value")
         if action == "replace" and not (
-            _TEMPLATE_TARGET.fullmatch(target) if "$" in target else valid_label_name(target)
+            _TEMPLATE_TARGET.test(target) if "$" in target else valid_label_name(target)
         ):
             raise ConfigError(f'"{target}" is invalid \'target_label\' for {action} action')
         if action in _PLAIN_TARGET and not valid_label_name(target):
             raise ConfigError(f'"{target}" is invalid \'target_label\' for {action} action')
         if action in _PLAIN_TARGET and self.replacement != DEFAULT_REPLACEMENT:
             raise ConfigError(f"'replacement' can not be set for {action} action")
-        if action == "labelmap" and not _TEMPLATE_TARGET.fullmatch(self.replacement):
+        if action == "labelmap" and not _TEMPLATE_TARGET.test(self.replacement):
             raise ConfigError(f'"{self.replacement}" is invalid \'replacement\' for {action} action')
         if action == "hashmod" and not valid_label_name(target):
             raise ConfigError(f'"{target}" is invalid \'target_label\' for {action} action')
@@ -137,7 +154,7 @@ class _Builder:
         return base + [kv for kv in self.labels.items() if kv[0] in touched]
 
 
-def _template(template: str, rx: re.Pattern[str]) -> list[str | int]:
+def _template(template: str, rx: Regexp) -> list[str | int]:
     """Parse a Go Regexp.Expand template into literals (str) and group numbers (int) for `rx`.
 
     Go's rules: `$$` is a literal `$`; `$name` takes the longest run of letters, digits and `_` (so `$1x` is
@@ -183,7 +200,7 @@ def _group_number(name: str) -> int | None:
     return int(name)
 
 
-def _expander(template: str, rx: re.Pattern[str]) -> Callable[[re.Match[str]], str]:
+def _expander(template: str, rx: Regexp) -> Callable[[Match], str]:
     parts = _template(template, rx)
     if not parts:
         return lambda m: ""
@@ -235,11 +252,11 @@ def compile_rule(cfg: RelabelConfig) -> Step:
 
 def _build_step(cfg: RelabelConfig) -> Step:
     action, rx, target, src = cfg.action, cfg.compiled, cfg.target_label, _source(cfg)
-    match = rx.fullmatch
+    match, test = rx.search, rx.test
     if action == "keep":
-        return lambda b: match(src(b.labels)) is not None
+        return lambda b: test(src(b.labels))
     if action == "drop":
-        return lambda b: match(src(b.labels)) is None
+        return lambda b: not test(src(b.labels))
     if action == "keepequal":
         return lambda b: b.labels.get(target, "") == src(b.labels)
     if action == "dropequal":
@@ -275,7 +292,7 @@ def _build_step(cfg: RelabelConfig) -> Step:
         drop_matching = action == "labeldrop"
 
         def labeldrop(b: _Builder) -> bool:
-            for name in [n for n in b.labels if (match(n) is not None) == drop_matching]:
+            for name in [n for n in b.labels if test(n) == drop_matching]:
                 b.delete(name)
             return True
         return labeldrop

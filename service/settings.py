@@ -18,6 +18,8 @@ from service.http.auth import HTTPAuthConfig
 from service.http.tls import ServerTLSConfig
 from service.logs.config import LogsConfig
 from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults
+from service.metrics.config.discovery import sd_entries
+from service.metrics.config.sdcheck import refusal, unsupported
 from service.ops.integrations import BUILT_IN
 
 
@@ -159,10 +161,15 @@ class ScrapingServiceConfig:
     kvstore: KVStoreConfig = field(default_factory=KVStoreConfig)
     lifecycler: LifecyclerConfig = field(default_factory=LifecyclerConfig)
     dangerous_allow_reading_files: bool = False
+    # Ours: CPU time one config PUT may spend being parsed and validated (in the validation process) before
+    # it is refused as too costly. A 4 MiB body of 130,000 targets costs about 9 s.
+    config_validation_cpu_budget: GoDuration = GoDuration(30)
 
     def check(self) -> None:
         if self.reshard_interval <= 0:
             raise ConfigError("scraping_service.reshard_interval must be greater than 0s")
+        if self.config_validation_cpu_budget <= 0:
+            raise ConfigError("scraping_service.config_validation_cpu_budget must be greater than 0s")
 
 
 @dataclass
@@ -180,6 +187,9 @@ class MetricsConfig:
     instance_mode: str = "shared"
     http_disable_keepalives: bool = False
     http_idle_conn_timeout: GoDuration = GoDuration(5 * 60)
+    # Ours: accept configs using a service discovery this node does not run (consul, ec2, ...), e.g. while
+    # migrating. They then discover no targets from it; the targets API, a metric and config-check say so.
+    accept_unsupported_sd: bool = False
 
     def check(self) -> None:
         if self.instance_mode not in ("shared", "distinct"):
@@ -201,6 +211,15 @@ class MetricsConfig:
                 apply_defaults(cfg, self.global_)
             except ConfigError as exc:
                 raise ConfigError(f"failed to apply defaults to \"{cfg.name}\": {exc}") from None
+            if not self.accept_unsupported_sd:
+                for sc in cfg.scrape_configs:
+                    for mechanism in unsupported(sd_entries(sc)):
+                        raise ConfigError(f'instance "{cfg.name}": {refusal(sc.job_name, mechanism)}')
+
+    def unsupported_sd(self) -> list[str]:
+        """`instance/job: mechanism` for every static config's discovery the node does not run."""
+        return [f"{cfg.name}/{sc.job_name}: {mechanism}_sd_configs" for cfg in self.configs
+                for sc in cfg.scrape_configs for mechanism in unsupported(sd_entries(sc))]
 
 
 @dataclass

@@ -186,7 +186,8 @@ def test_edit_restarts_only_on_owner_delete_stops_and_invalid_keeps_old_version(
             result = await cluster.reshard()
             assert result.ok and result.applied.started == [] and result.applied.restarted == []
         assert "cfg-3" in registry.running  # the invalid edit leaves the old version running
-        assert {n: c for n, c in registry.starts.items() if c != before[n]} == {"cfg-1": 2}
+        # cfg-1 may have moved between nodes while the ring formed: one start more than before, whatever that was
+        assert {n: c for n, c in registry.starts.items() if c != before[n]} == {"cfg-1": before["cfg-1"] + 1}
         await nodes.stop_all()
         await kv.close()
 

@@ -540,7 +540,7 @@ def test_inherited_global_remote_write_is_checked() -> None:
      "unknown service discovery docker; rejecting config for safety. "
      "set dangerous_allow_reading_files to ignore"),
     ("nomad_sd_configs: [{server: http://n}]", "unknown service discovery nomad; rejecting config"),
-    ("puppetdb_sd_configs: [{url: http://p}]", "unknown service discovery puppetdb;"),
+    ("puppetdb_sd_configs: [{url: http://p, query: resources}]", "unknown service discovery puppetdb;"),
 ])
 def test_reading_files_in_discovery(sd: str, message: str) -> None:
     body = f"scrape_configs:\n- job_name: a\n  {sd}\n"
@@ -561,7 +561,8 @@ def test_discovery_index_follows_prometheus_flattened_order() -> None:
         """)
     assert _check(body) == ("failed to validate service discovery at index 1 within scrape_config at "
                             "index 1: " + _MSG.format("file_sd_configs"))
-    body2 = body.replace("file_sd_configs: [{files: [t.json]}]", "uyuni_sd_configs: [{server: http://u}]")
+    body2 = body.replace("file_sd_configs: [{files: [t.json]}]",
+                         "uyuni_sd_configs: [{server: http://u, username: u, password: p}]")
     assert _check(body2).startswith("failed to validate service discovery at index 3 within scrape_config "
                                     "at index 1: unknown service discovery uyuni")
 

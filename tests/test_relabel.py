@@ -166,6 +166,10 @@ def test_go_template_expansion(template: str, expected: str) -> None:
     ("(?<n>a)b", "ab", True),
     (r"x\z", "x", True),
     ("(?m)a$", "a", True),
+    ("(?U)a+", "aaa", True),             # ungreedy flag: Go has it, so does RE2
+    (r"\pL+", "éa", True),               # Unicode classes
+    (r"\p{Greek}", "\u03b1", True),
+    (r"\Qa\Cb\E", "a\\Cb", True),        # `\C` is refused (test_rejected_regexes), but literal in \Q...\E
 ])
 def test_re2_semantics(regex: str, value: str, matches: bool) -> None:
     cfg = rule(source_labels=["v"], regex=regex, action="keep")
@@ -173,7 +177,7 @@ def test_re2_semantics(regex: str, value: str, matches: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    "regex", ["(?=a)", "(?!a)", "(?<=a)b", r"(a)\1", "a**", "a*+", "a{1001}", "(", "(?U)a"])
+    "regex", ["(?=a)", "(?!a)", "(?<=a)b", r"(a)\1", "a**", "a*+", "a{1001}", "(", r"\C", r"[\C]", r"\Z"])
 def test_rejected_regexes(regex: str) -> None:
     with pytest.raises(ConfigError, match="error parsing regexp"):
         rule(source_labels=["v"], regex=regex, action="keep")

@@ -5,6 +5,7 @@ A reshard with nothing changed then costs a dictionary lookup per config, not a 
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from service.config.errors import ConfigError
@@ -12,6 +13,7 @@ from service.configapi.store import decode_value
 from service.kv.store import KVPair
 from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults, parse_instance
 from service.metrics.manager import config_hash
+from service.relabel import compile_rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,17 @@ class Parsed:
     cfg: InstanceConfig | None
     digest: str
     error: str = ""
+
+
+def _compile_rules(cfg: InstanceConfig) -> None:
+    """Compile every relabel rule now (get() runs in a thread), not when the instance starts on the event
+    loop: a config may hold tens of thousands of rules."""
+    for sc in cfg.scrape_configs:
+        for rule in (*sc.relabel_configs, *sc.metric_relabel_configs):
+            compile_rule(rule)
+    for rw in cfg.remote_write:
+        for rule in rw.write_relabel_configs:
+            compile_rule(rule)
 
 
 class ConfigCache:
@@ -41,14 +54,24 @@ class ConfigCache:
         entry = self._entries.get(pair.key)
         if entry is not None and entry.mod_revision == pair.mod_revision:
             return entry
+        global_cfg = self._global
         try:
             # The agent's base validation only: the no-files rule is the API's, applied on PUT.
-            cfg = apply_defaults(parse_instance(decode_value(pair.value), name), self._global)
+            cfg = apply_defaults(parse_instance(decode_value(pair.value), name), global_cfg)
+            _compile_rules(cfg)
             entry = Parsed(pair.mod_revision, cfg, config_hash(cfg))
-        except (ConfigError, UnicodeDecodeError, OSError, EOFError) as exc:
+        except (ConfigError, ValueError, OSError, EOFError, zlib.error) as exc:
             entry = Parsed(pair.mod_revision, None, "", str(exc))
-        self._entries[pair.key] = entry
+        if global_cfg is self._global:  # a reload meanwhile (parse_missing runs in a thread): not cached
+            self._entries[pair.key] = entry
         return entry
+
+    def parse_missing(self, items: list[tuple[str, KVPair]]) -> None:
+        """Parse every (name, pair) not cached yet. Run it in a thread (asyncio.to_thread): a stored config
+        can take seconds of CPU to parse, which must not hold up the event loop (heartbeats, writes)."""
+        for name, pair in items:
+            if not self.fresh(pair):
+                self.get(name, pair)
 
     def forget_missing(self, live_keys: set[str]) -> None:
         if len(live_keys) < len(self._entries):

@@ -11,6 +11,9 @@ RESHARD_DURATION = Histogram("agent_metrics_scraping_service_reshard_duration",
 RESHARDS = Counter("agent_cluster_reshards_total", "Reshards run by this node, by what asked for them.",
                    ["trigger"])
 CONFIGS_OWNED = Gauge("agent_cluster_configs_owned", "Configs the ring assigns to this node.")
+CONFIGS_INVALID = Gauge("agent_cluster_configs_invalid",
+                        "Configs this node owns whose stored value cannot be decoded or parsed (not (re)started; "
+                        "the log names each).")
 CONFIGS_PENDING = Gauge("agent_cluster_configs_pending_handoff",
                         "Configs this node owns but another node still holds the claim of.")
 HANDOFF_WAIT = Histogram("agent_cluster_handoff_wait_seconds",

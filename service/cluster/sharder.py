@@ -32,7 +32,6 @@ from service.metrics.config import GlobalConfig, InstanceConfig
 from service.metrics.manager import ApplyResult, InstanceManager
 
 _log = get_logger("cluster.sharder")
-PARSE_SLICE = 32  # configs parsed between two yields to the event loop
 
 
 @dataclass
@@ -174,11 +173,9 @@ class Sharder:
                                                      self.kv.list(self.membership.prefix))
         members = parse_members([(p.key, p.value) for p in ring_listing.pairs])
         ring = Ring([*(mid for mid, mem in members.items() if mem.state is State.ACTIVE), self.node_id])
-        for i, pair in enumerate(p for p in configs.pairs
-                                 if ring.owner(p.key[len(self.config_prefix):]) == self.node_id):
-            self.cache.get(pair.key[len(self.config_prefix):], pair)
-            if i % PARSE_SLICE == 0:
-                await asyncio.sleep(0)
+        owned = [(name, p) for p in configs.pairs
+                 if ring.owner(name := p.key[len(self.config_prefix):]) == self.node_id]
+        await asyncio.to_thread(self.cache.parse_missing, owned)
 
     async def _watch(self, prefix: str, relevant: Callable[[WatchEvent], bool]) -> None:
         delay = 0.1
@@ -257,15 +254,12 @@ class Sharder:
             desired: dict[str, InstanceConfig] = {}
             digests: dict[str, str] = {}
             if not leaving:
-                misses = 0
-                for name, pair in pairs.items():
-                    if ring.owner(name) != self.node_id:
-                        continue
+                owned = [(name, pair) for name, pair in pairs.items() if ring.owner(name) == self.node_id]
+                if any(not self.cache.fresh(pair) for _, pair in owned):
+                    # off the event loop: one stored config may take seconds to parse (heartbeats, writes)
+                    await asyncio.to_thread(self.cache.parse_missing, owned)
+                for name, pair in owned:
                     result.owned += 1
-                    if not self.cache.fresh(pair):
-                        misses += 1
-                        if misses % PARSE_SLICE == 0:
-                            await asyncio.sleep(0)  # parsing is ~1 ms a config: let heartbeats through
                     parsed = self.cache.get(name, pair)
                     if parsed.cfg is not None:
                         desired[name], digests[name] = parsed.cfg, parsed.digest
@@ -300,6 +294,7 @@ class Sharder:
             result.released = await self.claims.release(stale) if stale else 0
             result.running = len(self.manager.running())
             m.CONFIGS_OWNED.set(result.owned)
+            m.CONFIGS_INVALID.set(result.invalid)
             m.CONFIGS_PENDING.set(result.pending)
             a = result.applied
             if a.started or a.stopped or a.restarted or result.released or result.pending:

@@ -51,9 +51,11 @@ def type_label(cls: type) -> str:
     return getattr(cls, "__yaml_type__", cls.__name__)
 
 
-def loads(cls: type[T], data: str | bytes) -> T:
-    """Decode a whole document into `cls`; an empty document is an error (as Go's decoder says: EOF)."""
-    node = load_node(data)
+def loads(cls: type[T], data: str | bytes, node: yaml.Node | None = None) -> T:
+    """Decode a whole document into `cls`; an empty document is an error (as Go's decoder says: EOF).
+    `node` is `data` already composed (load_node), to spare a second parse."""
+    if node is None:
+        node = load_node(data)
     if node is None or is_null(node):
         raise ConfigError("EOF")
     return decode(cls, node)

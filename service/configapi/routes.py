@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import zlib
 from collections.abc import Awaitable, Callable
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -14,19 +16,13 @@ from starlette.routing import Route
 from service.config.errors import ConfigError
 from service.configapi.names import InvalidName, decode_name, raw_segment
 from service.configapi.store import ConfigStore, UniquenessError
-from service.configapi.stored import stored_yaml
+from service.configapi.validation import Rejected
+from service.configapi.worker import RETRY_AFTER, Busy, ValidationWorker
 from service.http.body import BodyTooLarge, read_body
 from service.http.envelope import APIError, error, success
 from service.kv.store import KVError, KVUnavailable
 from service.log import get_logger
-from service.metrics.config import (
-    GlobalConfig,
-    apply_defaults,
-    check_reading_files,
-    job_names,
-    parse_instance,
-    render_instance,
-)
+from service.metrics.config import GlobalConfig, apply_defaults, job_names, parse_instance, render_instance
 
 CONFIGS = "/agent/api/v1/configs"
 CONFIG = "/agent/api/v1/config/"
@@ -37,6 +33,10 @@ _CHANGES = {
     event: Counter(f"agent_metrics_ha_configs_{event}_total", f"Total number of configs {event} through the API.")
     for event in ("created", "updated", "deleted")
 }
+UNREADABLE = Counter("agent_configapi_unreadable_stored_configs_total",
+                     "GETs of a stored config whose value could not be decoded or parsed.")
+UNREADABLE_STORED = Gauge("agent_configapi_unreadable_stored_config",
+                          "1 while the last GET of this stored config found it unreadable.", ["config"])
 Handler = Callable[["ConfigAPI", Request], Awaitable[Response]]
 
 
@@ -53,8 +53,12 @@ def _guarded(handler: Handler) -> Handler:
             return error(404, "no config store running")
         try:
             return await handler(self, request)
-        except APIError as exc:
+        except (APIError, Rejected) as exc:
             return error(exc.status, exc.message)
+        except Busy as exc:
+            resp = error(503, f"config validation is busy, retry later: {exc}")
+            resp.headers["Retry-After"] = str(RETRY_AFTER)
+            return resp
         except BodyTooLarge as exc:
             return error(413, str(exc))
         except KVUnavailable as exc:
@@ -69,14 +73,26 @@ def _guarded(handler: Handler) -> Handler:
     return wrapper
 
 
+def _unreadable(name: str, reason: str) -> APIError:
+    """A stored value this node cannot read (written around the API, or by a newer Agent): 422 naming the
+    reason, never a 500; logged and counted so the operator sees it."""
+    _log.warning("stored config cannot be read", config=name, err=reason)
+    UNREADABLE.inc()
+    UNREADABLE_STORED.labels(name).set(1)
+    return APIError(422, f"failed to get config {name}: stored value cannot be read: {reason}")
+
+
 def _not_found() -> Response:
     return PlainTextResponse("404 page not found\n", status_code=404)
 
 
 class ConfigAPI:
     def __init__(self, store: ConfigStore | None, global_cfg: GlobalConfig, *, allow_reading_files: bool,
-                 read_api_enabled: bool = True, body_limit: int = DEFAULT_BODY_LIMIT) -> None:
+                 read_api_enabled: bool = True, body_limit: int = DEFAULT_BODY_LIMIT,
+                 validator: ValidationWorker | None = None) -> None:
         self.store = store
+        self.validator = validator or ValidationWorker()
+        self.accept_unsupported_sd = False  # metrics.accept_unsupported_sd of the node file
         self.global_cfg = global_cfg
         self.allow_reading_files = allow_reading_files
         self.read_api_enabled = read_api_enabled
@@ -115,17 +131,27 @@ class ConfigAPI:
         name = self._name(request, CONFIGS + "/")
         if name is None:
             return _not_found()
-        text = await self.store.get(name)
+        try:
+            text = await self.store.get(name)
+        except (ValueError, OSError, EOFError, zlib.error) as exc:  # not gzip YAML, or not UTF-8
+            raise _unreadable(name, f"the stored value cannot be decoded: {exc}") from None
         if text is None:
             raise APIError(404, f"configuration {name} does not exist")
+        # In a thread: a stored config may be large (a PUT's parse runs in the validation worker).
+        value = await asyncio.to_thread(self._render_stored, text, name)
+        with contextlib.suppress(KeyError):
+            UNREADABLE_STORED.remove(name)
+        return success({"value": value})
+
+    def _render_stored(self, text: str, name: str) -> str:
         try:
             cfg = parse_instance(text, name)
         except ConfigError as exc:
-            raise APIError(500, f"failed to get config {name}: {exc}") from None
+            raise _unreadable(name, str(exc)) from None
         # A config stored before a rule changed, or written around the API, is shown as parsed.
         with contextlib.suppress(ConfigError):
             cfg = apply_defaults(cfg, self.global_cfg)
-        return success({"value": render_instance(cfg)})
+        return render_instance(cfg)
 
     @_guarded
     async def put_config(self, request: Request) -> Response:
@@ -134,18 +160,10 @@ class ConfigAPI:
         if name is None:
             return _not_found()
         body = await read_body(request, self.body_limit)
+        checked = await self.validator.validate(body, name, self.global_cfg, self.allow_reading_files,
+                                                self.accept_unsupported_sd)
         try:
-            cfg = parse_instance(body, name)
-        except ConfigError as exc:
-            raise APIError(400, f"could not unmarshal config: {exc}") from None
-        try:
-            applied = apply_defaults(cfg, self.global_cfg)
-            if not self.allow_reading_files:
-                check_reading_files(applied)
-        except ConfigError as exc:
-            raise APIError(400, f"failed to validate config: {exc}") from None
-        try:
-            created = await self.store.put(name, stored_yaml(body, name), job_names(applied))
+            created = await self.store.put(name, checked.stored, set(checked.jobs))
         except UniquenessError as exc:
             raise APIError(400, f"failed to check uniqueness of config: {exc}") from None
         _CHANGES["created" if created else "updated"].inc()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import zlib
 from collections.abc import Callable
 
 from service.config.errors import ConfigError
@@ -71,6 +72,9 @@ class ConfigStore:
         async with self._write_lock:
             while True:
                 listing = await self.kv.list(self.prefix)
+                if any(not self._jobs_cached(p) for p in listing.pairs if p.key != key):
+                    # other configs parsed off the event loop: one may take seconds
+                    await asyncio.to_thread(self._fill_jobs, [p for p in listing.pairs if p.key != key])
                 current = None
                 for pair in listing.pairs:
                     if pair.key == key:
@@ -92,13 +96,21 @@ class ConfigStore:
             self._jobs_cache.pop(self.key(name), None)
             return await self.kv.delete(self.key(name))
 
+    def _fill_jobs(self, pairs: list[KVPair]) -> None:
+        for pair in pairs:
+            self._jobs(pair)
+
+    def _jobs_cached(self, pair: KVPair) -> bool:
+        cached = self._jobs_cache.get(pair.key)
+        return cached is not None and cached[0] == pair.mod_revision
+
     def _jobs(self, pair: KVPair) -> frozenset[str]:
         cached = self._jobs_cache.get(pair.key)
         if cached is not None and cached[0] == pair.mod_revision:
             return cached[1]
         try:
             jobs = frozenset(self._job_names_of(decode_value(pair.value), self.name_of(pair.key)))
-        except (ConfigError, UnicodeDecodeError, OSError, EOFError):
+        except (ConfigError, ValueError, OSError, EOFError, zlib.error):
             jobs = frozenset()  # an unreadable stored config claims no job names
         self._jobs_cache[pair.key] = (pair.mod_revision, jobs)
         return jobs

@@ -14,9 +14,11 @@ import yaml
 from service.config.yamlnodes import load_node
 
 
-def stored_yaml(body: bytes | str, name: str) -> str:
+def stored_yaml(body: bytes | str, name: str, node: yaml.Node | None = None) -> str:
+    """`node`: the body already composed (load_node), to spare a second parse."""
     text = body.decode("utf-8") if isinstance(body, bytes) else body
-    node = load_node(text)
+    if node is None:
+        node = load_node(text)
     name_line = f"name: {json.dumps(name, ensure_ascii=False)}\n"
     if not isinstance(node, yaml.MappingNode):
         return name_line

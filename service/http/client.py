@@ -143,7 +143,9 @@ class HTTPClient:
         if f.basic_auth is not None:
             password = _read_secret_file(f.basic_auth.password_file) if f.basic_auth.password_file else str(
                 f.basic_auth.password)
-            return {"Authorization": aiohttp.encode_basic_auth(f.basic_auth.username, password)}
+            username = (_read_secret_file(f.basic_auth.username_file) if f.basic_auth.username_file
+                        else f.basic_auth.username)
+            return {"Authorization": aiohttp.encode_basic_auth(username, password)}
         auth = f.effective_authorization()
         if auth is not None:
             creds = _read_secret_file(auth.credentials_file) if auth.credentials_file else str(auth.credentials)

@@ -10,7 +10,8 @@ import orjson
 
 from service.config.errors import ConfigError
 from service.logs.stages.common import Record, Stage, drop, opt_str, options, register, to_str
-from service.re2 import RE2SyntaxError, translate
+from service.re2 import Match, RE2SyntaxError, Regexp
+from service.re2 import compile as re2_compile
 
 _SEGMENT = re.compile(r'\s*(?:([A-Za-z_][A-Za-z0-9_]*)|"((?:[^"\\]|\\.)*)")((?:\s*\[-?\d+\])*)\s*')
 _INDEX = re.compile(r"\[(-?\d+)\]")
@@ -93,12 +94,13 @@ def json_stage(cfg: Any) -> Stage:
     return json_
 
 
-def compile_re2(stage: str, pattern: Any) -> re.Pattern[str]:
+def compile_re2(stage: str, pattern: Any) -> Regexp:
+    """A stage's `expression`: RE2, unanchored, as Promtail compiles it (linear time on any line)."""
     if not isinstance(pattern, str) or not pattern:
         raise ConfigError(f"{stage} stage: expression is required")
     try:
-        return re.compile(translate(pattern))
-    except (re.error, RE2SyntaxError) as exc:
+        return re2_compile(pattern)
+    except RE2SyntaxError as exc:
         raise ConfigError(f"{stage} stage: could not compile regular expression {pattern!r}: {exc}") from None
 
 
@@ -110,7 +112,7 @@ def regex_stage(cfg: Any) -> Stage:
         raise ConfigError("regex stage: regex expression requires at least one named capture group")
     names = list(rx.groupindex)
     source = opt_str("regex", cfg, "source")
-    search_: Callable[[str], re.Match[str] | None] = rx.search
+    search_: Callable[[str], Match | None] = rx.search
 
     def regex_(record: Record) -> bool:
         text = _source_text(record, source)

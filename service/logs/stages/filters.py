@@ -63,9 +63,9 @@ def drop_stage(cfg: Any) -> Stage:
                 return False
             text = separator.join(to_str(record.extracted[s]) for s in sources)
             if rx is not None:
-                return rx.search(text) is not None
+                return rx.test(text)
             return value is None or text == value
-        return rx is None or rx.search(entry.line) is not None
+        return rx is None or rx.test(entry.line)
 
     def drop_(record: Record) -> bool:
         return drop(reason) if should_drop(record) else True
@@ -116,7 +116,7 @@ def _label_matcher(name: str, op: str, value: str) -> Matcher:
     if op in ("=~", "!~"):
         rx = compile_regex(value)
         want = op == "=~"
-        return lambda r: (rx.fullmatch(r.entry.labels.get(name, "")) is not None) == want
+        return lambda r: rx.test(r.entry.labels.get(name, "")) == want
     want = op == "="
     return lambda r: (r.entry.labels.get(name, "") == value) == want
 
@@ -125,7 +125,7 @@ def _line_filter(op: str, value: str) -> Matcher:
     if op in ("|~", "!~"):
         rx = compile_re2("match", value)
         want = op == "|~"
-        return lambda r: (rx.search(r.entry.line) is not None) == want
+        return lambda r: rx.test(r.entry.line) == want
     want = op == "|="
     return lambda r: (value in r.entry.line) == want
 

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
+from service import re2
+
 NAMED_LAYOUTS = {
     "ANSIC": "Mon Jan _2 15:04:05 2006",
     "UnixDate": "Mon Jan _2 15:04:05 MST 2006",
@@ -106,7 +108,7 @@ def compile_layout(layout: str, location: ZoneInfo | None = None) -> Callable[[s
     names: list[str] = []
     for idx, (name, rx) in enumerate(chunks):
         if name == "lit":
-            parts.append(re.escape(rx))
+            parts.append(re2.escape(rx))
             continue
         group = f"g{len(names)}"
         names.append(name)
@@ -117,11 +119,13 @@ def compile_layout(layout: str, location: ZoneInfo | None = None) -> Callable[[s
         if name == "second" and not (idx + 1 < len(chunks) and chunks[idx + 1][0] == "frac"):
             names.append("frac")
             parts.append(rf"(?P<g{len(names) - 1}>(?:[.,]\d+)?)")
-    regex = re.compile("".join(parts))
+    # RE2: the layout comes from a config, and adjacent chunks such as `\d{1,2}` repeated would make a
+    # backtracking matcher take exponential time on a line that does not fit.
+    regex = re2.compile_anchored("".join(parts))
     has_year = any(n in ("year", "year2") for n in names)
 
     def parse(text: str) -> int:
-        m = regex.fullmatch(text)
+        m = regex.search(text)
         if m is None:
             raise ValueError(f'parsing time "{text}" as "{layout}": cannot parse')
         f: dict[str, str] = {}

@@ -18,6 +18,7 @@ from service.config.durations import Duration
 from service.config.errors import ConfigError
 from service.metrics.config.http_client import HTTPClientFields, check_url
 from service.metrics.config.kubernetes import KubernetesSDConfig
+from service.metrics.config.sdcheck import check_entry
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _FILE_SD_NAME = re.compile(r"^[^*]*(\*[^/]*)?\.(json|yml|yaml|JSON|YML|YAML)$")
@@ -144,6 +145,8 @@ class SDFields:
                     raise ConfigError(f"empty or null section in {key}")
                 if not dataclasses.is_dataclass(entry) and not isinstance(entry, dict):
                     raise ConfigError(f"{key}: each entry must be a mapping")
+                if isinstance(entry, dict):
+                    check_entry(sd_name(key), entry)  # the opaque ones: Prometheus 2.42's own checks
 
 
 SD_KEYS: tuple[str, ...] = tuple(

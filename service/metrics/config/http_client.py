@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from service.config.errors import ConfigError
@@ -47,6 +48,7 @@ class BasicAuth:
     username: str = ""
     password: Secret = _EMPTY_SECRET
     password_file: str = ""
+    username_file: str = ""  # prometheus/common 0.45+
 
 
 @dataclass
@@ -110,6 +112,10 @@ class OAuth2:
     endpoint_params: dict[str, str] = field(default_factory=dict)
     tls_config: TLSConfig = field(default_factory=TLSConfig)
     proxy_url: str = ""
+    # prometheus/common 0.4x: the rest of the proxy settings inline; accepted, ignored (docs/configuration.md)
+    no_proxy: str = ""
+    proxy_from_environment: bool = False
+    proxy_connect_header: dict[str, list[Secret]] = field(default_factory=dict)
 
     def check(self) -> None:
         if self.proxy_url:
@@ -132,6 +138,8 @@ class HTTPClientFields:
     proxy_connect_header: dict[str, list[Secret]] = field(default_factory=dict)
     follow_redirects: bool = True
     enable_http2: bool = True
+    # prometheus/common 0.55 (Prometheus 2.55): extra request headers; accepted, ignored (docs/configuration.md)
+    http_headers: dict[str, Any] = field(default_factory=dict)
 
     def check_http_client(self) -> None:
         """prometheus/common HTTPClientConfig.Validate, same checks, same order, same words."""
@@ -143,6 +151,8 @@ class HTTPClientFields:
                               "configured")
         if self.basic_auth is not None and self.basic_auth.password and self.basic_auth.password_file:
             raise ConfigError("at most one of basic_auth password & password_file must be configured")
+        if self.basic_auth is not None and self.basic_auth.username and self.basic_auth.username_file:
+            raise ConfigError("at most one of basic_auth username & username_file must be configured")
         auth = self.authorization
         if auth is not None:
             if has_bearer:
@@ -198,6 +208,8 @@ class HTTPClientFields:
             out.append(("bearer_token_file", self.bearer_token_file))
         if self.basic_auth is not None and self.basic_auth.password_file:
             out.append(("password_file", self.basic_auth.password_file))
+        if self.basic_auth is not None and self.basic_auth.username_file:
+            out.append(("username_file", self.basic_auth.username_file))
         if self.authorization is not None and self.authorization.credentials_file:
             out.append(("credentials_file", self.authorization.credentials_file))
         out.extend(self.tls_config.files())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from service.config import schema
 from service.config.durations import Duration, GoDuration
@@ -82,10 +83,11 @@ class InstanceConfig:
             raise ConfigError("empty or null relabeling rule in host_filter_relabel_configs")
 
 
-def parse_instance(data: bytes | str, name: str) -> InstanceConfig:
-    """Strictly decode one instance config; the `name` in the body is replaced by `name`."""
+def parse_instance(data: bytes | str, name: str, node: Any = None) -> InstanceConfig:
+    """Strictly decode one instance config; the `name` in the body is replaced by `name`. `node`: the body
+    already composed (yamlnodes.load_node)."""
     try:
-        cfg = schema.loads(InstanceConfig, data)
+        cfg = schema.loads(InstanceConfig, data, node)
     except ConfigError as exc:
         raise ConfigError(_go_unmarshal_text(str(exc))) from None
     cfg.name = name

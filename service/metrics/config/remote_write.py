@@ -36,6 +36,7 @@ class QueueConfig:
     min_backoff: Duration = _30MS
     max_backoff: Duration = _5S
     retry_on_http_429: bool = True
+    sample_age_limit: Duration | None = None  # Prometheus 2.48; accepted, ignored (docs/configuration.md)
 
 
 @dataclass
@@ -56,6 +57,8 @@ class _RemoteWriteHead:
     name: str = ""
     send_exemplars: bool = True
     send_native_histograms: bool = False
+    round_robin_dns: bool = False  # Prometheus 3; accepted, ignored
+    protobuf_message: str = ""  # Prometheus 2.54: only prometheus.WriteRequest (remote write 1.0) is sent
 
 
 @dataclass
@@ -64,6 +67,7 @@ class _RemoteWriteTail:
     metadata_config: MetadataConfig = field(default_factory=MetadataConfig)
     sigv4: Any | None = None
     azuread: Any | None = None
+    google_iam: Any | None = None
 
 
 @dataclass
@@ -96,7 +100,16 @@ class RemoteWriteConfig(_RemoteWriteTail, HTTPClientFields, _RemoteWriteHead):
         if self.sigv4 is not None and self.azuread is not None:
             raise ConfigError("at most one of basic_auth, authorization, oauth2, sigv4, & azuread must be "
                               "configured")
-        for block in ("sigv4", "azuread"):
+        if self.google_iam is not None and (auth_enabled or self.sigv4 is not None or self.azuread is not None):
+            raise ConfigError("at most one of basic_auth, authorization, oauth2, sigv4, azuread or google_iam "
+                              "must be configured")
+        if self.protobuf_message == "io.prometheus.write.v2.Request":
+            raise ConfigError("protobuf_message io.prometheus.write.v2.Request (remote write 2.0) is not "
+                              "supported by this node; use prometheus.WriteRequest")
+        if self.protobuf_message not in ("", "prometheus.WriteRequest"):
+            raise ConfigError(f"unknown remote write protobuf message {self.protobuf_message}, supported: "
+                              "prometheus.WriteRequest, io.prometheus.write.v2.Request")
+        for block in ("sigv4", "azuread", "google_iam"):
             value = getattr(self, block)
             if value is not None and not isinstance(value, dict):
                 raise ConfigError(f"{block} must be a mapping")

@@ -70,8 +70,11 @@ class ScrapeLoop:
 
     def __init__(self, target: Target, client: HTTPClient, append: Append, *, job: str, instance: str,
                  honor_labels: bool, honor_timestamps: bool, sample_limit: int, body_size_limit: int,
-                 cache: ScrapeCache, offset_seed: int = 0) -> None:
+                 cache: ScrapeCache, offset_seed: int = 0, accept: str = ACCEPT_HEADER,
+                 accept_encoding: str = "gzip") -> None:
         self.target = target
+        self.accept = accept
+        self.accept_encoding = accept_encoding
         self.client = client
         self.append = append
         self.job = job
@@ -169,7 +172,7 @@ class ScrapeLoop:
     async def fetch(self) -> tuple[bytes, str]:
         session = await self.client.session()
         timeout = self.target.timeout
-        headers = {"Accept": ACCEPT_HEADER, "Accept-Encoding": "gzip",
+        headers = {"Accept": self.accept, "Accept-Encoding": self.accept_encoding,
                    "X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}", **await self.client.auth_headers()}
         async with asyncio.timeout(timeout):
             async with session.get(self.target.url, headers=headers, **self.client.request_options()) as resp:

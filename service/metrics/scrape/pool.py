@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import re
 
+from prometheus_client import Gauge
+
 from service.http.client import HTTPClient
 from service.log import get_logger
-from service.metrics.config.scrape import ScrapeConfig
+from service.metrics.config.discovery import sd_entries
+from service.metrics.config.scrape import ScrapeConfig, accept_header
+from service.metrics.config.sdcheck import unsupported
 from service.metrics.discovery.base import TargetGroup
 from service.metrics.discovery.manager import DiscoveryManager
 from service.metrics.scrape.cache import LabelLimits, ScrapeCache
 from service.metrics.scrape.hostfilter import HostFilter
 from service.metrics.scrape.loop import Append, ScrapeLoop
+from service.metrics.scrape.parser import ACCEPT_HEADER
 from service.metrics.scrape.target import Target, TargetError, populate_labels
 from service.relabel import RelabelConfig, Relabeler, compile_rule
 from service.tasks import cancel_and_wait
@@ -58,6 +63,11 @@ class FirstRuleFilter:
         return cls(rules[0])
 
 
+UNSUPPORTED_SD = Gauge("agent_metrics_unsupported_sd_configs",
+                       "Discovery mechanisms in running scrape configs that this node does not run (their targets "
+                       "are never discovered), by mechanism.", ["mechanism"])
+
+
 class ScrapePool:
     def __init__(self, instance: str, sc: ScrapeConfig, append: Append, *, host_filter: HostFilter | None = None,
                  offset_seed: int = 0, file_poll_interval: float = 1.0) -> None:
@@ -82,6 +92,12 @@ class ScrapePool:
     def _configure(self, sc: ScrapeConfig) -> None:
         self.sc = sc
         self._group_cache, self._empty_groups = {}, {}
+
+
+        # discovery this node does not run (accepted with metrics.accept_unsupported_sd): shown, never silent
+        self.unsupported = unsupported(sd_entries(sc))
+        for mechanism in self.unsupported:
+            UNSUPPORTED_SD.labels(mechanism).inc()
         self.relabeler = Relabeler(sc.relabel_configs)
         self.prefilter = FirstRuleFilter.of(sc)
         self.client = HTTPClient(sc, timeout=float(sc.scrape_timeout or 10))
@@ -183,7 +199,9 @@ class ScrapePool:
         return ScrapeLoop(target, self.client, self.append, job=sc.job_name, instance=self.instance,
                           honor_labels=sc.honor_labels, honor_timestamps=sc.honor_timestamps,
                           sample_limit=sc.sample_limit, body_size_limit=sc.body_size_limit.bytes,
-                          cache=cache, offset_seed=self.offset_seed)
+                          cache=cache, offset_seed=self.offset_seed,
+                          accept=accept_header(sc.scrape_protocols) or ACCEPT_HEADER,
+                          accept_encoding="gzip" if sc.enable_compression else "identity")
 
     async def sync(self) -> None:
         targets = self.discover()
@@ -222,6 +240,7 @@ class ScrapePool:
         for loop in old.values():
             await loop.stop(write_stale=False)
         await self.client.close()
+        self._uncount_unsupported()
         self._configure(sc)
         self.discovery.start()
         await self.sync()
@@ -242,6 +261,18 @@ class ScrapePool:
         loops, self.loops = list(self.loops.values()), {}
         await asyncio.gather(*(loop.stop(write_stale) for loop in loops))
         await self.client.close()
+        self._uncount_unsupported()
+
+    def _uncount_unsupported(self) -> None:
+        for mechanism in self.unsupported:
+            UNSUPPORTED_SD.labels(mechanism).dec()
+        self.unsupported = []
 
     def targets(self) -> list[dict[str, object]]:
-        return [loop.state() for loop in self.loops.values()]
+        return [loop.state() for loop in self.loops.values()] + [
+            {"instance": self.instance, "target_group": self.sc.job_name, "endpoint": "", "state": "down",
+             "discovered_labels": {}, "labels": {"job": self.sc.job_name},
+             "last_scrape": "0001-01-01T00:00:00Z", "scrape_duration_ms": 0,
+             "scrape_error": f"{mechanism}_sd_configs: this node does not run {mechanism} service discovery; "
+                             "no targets are discovered from it"}
+            for mechanism in self.unsupported]

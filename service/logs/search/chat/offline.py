@@ -13,6 +13,7 @@ import re
 import time
 from typing import Any
 
+from service import re2
 from service.logs.search.chat.tools import MAX_MINUTES, Tools
 
 _UNITS = {"s": 1 / 60, "sec": 1 / 60, "second": 1 / 60, "m": 1, "min": 1, "minute": 1, "h": 60, "hr": 60,
@@ -25,6 +26,11 @@ _QUOTED = re.compile(r"\"([^\"]+)\"|'([^']+)'")
 _AFTER = re.compile(r"\b(?:in|from|for|of|is|on)\s+(?:the\s+)?([\w.-]+)", re.I)
 _STOP = {"the", "last", "past", "a", "an", "logs", "log", "container", "containers", "source", "sources", "my",
          "hour", "minutes", "day", "today", "it", "this", "that", "all"}
+
+
+# RE2: `\b(...)\b.*\b(...)\b` backtracks quadratically in Python's re (1.7 s for a 10,000-character question).
+_RANK_MOST = re2.compile(r"\b(which|what|top)\b.*\b(most|least|busiest|noisiest|loudest)\b")
+_RANK_LIST = re2.compile(r"\b(list|show|what|which)\b.*\b(sources|containers)\b")
 
 
 def parse_minutes(text: str) -> int | None:
@@ -60,8 +66,7 @@ def find_source(text: str, names: list[str]) -> str | None:
 
 def intent(text: str) -> str:
     t = text.lower()
-    if re.search(r"\b(which|what|top)\b.*\b(most|least|busiest|noisiest|loudest)\b", t) or \
-            re.search(r"\b(list|show|what|which)\b.*\b(sources|containers)\b", t):
+    if _RANK_MOST.test(t) or _RANK_LIST.test(t):
         return "rank"
     if re.search(r"\b(health|healthy|error rate|status of|doing)\b", t):
         return "health"
