@@ -14,6 +14,7 @@ UNAUTHENTICATED without the node's ``server.http_auth`` credentials in the ``aut
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,16 @@ def server_credentials(tls: ServerTLSConfig) -> grpc.ServerCredentials:
                                        require_client_auth=tls.client_auth_type == "RequireAndVerifyClientCert")
 
 
+def bind_error(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be bound, as the OS says it (grpcio's own error names no reason)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return "refused by the gRPC library"
+
+
 class GrpcPushServer:
     """The gRPC side of one ``loki_push_api`` listener; started and stopped with its HTTP side."""
 
@@ -109,10 +120,10 @@ class GrpcPushServer:
             SERVICE, {METHOD: grpc.unary_unary_rpc_method_handler(self._push)})])
         try:
             port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
-        except RuntimeError as exc:
-            raise OSError(f"{where}: cannot listen on {address}: {exc}") from None
-        if not port:  # older grpcio reports a failed bind as port 0
-            raise OSError(f"{where}: cannot listen on {address}")
+        except RuntimeError:  # grpcio does not say why
+            port = 0
+        if not port:  # (older grpcio reports a failed bind as port 0)
+            raise OSError(f"{where}: cannot listen on {address}: {bind_error(host, cfg.grpc_listen_port)}")
         await server.start()
         self._server, self.port = server, port
         auth = self.instance.http_auth

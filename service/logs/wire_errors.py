@@ -63,7 +63,7 @@ def _walk(buf: bytes, pos: int, end: int, message: str, path: str) -> None:
         except CodecError as exc:
             raise _Broken(f"{name}: {str(exc).removeprefix('protobuf: ')}") from None
         if stop > end:
-            raise _Broken(f"{name}: runs past the end of {where}")
+            raise _Broken(f"{name}: field runs past the end of {where}")
         if spec is not None:
             kind = spec[1]
             expected = 0 if kind == "varint" else 2
