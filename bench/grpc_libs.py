@@ -6,6 +6,8 @@ own cost per call. One grpc.aio client process drives both in turn with the same
 unary calls on one channel). Prints requests/s and the server process's CPU milliseconds per request.
 
     python bench/grpc_libs.py [seconds]
+
+grpclib is not a project dependency: ``pip install grpclib`` into the venv to run this.
 """
 
 from __future__ import annotations

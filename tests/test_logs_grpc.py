@@ -123,7 +123,7 @@ def test_grpc_malformed_and_oversized_messages_are_refused_and_node_stays_up(gen
             (client.raw(b"\x0a\x05\x0a\x03\xff\xfe\xfd"), "PushRequest.streams[0].labels: invalid UTF-8"),
             (client.raw(b"\x0a\x04\x12\x02\x12\x09"), "streams[0].entries[0].line: field runs past the end"),
             (client.raw(b"\x0a\x06\x12\x04\x0a\x02\x08\xff"), "streams[0].entries[0].timestamp.seconds: truncated"),
-            (client.raw(b"\x0b\x01"), "PushRequest.streams[0]: unsupported wire type 3"),
+            (client.raw(b"\x0b\x01"), "PushRequest.field 1: unsupported wire type 3"),
             (client.raw(b"\x00\x01"), "PushRequest: invalid field number 0"),
             (client.push([stream("{a=", ["bad labels"], now)]), "streams: "),
             (client.push([stream('{a="1"}', ["bad tenant"], now)], {"x-scope-orgid": "a/b"}), "x-scope-orgid: "),

@@ -2,7 +2,8 @@
 
 upb only says "Error parsing message"; a gRPC client told ``INVALID_ARGUMENT`` should learn which field is
 wrong (``streams[2].entries[5].line: invalid UTF-8``). This walk runs only after a decode has failed, so it
-costs nothing on the accepted path. Unknown fields are skipped, as every protobuf parser skips them.
+costs nothing on the accepted path. Unknown fields, and known numbers with another wire type, are skipped as
+protobuf parsers skip them.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def _walk(buf: bytes, pos: int, end: int, message: str, path: str) -> None:
             raise _Broken(f"{where}: truncated field tag") from None
         number, wire = tag >> 3, tag & 7
         spec = fields.get(number)
+        if spec is not None and wire != (0 if spec[1] == "varint" else 2):
+            spec = None  # a known number with another wire type is an unknown field to protobuf parsers
         name = path + "." if path else ""
         if spec is None:
             name += f"field {number}"
@@ -66,9 +69,6 @@ def _walk(buf: bytes, pos: int, end: int, message: str, path: str) -> None:
             raise _Broken(f"{name}: field runs past the end of {where}")
         if spec is not None:
             kind = spec[1]
-            expected = 0 if kind == "varint" else 2
-            if wire != expected:
-                raise _Broken(f"{name}: wire type {wire}, expected {expected}")
             if kind == "string":
                 try:
                     buf[start:stop].decode()
