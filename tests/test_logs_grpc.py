@@ -252,3 +252,18 @@ scrape_configs:
     assert second["code"] == "UNAVAILABLE" and "behind" in second["details"], second
     assert second["trailers"]["grpc-retry-pushback-ms"] == "5000"
     assert second["retry_delay"] == 5
+
+
+def test_grpc_listener_rebinds_its_port_after_a_reload(gen: Path, node: NodeProcess, loki: LokiCapture) -> None:
+    """A reload that changes the listener restarts its instance: the gRPC port is released and bound again
+    (SO_REUSEPORT is off, so a port still held would fail the restart) and the new rules apply."""
+    node.config_path.write_text(node.config_path.read_text().replace("pushserver: grpc", "pushserver: reloaded"))
+    assert node.request("POST", "/-/reload").status == 200
+    with GrpcPushClient(gen, f"127.0.0.1:{node.grpc_port}") as client:  # type: ignore[attr-defined]
+        out = wait_for(lambda: (o := client.push([stream('{a="1"}', ["after reload"], time.time_ns())]))["code"]
+                       == "OK" and o, 20, what="a push to the restarted gRPC port")
+    assert out["code"] == "OK"
+    wait_for(lambda: "after reload" in loki.capture.lines(), 10, what="the line at Loki")
+    got = next(e for e in loki.capture.entries if e.line == "after reload")
+    assert got.labels == '{a="1", cluster="c1", pushserver="reloaded"}'
+    assert "loki_push_api gRPC listening" in node.log().split("logs instance stopped", 1)[1]
