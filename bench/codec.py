@@ -2,8 +2,9 @@
 labels per series (the payload perf-anchors.md §B.0 describes).
 
 Run from the repository root:  python -m bench.codec   (pin a core for stable figures: taskset -c 0 ...)
-Prints samples/s for decode+validate, hand-encode (from cached label bytes, with snappy) and re-encode with
-external labels (stored snappy body in, snappy body out, label cache warm), best of several rounds.
+Prints samples/s for decode+validate, the receiver's check of a body (SeriesChecker), hand-encode (from
+cached label bytes, with snappy) and re-encode with external labels (stored snappy body in, snappy body
+out, label cache warm), best of several rounds.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ def main() -> None:
 
     bench("decode + validate (preamble, snappy, upb parse, counts)",
           lambda: decode_write_request(body, 32 << 20), SERIES)
+
+    from service.metrics.ingest import SeriesChecker
+    checker = SeriesChecker()
+    checker.decode(body, 32 << 20)  # label sets seen, as a long-running receiver has seen them
+    bench("receiver check: wire format, counts, label-set keys (warm)", lambda: checker.decode(body, 32 << 20),
+          SERIES)
 
     def hand_encode() -> bytes:
         return snappy.compress(b"".join([encode_timeseries(lb, [(ts_ms, 1.5)]) for lb in label_cache]))

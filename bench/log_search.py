@@ -153,10 +153,10 @@ def main() -> None:
     on = ingest(bodies, store)
     assert store.flush(3600)
     written = args.entries / (time.perf_counter() - started)
-    dropped = store.status()["droppedEntries"]
+    dropped = store.status()["skippedEntries"]
     print(f"push-like ingest, store off: {off:,.0f} entries/s")
     print(f"push-like ingest, store on : {on:,.0f} entries/s  (cost {100 * (1 - on / off):.1f}% of push throughput;"
-          f" dropped {dropped})")
+          f" skipped {dropped})")
     print(f"store write rate (ingest start → all committed): {written:,.0f} entries/s")
 
     async def run_latencies() -> list[tuple[str, float, float, int]]:

@@ -4,7 +4,9 @@ Run from the repository root:  python -m bench.write_ingest [--duration 10] [--s
 
 Both receive the same 2000-series x 1-sample body (bench.codec's Kubernetes-like label sets) from
 `wrk -t2 -c16` with a Lua body script, alternated twice; prints samples/s, p50/p99 per run, the best of
-each and their ratio. `--sync-intervals 0,0.001,0.005` repeats our side per WAL group-commit interval.
+each and their ratio, and the server's CPU seconds per million samples (user + system time of its process:
+steadier than samples/s on a busy machine). `--sync-intervals 0,0.001,0.005` repeats our side per WAL
+group-commit interval.
 Both servers and wrk share this machine's cores, as in production-like single-node runs.
 """
 
@@ -94,8 +96,15 @@ def run_wrk(url: str, body_file: Path, lua: Path, duration: int) -> dict[str, fl
         raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
     result = {k: float(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
     ok = result["requests"] - result["non2xx"] - result["errors"]
+    result["samples"] = ok * SERIES
     result["samples_per_s"] = ok * SERIES / result["seconds"]
     return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def keep_best(best: dict[str, dict[str, float]], target: str, r: dict[str, float]) -> None:
@@ -128,6 +137,7 @@ def main() -> int:
         print(f"body: {SERIES} series x 1 sample, {body.stat().st_size} bytes snappy; wrk -t2 -c16 "
               f"-d{args.duration}s; {os.cpu_count()} cores shared by server and wrk")
         best: dict[str, dict[str, float]] = {}
+        lowest_cpu: dict[str, float] = {}
         for round_ in (1, 2):
             for target in [f"ours sync={s * 1000:g}ms" for s in intervals] + ["prometheus"]:
                 sub = work / f"{target.replace(' ', '_')}-{round_}"
@@ -137,17 +147,23 @@ def main() -> int:
                 else:
                     proc, url = start_node(sub, float(target.split("=")[1][:-2]) / 1000)
                 try:
+                    cpu0 = cpu_seconds(proc.pid)
                     r = run_wrk(url, body, lua, args.duration)
+                    r["cpu_per_m"] = (cpu_seconds(proc.pid) - cpu0) / max(1.0, r["samples"]) * 1e6
                 finally:
                     stop(proc)
                 print(f"round {round_} {target:18s} {r['samples_per_s'] / 1e3:8.0f}k samples/s  "
                       f"{r['requests'] / r['seconds']:6.0f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
-                      f"non2xx {int(r['non2xx'])} errors {int(r['errors'])}", flush=True)
+                      f"non2xx {int(r['non2xx'])} errors {int(r['errors'])}  "
+                      f"CPU {r['cpu_per_m']:.2f} s per million samples", flush=True)
                 keep_best(best, target, r)
+                lowest_cpu[target] = min(lowest_cpu.get(target, float("inf")), r["cpu_per_m"])
         prom = best["prometheus"]["samples_per_s"]
         print("best of 2:")
         for target, r in best.items():
             print(f"  {target:18s} {summary(r)}  ratio to prometheus {r['samples_per_s'] / prom:.2f}")
+        print("CPU s per million samples, lowest of 2: " + ", ".join(
+            f"{target} {cpu:.2f}" for target, cpu in lowest_cpu.items()))
     return 0
 
 

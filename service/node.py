@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,15 +80,16 @@ class Node:
         """Where the cluster's last reshard placed the config `name` (None without a cluster)."""
         return self.cluster.sharder.placement.locate(name) if self.cluster is not None else None
 
-    async def config_stored(self, name: str) -> bool:
-        """Whether the KV store holds a config `name` now (False when it cannot say within a second)."""
+    async def config_stored(self, name: str) -> bool | None:
+        """Whether the KV store holds a config `name` now; None when it cannot say within a second (the
+        store is unreachable), so that a write is asked to retry rather than refused."""
         if self.config_store is None:
             return False
         try:
             async with asyncio.timeout(1.0):
                 return await self.config_store.get(name) is not None
         except (KVError, TimeoutError):
-            return False
+            return None
 
     async def _probe_kv(self) -> None:
         if self.kv is not None:
@@ -109,6 +111,8 @@ class Node:
         self.loop_lag.start()
         for section in self.cfg.unimplemented():
             _log.warning("config section is accepted but not implemented yet; it is ignored", section=section)
+        _log.info("WAL directory (a relative wal_directory is relative to the working directory)",
+                  wal_directory=os.path.abspath(self.cfg.metrics.wal_directory))
         if self.kv is not None:
             await self.kv.start()
             _log.info("KV store started", store=self.cfg.metrics.scraping_service.kvstore.store)
@@ -153,6 +157,7 @@ class Node:
                 parts["kv"] = {"healthy": False, "error": str(exc) or "timeout"}
         if self.cluster is not None:
             parts["cluster"] = {"node": self.cluster.node_id, "synced": self.cluster.synced}
+        parts["logs"] = self.logs.status()  # logs subsystem (hook): Loki clients forwarding or failing
         return parts
 
     async def reload(self) -> None:
@@ -186,14 +191,33 @@ class Node:
             await self.logs.reload(new.logs)  # logs subsystem (hook)
             _log.info("config reloaded", scraping_service_changed=service_changed)
 
+    def _flush_deadline(self) -> float:
+        """The longest remote_flush_deadline of the running instances: how long stopping them may take."""
+        cfgs = [getattr(self.manager.get(n), "cfg", None) for n in self.manager.running()]
+        return max((float(c.remote_flush_deadline) for c in cfgs if c is not None), default=0.0)
+
+    def _drain_timeout(self) -> float:
+        clients = [c for inst in (self.cfg.logs.configs if self.cfg.logs else []) for c in inst.clients]
+        return max((float(c.drain_timeout) for c in clients), default=0.0)
+
     async def stop(self) -> None:
         self.ready = False
+        started = asyncio.get_running_loop().time()
         if self.cluster is not None:
+            _log.info("shutdown: leaving the ring, stopping this node's instances", phase="cluster",
+                      instances=len(self.manager.running()), deadline=f"{self._flush_deadline():g}s",
+                      kv_deadline=f"{self.cluster.leave_timeout:g}s")
             await self.cluster.stop()  # LEAVING, stop own instances, release claims, deregister
+        if self.manager.running():
+            _log.info("shutdown: stopping metrics instances, flushing remote_write", phase="metrics",
+                      instances=len(self.manager.running()), deadline=f"{self._flush_deadline():g}s")
         await self.manager.stop_all()
+        _log.info("shutdown: stopping logs instances, draining Loki clients", phase="logs",
+                  instances=len(self.logs.instances), deadline=f"{self._drain_timeout():g}s")
         await self.logs.stop()  # logs subsystem (hook)
         if self.kv is not None:
+            _log.info("shutdown: closing the KV store", phase="kv")
             await self.kv.close()
         await self.write_forwarder.close()
         await self.loop_lag.stop()
-        _log.info("node stopped")
+        _log.info("node stopped", took=f"{asyncio.get_running_loop().time() - started:.2f}s")

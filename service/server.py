@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import ssl
 from collections.abc import Iterator
+from types import FrameType
 
 import uvicorn
 
@@ -19,6 +21,13 @@ _log = get_logger("server")
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after a graceful shutdown; a node that shut down cleanly exits 0."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            _log.info("shutting down: no new connections; in-flight requests get up to the deadline",
+                      signal=signal.Signals(sig).name, phase="http",
+                      deadline=f"{self.config.timeout_graceful_shutdown or 0:g}s")
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -62,7 +71,8 @@ def serve(cfg: NodeConfig, options: NodeOptions, host: str, port: int) -> int:
     try:
         cfg.server.http_tls_config.load(config)
     except (OSError, ssl.SSLError) as exc:
-        _log.error("cannot load the TLS certificate or key", err=str(exc))
+        _log.error("cannot load the TLS certificate or key", cert_file=cfg.server.http_tls_config.cert_file,
+                   key_file=cfg.server.http_tls_config.key_file, err=str(exc))
         return 1
     server = _Server(config)
     _log.info("starting", address=f"{host}:{port}")

@@ -231,9 +231,10 @@ class NodeConfig:
         out.extend(f"integrations.{name}" for name in sorted(self.integrations) if name not in BUILT_IN)
         if self.traces is not None:
             out.append("traces")
-        kv = self.metrics.scraping_service.kvstore
-        if self.metrics.scraping_service.enabled and kv.store in ("consul", "multi"):
-            out.append(f"metrics.scraping_service.kvstore.store={kv.store}")
+        if self.metrics.scraping_service_client is not None:
+            out.append("metrics.scraping_service_client")
+        if self.server.grpc_tls_config is not None:
+            out.append("server.grpc_tls_config")
         return out
 
 
@@ -269,12 +270,11 @@ def parse_node_config(data: str | bytes, *, expand: bool = False) -> NodeConfig:
 
 
 def load_node_config(path: str, *, expand: bool = False) -> NodeConfig:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ConfigError(f"error loading config file {path}: {exc.strerror}") from None
-    try:
-        return parse_node_config(data, expand=expand)
-    except ConfigError as exc:
-        raise ConfigError(f"error loading config file {path}: {exc}") from None
+    """The node file as the node starts (and reloads) with it: every check of `config-check` passed.
+    Raises ConfigError with one `file:line:column: problem` line per problem."""
+    from service.nodecheck import check_node_file
+
+    result = check_node_file(path, expand=expand)
+    if result.config is None:
+        raise result.error()
+    return result.config

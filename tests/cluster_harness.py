@@ -60,13 +60,14 @@ class NodeCluster:
         self.nodes: dict[str, NodeProcess] = {}
         self._counter = 0
 
-    def add(self, count: int = 1, wait: bool = True) -> list[NodeProcess]:
+    def add(self, count: int = 1, wait: bool = True, extra: str = "") -> list[NodeProcess]:
+        """Start `count` nodes; `extra` is appended to each node file (e.g. a `logs:` block)."""
         new = []
         for _ in range(count):
             node_id = f"n{self._counter}"
             self._counter += 1
             text = cluster_config(node_id, etcd_endpoint=self.etcd_endpoint, namespace=self.namespace,
-                                  **self.timings)
+                                  **self.timings) + extra
             node = NodeProcess(self.root / node_id, text)
             node.node_id = node_id  # type: ignore[attr-defined]
             self.nodes[node_id] = node

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.node_process import NodeProcess, wait_for
+from tests.peers import require
 from tests.ports import free_port
 from tests.remote_helpers import CapturePeer, Reply
 
@@ -67,7 +68,8 @@ class NodeExporter:
 
     def start(self) -> NodeExporter:
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{self.port}",
+            self.proc = subprocess.Popen([require(NODE_EXPORTER, "prometheus-node-exporter"),
+                                          f"--web.listen-address=127.0.0.1:{self.port}",
                                           "--no-collector.systemd"], stdout=log, stderr=subprocess.STDOUT)
         from tests.node_process import request
 
@@ -84,10 +86,6 @@ class NodeExporter:
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
-
-
-def available_node_exporter() -> bool:
-    return os.access(NODE_EXPORTER, os.X_OK)
 
 
 class ThreadedPeer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,8 @@ class Capture:
     fail_status: int = 0
     fail_remaining: int = -1  # -1: fail every request while fail_status is set
     failed: int = 0
+    retry_after: str = ""  # a Retry-After header sent with each failure
+    failure_times: list[float] = field(default_factory=list)  # monotonic time of each failed request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, status: int, count: int = -1) -> None:
@@ -86,8 +89,11 @@ class LokiCapture:
                     if capture.fail_status and capture.fail_remaining != 0:
                         capture.fail_remaining -= 1 if capture.fail_remaining > 0 else 0
                         capture.failed += 1
+                        capture.failure_times.append(time.monotonic())
                         status = capture.fail_status
                         self.send_response(status)
+                        if capture.retry_after:
+                            self.send_header("Retry-After", capture.retry_after)
                         self.send_header("Content-Length", "5")
                         self.end_headers()
                         self.wfile.write(b"nope\n")

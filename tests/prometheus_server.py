@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.peers import require
 from tests.ports import free_port
 
 BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -26,7 +27,14 @@ _EMPTY_CONFIG = "global: {scrape_interval: 15s}\nscrape_configs: []\n"
 
 
 def available() -> bool:
+    """Whether the binary is installed. Tests do not skip on this: they call require_prometheus() (or start
+    a server), which fails when it is missing (tests/peers.py)."""
     return os.access(BINARY, os.X_OK)
+
+
+def require_prometheus() -> str:
+    """The binary's path; fails (tests/peers.py) when Debian's prometheus is not installed."""
+    return require(BINARY, "prometheus")
 
 
 class PrometheusServer:
@@ -50,7 +58,7 @@ class PrometheusServer:
         config_path.write_text(self.config)
         storage = ([f"--storage.agent.path={self.dir / 'agent'}", "--enable-feature=agent"] if self.agent
                    else [f"--storage.tsdb.path={self.dir / 'data'}"])
-        args = [BINARY, f"--config.file={config_path}", *storage,
+        args = [require_prometheus(), f"--config.file={config_path}", *storage,
                 f"--web.listen-address=127.0.0.1:{self.port}", *self.extra_args]
         if self.receiver:
             args.append("--web.enable-remote-write-receiver")

@@ -61,11 +61,14 @@ class Reply:
 
 
 class CapturePeer:
-    """Records what arrives; ``script(n)`` gives the Reply for the n-th request (0-based)."""
+    """Records what arrives; ``script(n)`` gives the Reply for the n-th request (0-based), and ``refuse``
+    (given the decoded WriteRequest) answers 400 to what it matches, as a receiver refusing a series would."""
 
-    def __init__(self, script: Callable[[int], Reply] | None = None, *, ssl_context: object = None) -> None:
+    def __init__(self, script: Callable[[int], Reply] | None = None, *, ssl_context: object = None,
+                 refuse: Callable[[WriteRequest], bool] | None = None) -> None:
         self.ssl_context = ssl_context
         self.script = script or (lambda n: Reply())
+        self.refuse = refuse
         self.requests = 0
         self.times: list[float] = []
         self.headers: list[dict[str, str]] = []
@@ -89,6 +92,8 @@ class CapturePeer:
         self.headers.append(dict(request.headers))
         body = await request.read()
         reply = self.script(n)
+        if self.refuse is not None and self.refuse(WriteRequest.FromString(snappy.uncompress(body))):
+            reply = Reply(400)
         if reply.delay:
             await asyncio.sleep(reply.delay)
         if 200 <= reply.status < 300:

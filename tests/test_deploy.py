@@ -146,6 +146,7 @@ def test_default_render_passes_strict_validation(default_render: tuple[str, list
         ("StatefulSet", FULLNAME), ("PodDisruptionBudget", FULLNAME),
         ("StatefulSet", f"{FULLNAME}-etcd"), ("Service", f"{FULLNAME}-etcd-headless"),
         ("PodDisruptionBudget", f"{FULLNAME}-etcd"),
+        ("ServiceAccount", FULLNAME), ("ClusterRole", FULLNAME), ("ClusterRoleBinding", FULLNAME),
     ])
     assert_valid(validator, docs, tmp_path)
 
@@ -521,3 +522,66 @@ def test_auth_job_script_turns_auth_on_in_a_real_etcd(secure_render: tuple[str, 
         assert outside.returncode != 0 and "permission denied" in outside.stderr
     finally:
         server.remove()
+
+# ------------------------------------------------------------------- Kubernetes discovery: RBAC, volumes
+
+DISCOVERY_RESOURCES = {("", "pods"), ("", "services"), ("", "endpoints"), ("discovery.k8s.io", "endpointslices"),
+                       ("networking.k8s.io", "ingresses")}
+
+
+def granted(role: dict[str, Any]) -> set[tuple[str, str]]:
+    """(apiGroup, resource) pairs the role grants get, list and watch on."""
+    out = set()
+    for rule in role["rules"]:
+        if {"get", "list", "watch"} <= set(rule.get("verbs", [])):
+            out |= {(g, r) for g in rule.get("apiGroups", []) for r in rule.get("resources", [])}
+    return out
+
+
+def test_default_rbac_grants_discovery_and_kubelet_scraping(default_render: tuple[str, list[dict[str, Any]]]
+                                                            ) -> None:
+    _, docs = default_render
+    role = find(docs, "ClusterRole", FULLNAME)
+    assert granted(role) >= DISCOVERY_RESOURCES | {("", "nodes"), ("", "nodes/metrics")}
+    assert {"nonResourceURLs": ["/metrics"], "verbs": ["get"]} in role["rules"]
+    assert not [r for r in role["rules"] if set(r.get("verbs", [])) - {"get", "list", "watch"}]  # read-only
+    binding = find(docs, "ClusterRoleBinding", FULLNAME)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULLNAME}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+    pod = find(docs, "StatefulSet", FULLNAME)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == FULLNAME
+    assert pod["automountServiceAccountToken"] is True  # in-cluster discovery reads the token and CA
+    assert find(docs, "ServiceAccount", FULLNAME)["automountServiceAccountToken"] is False
+
+
+def test_namespace_scoped_rbac_and_extra_volumes(helm: Helm, validator: tuple[list[str], dict[str, str]],
+                                                 tmp_path: Path) -> None:
+    values = {"rbac": {"scope": "namespace", "namespaces": ["shop", "pay"]},
+              "extraVolumes": [{"name": "kube", "secret": {"secretName": "kube-creds"}}],
+              "extraVolumeMounts": [{"name": "kube", "mountPath": "/etc/agent/kube", "readOnly": True}]}
+    _, docs = render(helm, tmp_path, values)
+    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    for ns in ("shop", "pay"):
+        role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == ns)
+        assert granted(role) == DISCOVERY_RESOURCES  # nodes are cluster-scoped: not grantable here
+        binding = next(d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["namespace"] == ns)
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"][0]["namespace"] == NAMESPACE
+    sts = find(docs, "StatefulSet", FULLNAME)
+    assert {"name": "kube", "secret": {"secretName": "kube-creds"}} in sts["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "kube", "mountPath": "/etc/agent/kube", "readOnly": True} in container(sts)["volumeMounts"]
+    assert_valid(validator, docs, tmp_path)
+    _, default_ns = render(helm, tmp_path, {"rbac": {"scope": "namespace"}})
+    assert [d["metadata"]["namespace"] for d in default_ns if d["kind"] == "Role"] == [NAMESPACE]
+
+
+def test_rbac_and_token_can_be_turned_off(helm: Helm, tmp_path: Path) -> None:
+    values = {"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "existing"},
+              "kubernetesDiscovery": {"enabled": False}}
+    _, docs = render(helm, tmp_path, values)
+    assert not [d for d in docs if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                                                 "RoleBinding")]
+    pod = find(docs, "StatefulSet", FULLNAME)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "existing" and pod["automountServiceAccountToken"] is False
+    bad = helm.template(tmp_path, {"rbac": {"scope": "everything"}})
+    assert bad.returncode != 0 and "scope" in bad.stderr

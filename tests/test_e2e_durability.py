@@ -19,9 +19,9 @@ import pytest
 
 from tests.e2e_helpers import WRITE, metric_sum, start_relay
 from tests.node_process import REPO, NodeProcess, wait_for
-from tests.prometheus_server import PrometheusServer, available
+from tests.prometheus_server import PrometheusServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not available(), reason="prometheus is not installed")]
+pytestmark = pytest.mark.slow
 
 MIN_ACKED = 400
 

@@ -14,14 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_helpers import WRITE, NodeExporter, available_node_exporter, metric_sum, start_relay
+from tests.e2e_helpers import WRITE, NodeExporter, metric_sum, start_relay
 from tests.node_process import wait_for
 from tests.ports import free_port
-from tests.prometheus_server import PrometheusServer, available
+from tests.prometheus_server import PrometheusServer
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not available(), reason="prometheus is not installed"),
-              pytest.mark.skipif(not available_node_exporter(), reason="node-exporter is not installed")]
+pytestmark = pytest.mark.slow
 
 Samples = dict[tuple[tuple[str, str], ...], list[tuple[float, str]]]
 

@@ -62,5 +62,5 @@ def test_new_label_sets_checked_once() -> None:
 
 def test_label_bytes_that_are_not_a_label_are_rejected() -> None:
     raw = b"\x0a\x0b\x0a\x09" + b'{job="x"}'  # a series whose one "label" is a bare string
-    with pytest.raises(CodecError, match="protobuf"):
+    with pytest.raises(CodecError, match=r"proto|unexpected EOF"):
         SeriesChecker().decode(snappy.compress(raw), 1 << 20)

@@ -505,7 +505,8 @@ def test_reading_files_in_http_sd(field: str, snippet: str) -> None:
 
 @pytest.mark.parametrize(("field", "snippet"), _HTTP_FILE_FIELDS, ids=[f for f, _ in _HTTP_FILE_FIELDS])
 def test_reading_files_in_opaque_sd(field: str, snippet: str) -> None:
-    body = f"scrape_configs:\n- job_name: a\n  kubernetes_sd_configs:\n  - role: pod\n    {snippet}\n"
+    body = (f"scrape_configs:\n- job_name: a\n  kubernetes_sd_configs:\n  - role: pod\n"
+            f"    api_server: http://127.0.0.1:1\n    {snippet}\n")
     assert _check(body) == (SD00 + _MSG.format(field))
 
 
@@ -621,6 +622,7 @@ scrape_configs:
     port: 8443
   kubernetes_sd_configs:
   - role: pod
+    api_server: https://kubernetes.default.svc
     basic_auth: {username: k, password: kube-pass}
 - job_name: discovered
   http_sd_configs:

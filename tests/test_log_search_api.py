@@ -101,6 +101,7 @@ def test_query_syntax_is_searched_as_text(api, text, expected):
     ({"offset": "1.5"}, "offset"), ({"fromTimestamp": "yesterday"}, "fromTimestamp"),
     ({"toTimestamp": "-5"}, "toTimestamp"), ({"fromTimestamp": "10", "toTimestamp": "5"}, "fromTimestamp"),
     ({"stream": "stdin"}, "stream"), ({"query": "x" * 1001}, "query"),
+    ({"offset": str(2**63)}, "offset"), ({"offset": "9" * 30}, "offset"),
 ])
 def test_bad_search_parameters(api, params, name):
     status, body, _ = get(api, "/api/logs/search", **params)
@@ -111,7 +112,9 @@ def test_bad_search_parameters(api, params, name):
 @pytest.mark.parametrize("params,name", [
     ({"minutes": "0"}, "minutes"), ({"minutes": "abc"}, "minutes"), ({"bucket": "0"}, "bucket"),
     ({"bucket": "1", "minutes": "600"}, "bucket"), ({"minutes": "5", "fromTimestamp": "1"}, "minutes"),
-    ({"stream": "x"}, "stream"),
+    ({"stream": "x"}, "stream"), ({"bucket": str(2**63)}, "bucket"), ({"bucket": "9" * 30}, "bucket"),
+    # 10 000 buckets of 1 s, but the unaligned window touches 10 001 of them
+    ({"bucket": "1000", "fromTimestamp": "500", "toTimestamp": str(10_000_000 + 499)}, "bucket"),
 ])
 def test_bad_histogram_parameters(api, params, name):
     status, body, _ = get(api, "/api/logs/histogram", **params)
@@ -128,6 +131,17 @@ def test_histogram(api):
     assert data["total"] == 100 and data["bucket"] == 30_000
     data = get(api, "/api/logs/histogram", minutes=60, query="timeout", stream="stderr")[1]["data"]
     assert data["total"] == 30  # every 10th line is a timeout and every 10th is also on stderr
+
+
+def test_histogram_bucket_cap_holds_for_any_window(api):
+    """An all-time window gets a bucket chosen to fit (whole days), never 418 986 buckets."""
+    data = get(api, "/api/logs/histogram", fromTimestamp=0, toTimestamp=253402300799999)[1]["data"]
+    assert len(data["buckets"]) <= 10_000 and data["bucket"] % 86_400_000 == 0
+    assert data["total"] == 308 and sum(b["count"] for b in data["buckets"]) == 308
+    data = get(api, "/api/logs/histogram", fromTimestamp=0, toTimestamp=9_999_999, bucket=1000)[1]["data"]
+    assert len(data["buckets"]) == 10_000  # exactly the cap, aligned: allowed
+    status, body, _ = get(api, "/api/logs/histogram", fromTimestamp=0, toTimestamp=2**62)
+    assert status == 400 and body["error"].startswith("toTimestamp")
 
 
 def test_containers(api):

@@ -72,6 +72,16 @@ def test_offline_errors_in_source_in_last_hour(offline):
     assert "Found 60 error lines from nginx in the last 1 hour(s)" in data["answer"]
 
 
+@pytest.mark.parametrize("amount", ["12345678901234567890", "9" * 5000])
+def test_offline_huge_window_is_capped_and_said(offline, amount):
+    """A window longer than the tools search is answered for the longest one (366 days), never a 500."""
+    status, body, _ = ask(offline, f"errors in nginx in the last {amount} hours")
+    assert status == 200, body
+    data = body["data"]
+    assert data["toolCalls"][-1]["arguments"]["minutes"] == 366 * 24 * 60
+    assert "in the last 366 day(s)" in data["answer"]
+
+
 def test_offline_which_container_logs_the_most(offline):
     data = ask(offline, "which container logs the most?")[1]["data"]
     assert [c["name"] for c in data["toolCalls"]] == ["list_sources"]

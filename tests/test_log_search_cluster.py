@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.cluster_harness import NodeCluster, cluster_config
+from tests.cluster_harness import NodeCluster
 from tests.etcd_server import EtcdServer
 from tests.node_process import NodeProcess, wait_for
 
@@ -31,18 +31,6 @@ T0 = 1_700_000_000_000  # ms; every node's lines fall in the same few seconds af
 LINES = {"n0": 230, "n1": 170, "n2": 120}
 
 
-class SearchCluster(NodeCluster):
-    def add_search_nodes(self, count: int) -> None:
-        for _ in range(count):
-            node_id = f"n{self._counter}"
-            self._counter += 1
-            text = cluster_config(node_id, etcd_endpoint=self.etcd_endpoint, namespace=self.namespace) + LOGS
-            node = NodeProcess(self.root / node_id, text)
-            node.node_id = node_id  # type: ignore[attr-defined]
-            self.nodes[node_id] = node
-            node.start(wait_ready=False)
-        for node in self.nodes.values():
-            node.wait_ready(30)
 
 
 def push(node: NodeProcess, node_id: str, count: int, tenant: str = "") -> None:
@@ -68,23 +56,23 @@ def api(node: NodeProcess, path: str, tenant: str = "", **params: Any) -> tuple[
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, etcd: EtcdServer) -> Iterator[SearchCluster]:
-    c = SearchCluster(tmp_path, etcd.endpoint)
+def cluster(tmp_path: Path, etcd: EtcdServer) -> Iterator[NodeCluster]:
+    c = NodeCluster(tmp_path, etcd.endpoint)
     try:
-        c.add_search_nodes(3)
+        c.add(3, extra=LOGS)
         yield c
     finally:
         c.close()
 
 
-def wait_indexed(cluster: SearchCluster, expected: dict[str, int], tenant: str = "") -> None:
+def wait_indexed(cluster: NodeCluster, expected: dict[str, int], tenant: str = "") -> None:
     for node_id, count in expected.items():
         node = cluster.nodes[node_id]
         wait_for(lambda n=node, c=count: api(n, "/api/logs/search", tenant, scope="local", limit=1)[1]["data"]
                  ["total"] == c, timeout=30, what=f"{node_id} indexed {count} lines")
 
 
-def wait_all_peers(cluster: SearchCluster) -> None:
+def wait_all_peers(cluster: NodeCluster) -> None:
     """Every node's last reshard saw every other node ACTIVE (the fan-out asks the nodes it saw)."""
     def seen() -> bool:
         return all(len(n.get("/agent/api/v1/cluster/ring").json()["data"]["members"]) == len(cluster.nodes)
@@ -94,7 +82,7 @@ def wait_all_peers(cluster: SearchCluster) -> None:
                          for n in cluster.nodes.values()), timeout=30, what="every node answers for all")
 
 
-def test_every_node_answers_exactly_for_the_whole_cluster(cluster: SearchCluster) -> None:
+def test_every_node_answers_exactly_for_the_whole_cluster(cluster: NodeCluster) -> None:
     for node_id, count in LINES.items():
         push(cluster.nodes[node_id], node_id, count)
     wait_indexed(cluster, LINES)
@@ -146,7 +134,7 @@ def test_every_node_answers_exactly_for_the_whole_cluster(cluster: SearchCluster
     assert str(want["a"]) in json.dumps(resp.json()["data"])
 
 
-def test_tenants_stay_apart_across_nodes(cluster: SearchCluster) -> None:
+def test_tenants_stay_apart_across_nodes(cluster: NodeCluster) -> None:
     push(cluster.nodes["n0"], "n0", 30, tenant="team-a")
     push(cluster.nodes["n1"], "n1", 20, tenant="team-a")
     push(cluster.nodes["n2"], "n2", 50, tenant="team-b")
@@ -161,7 +149,7 @@ def test_tenants_stay_apart_across_nodes(cluster: SearchCluster) -> None:
         assert {e["node"] for e in logs} == {"n2"}
 
 
-def test_a_stopped_node_makes_the_answer_partial_never_wrong_in_silence(cluster: SearchCluster) -> None:
+def test_a_stopped_node_makes_the_answer_partial_never_wrong_in_silence(cluster: NodeCluster) -> None:
     for node_id, count in LINES.items():
         push(cluster.nodes[node_id], node_id, count)
     wait_indexed(cluster, LINES)
@@ -182,7 +170,7 @@ def test_a_stopped_node_makes_the_answer_partial_never_wrong_in_silence(cluster:
         stopped.proc.send_signal(signal.SIGCONT)
 
 
-def test_scope_is_validated_and_deep_cluster_pages_are_bounded(cluster: SearchCluster) -> None:
+def test_scope_is_validated_and_deep_cluster_pages_are_bounded(cluster: NodeCluster) -> None:
     wait_all_peers(cluster)
     node = cluster.nodes["n0"]
     status, body, _ = api(node, "/api/logs/search", scope="everywhere")

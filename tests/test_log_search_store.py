@@ -96,21 +96,22 @@ def test_size_limit_holds(tmp_path):
         store.close()
 
 
-def test_full_queue_drops_oldest_batches_and_counts_them(tmp_path):
+def test_direct_adds_are_never_dropped(tmp_path):
+    """Entries fed directly wait for the writer however many there are (a node's store bounds what it reads
+    from the WAL instead, see test_log_search_node.py)."""
     store = make_store(tmp_path, max_queue_entries=1_000)
     try:
-        store.writer.stop()  # nothing drains now: the queue bound is all that acts
+        store.writer.stop()  # nothing drains now
         t = now_ms()
         started = time.perf_counter()
         for b in range(10):
             store.add([entry("x", f"b{b} {i}", t + i) for i in range(300)], "")
         assert time.perf_counter() - started < 0.5  # add() only enqueues
-        assert store.writer.queued == 900 and store.writer.dropped_entries == 2_100
-        assert store.status()["droppedEntries"] == 2_100
+        assert store.writer.queued == 3_000 and "droppedEntries" not in store.status()
         store.writer.start()
         assert store.flush(10)
-        assert run(store.count(Filters(query="b9"))) == 300 and run(store.count(Filters(query="b6"))) == 0
-        assert run(store.count(Filters())) == 900
+        assert run(store.count(Filters(query="b9"))) == 300 and run(store.count(Filters(query="b0"))) == 300
+        assert run(store.count(Filters())) == 3_000
     finally:
         store.close()
 
@@ -176,5 +177,35 @@ def test_push_bytes_are_written_by_the_writer_process(tmp_path):
         assert store.flush(30)
         assert run(store.count(Filters(query="pushed", source="p"))) == 250 and store.writer.written == 250
         assert store.writer._proc.pid != os.getpid()
+    finally:
+        store.close()
+
+
+def test_writer_survives_any_push(tmp_path):
+    """Pushes the ingest path would refuse (out-of-range times, undecodable bytes) reach the writer directly:
+    what it cannot hold is skipped and counted, the rest of the push and every later push are written."""
+    from service.logs.search.store import encode_entries
+    from service.metrics.proto.push_pb2 import PushRequest
+
+    store = make_store(tmp_path)
+    try:
+        t = now_ms()
+        req = PushRequest()
+        s = req.streams.add(labels='{container="odd"}')
+        for seconds in (2**62, -(2**62), t // 1000):
+            e = s.entries.add(line=f"at {seconds}")
+            e.timestamp.seconds = seconds
+        import snappy
+
+        store.add_push("", snappy.compress(req.SerializeToString()), 3)
+        store.add_push("", b"not snappy at all", 4)
+        store.add_push("", snappy.compress(b"\xff\xff\xff"), 5)  # snappy, not protobuf
+        store.add_push("", encode_entries([entry("p", f"later {i}", t + i) for i in range(10)]), 10)
+        assert store.flush(30)
+        assert run(store.count(Filters(source="odd"))) == 1
+        assert run(store.count(Filters(query="later", source="p"))) == 10
+        status = store.status()
+        assert status["skippedEntries"] == 2 + 4 + 5 and status["healthy"] is True
+        assert store.writer.alive and store.writer.restarts == 0
     finally:
         store.close()

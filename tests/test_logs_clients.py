@@ -2,7 +2,8 @@
 (gzip JSON + structured metadata) and winston-loki under node (protobuf + snappy, unsorted labels).
 
 The clients are installed at test time into a cached temporary venv / npm prefix, never into the
-project's dependencies; a test is skipped (saying why) only when the install itself fails.
+project's dependencies. A failed install fails the test (tests/peers.py: what `make test` installs is
+required, never skipped).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _venv() -> Path:
             subprocess.run([str(py), "-m", "pip", "install", "-q", "python-logging-loki", "loki-logger-handler"],
                            check=True, timeout=300, capture_output=True)
         except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"cannot install the Python Loki clients from PyPI: {exc}")
+            pytest.fail(f"cannot install the Python Loki clients from PyPI: {exc}")
         (venv / ".ok").touch()
     return py
 
@@ -44,7 +45,7 @@ def _npm() -> Path:
             subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix),
                             "winston@3", "winston-loki@6.1.7"], check=True, timeout=300, capture_output=True)
         except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"npm cannot install winston-loki: {exc}")
+            pytest.fail(f"npm cannot install winston-loki: {exc}")
         (prefix / ".ok").touch()
     return prefix
 

@@ -158,7 +158,7 @@ def test_metrics_exposed(node: NodeProcess, loki: LokiCapture) -> None:
         return f'loki_write_sent_entries_total{{host="127.0.0.1:{loki.port}",tenant=""}} 1.0' in text
     wait_for(sent, 5, what="loki_write_sent_entries_total")
     text = node.get("/metrics").text
-    assert "loki_source_api_entries_written_total 1.0" in text
+    assert "\nloki_source_api_entries_written 1.0" in text
     assert 'loki_source_api_request_duration_seconds_count{method="POST",route="loki_api_v1_push"' in text
     assert "loki_source_api_tcp_connections" in text
 

@@ -116,6 +116,12 @@ def test_json_labels_with_rules_quotes_and_gzip() -> None:
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["1", 2]]}]}', "the log line must be a string"),
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["x1", "x"]]}]}', 'invalid timestamp "x1"'),
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["-1", "x"]]}]}', 'invalid timestamp "-1"'),
+    (b'{"streams": [{"stream": {"a": "b"}, "values": [["99999999999999999999999999999", "x"]]}]}',
+     'strconv.ParseInt: parsing "99999999999999999999999999999": value out of range'),
+    (b'{"streams": [{"stream": {"a": "b"}, "values": [["9223372036854775808", "x"]]}]}', "value out of range"),
+    (b'{"streams": [{"stream": {"a": "b"}, "values": [["' + b"9" * 5000 + b'", "x"]]}]}', "value out of range"),
+    (b'{"streams": [{"stream": {"a": "b"}, "values": [["1_000", "x"]]}]}', 'invalid timestamp "1_000"'),
+    (b'{"streams": [{"stream": {"a": "b"}, "values": [[" 12", "x"]]}]}', 'invalid timestamp " 12"'),
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["1", "x", {"m": 1}]]}]}', "structured metadata"),
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["1", "x"]]}, 5]}', "stream is not an object"),
 ])
@@ -124,6 +130,43 @@ def test_json_errors_reject_the_whole_push(body: bytes, message: str) -> None:
         PushRules().ingest(body, JSON, None, LIMIT)
     assert err.value.status == 400
     assert err.value.message.startswith("loghttp.PushRequest.ReadJSON: ") and message in err.value.message
+
+
+def test_json_largest_timestamps_are_kept() -> None:
+    """int64 nanoseconds, as Loki parses them: the largest value and a zero-padded one are in range."""
+    body = orjson.dumps({"streams": [{"stream": {"a": "b"}, "values": [
+        ["9223372036854775807", "max"], ["0" * 40 + "5", "padded"]]}]})
+    got = PushRules(use_incoming_timestamp=True).ingest(body, JSON, None, LIMIT).request()
+    assert [(e.timestamp.seconds, e.timestamp.nanos) for e in got.streams[0].entries] == [
+        (9223372036, 854775807), (0, 5)]
+
+
+def test_nul_in_a_label_name_skips_the_stream_with_400() -> None:
+    """A NUL in a label name (JSON object key, or a quoted name in a protobuf label string) is refused for
+    that stream; the others are kept, and the answer names the problem."""
+    body = orjson.dumps({"streams": [{"stream": {"a\x00b": "x"}, "values": [["1", "bad"]]},
+                                     {"stream": {"ok": "y"}, "values": [["1", "good"]]}]})
+    accepted = PushRules().ingest(body, JSON, None, LIMIT)
+    assert accepted.streams == 1 and len(accepted.errors) == 1 and "NUL" in accepted.errors[0]
+    req = PushRequest()
+    req.streams.add(labels='{"a\\x00b"="x"}').entries.add(line="bad")
+    accepted = PushRules().ingest(snappy.compress(req.SerializeToString()), PROTO, None, LIMIT)
+    assert accepted.streams == 0 and "NUL" in accepted.errors[0]
+
+
+@pytest.mark.parametrize(("seconds", "nanos", "message"), [
+    (2**62, 0, "after 10000-01-01"), (253402300800, 0, "after 10000-01-01"),
+    (-62135596801, 0, "before 0001-01-01"), (0, -1, "nanos not in range"), (0, 10**9, "nanos not in range"),
+])
+def test_protobuf_timestamps_outside_loki_range_are_400(seconds: int, nanos: int, message: str) -> None:
+    req = PushRequest()
+    e = req.streams.add(labels='{a="b"}').entries.add(line="x")
+    e.timestamp.seconds, e.timestamp.nanos = seconds, nanos
+    with pytest.raises(PushError) as err:
+        PushRules(use_incoming_timestamp=True).ingest(snappy.compress(req.SerializeToString()), PROTO, None, LIMIT)
+    assert err.value.status == 400 and message in err.value.message
+    e.timestamp.seconds, e.timestamp.nanos = 253402300799, 999_999_999  # the last valid instant
+    PushRules(use_incoming_timestamp=True).ingest(snappy.compress(req.SerializeToString()), PROTO, None, LIMIT)
 
 
 def test_json_empty_bodies_store_nothing() -> None:
@@ -221,3 +264,39 @@ def test_restamp_of_a_go_style_push_is_canonical() -> None:
     expected = reference_proto(req.SerializeToString(), PushRules(), True)
     assert PushRequest.FromString(raw) == expected
     assert len(raw) == len(expected.SerializeToString())  # the old timestamps are gone, not shadowed
+
+
+def test_timestamp_byte_scan_never_misses_a_bad_timestamp() -> None:
+    """The byte scan that decides whether entries are checked one by one flags every out-of-range value,
+    boundaries and random values alike; valid present-day times are not flagged."""
+    from service.logs.wire import may_hold_bad_timestamp
+
+    rng = random.Random(7)
+    lo, hi = -62135596800, 253402300800
+
+    def raw(seconds: int, nanos: int) -> bytes:
+        req = PushRequest()
+        e = req.streams.add(labels='{a="b"}').entries.add(line="x")
+        e.timestamp.seconds, e.timestamp.nanos = seconds, nanos
+        return req.SerializeToString()
+
+    nanos = [0, 999_999_999, 10**9, 2**30 - 1, 2**30, 2**31 - 1, -1, -(2**31)]
+    nanos += [rng.randrange(-(2**31), 2**31) for _ in range(5000)] + [10**9 + rng.randrange(-9999, 9999)
+                                                                       for _ in range(5000)]
+    for n in nanos:
+        flagged = may_hold_bad_timestamp(raw(1_700_000_000, n))
+        assert flagged or 0 <= n < 10**9, n
+        assert not flagged or not 0 <= n < 10**9 or n >= 3 << 28, n
+    for s in [hi - 1, hi, lo, lo - 1, 2**62, -1] + [rng.randrange(-(2**63), 2**63) for _ in range(5000)]:
+        assert may_hold_bad_timestamp(raw(s, 0)) or lo <= s < hi, s
+    assert not may_hold_bad_timestamp(raw(1_700_000_000 + rng.randrange(10**8), 123_456_789))
+
+
+def test_suspect_bytes_in_lines_are_checked_and_kept() -> None:
+    """A line whose bytes look like a bad timestamp only costs the entry-by-entry check."""
+    req = PushRequest()
+    e = req.streams.add(labels='{a="b"}').entries.add(line="\x10\u0080\u0080\u0080 \x08\u00ff\u00ff\u00ff")
+    e.timestamp.seconds = 1_700_000_000
+    accepted = PushRules(use_incoming_timestamp=True).ingest(snappy.compress(req.SerializeToString()), PROTO,
+                                                             None, LIMIT)
+    assert accepted.entries == 1 and not accepted.errors

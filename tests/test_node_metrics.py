@@ -60,8 +60,8 @@ def test_collector_reads_targets_and_the_wal_filesystem(tmp_path: Path) -> None:
     assert 'agent_metrics_targets{state="up"} 2.0' in text
     assert 'agent_metrics_targets{state="down"} 1.0' in text
     assert 'agent_metrics_targets{state="unknown"} 0.0' in text
-    assert "agent_metrics_targets_scrape_duration_seconds_max 0.5" in text
-    assert "agent_metrics_targets_scrape_duration_seconds_sum 0.55" in text
+    assert "agent_metrics_targets_slowest_scrape_seconds 0.5" in text
+    assert "agent_metrics_targets_last_scrape_seconds 0.55" in text
     values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if not line.startswith("#")}
     avail, size = values["agent_wal_filesystem_avail_bytes"], values["agent_wal_filesystem_size_bytes"]
     assert 0 < avail <= size

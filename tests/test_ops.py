@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.node_process import NodeProcess, wait_for
+from tests.peers import require
 
 BASE = """server:
   log_level: info
@@ -113,9 +111,7 @@ def test_integrations_sd_lists_the_agent_integration(tmp_path: Path) -> None:
 
 
 def test_self_metrics_pass_promtool(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool missing (installed with Debian's prometheus package by tests/install-deps.sh)")
+    promtool = require("promtool", "prometheus")
     log_file = tmp_path / "app.log"
     log_file.write_text("a tailed line\n")
     tail = (f"    scrape_configs:\n    - job_name: files\n      static_configs:\n      - targets: [localhost]\n"
@@ -136,6 +132,10 @@ def test_self_metrics_pass_promtool(tmp_path: Path) -> None:
         assert exposition.status == 200 and b"agent_wal_samples_appended_total" in exposition.body
         result = subprocess.run([promtool, "check", "metrics"], input=exposition.body, capture_output=True,
                                 timeout=30)
-        assert result.returncode == 0, (result.stdout + result.stderr).decode()
+        # Names kept byte for byte as Alloy and Promtail expose them fail promtool's naming lint; nothing else may.
+        upstream = ("loki_source_api_entries_written ", "promtail_read_bytes_total ", "promtail_file_bytes_total ",
+                    "promtail_files_active_total ")
+        lint = [ln for ln in (result.stdout + result.stderr).decode().splitlines() if not ln.startswith(upstream)]
+        assert result.returncode in (0, 3) and not lint, (result.stdout + result.stderr).decode()
     finally:
         node.stop()

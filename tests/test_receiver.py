@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from service.metrics.proto.remote_pb2 import WriteRequest
 from service.metrics.walstats import instance_wal_stats
 from service.wal import wal_dir_for
 from tests.node_process import REPO, NodeProcess, free_port, wait_for
+from tests.prometheus_server import require_prometheus
 from tests.rw_payloads import simple_series, write_body
 
 WRITE = "/agent/api/v1/metrics/instance/{}/write"
@@ -90,10 +90,10 @@ def test_unknown_instance_400(node: NodeProcess) -> None:
 @pytest.mark.parametrize(("body", "status", "text"), [
     (b"", 400, "empty body"),
     (b"this is not snappy at all", 400, "snappy: corrupt input"),
-    (snappy.compress(os.urandom(300)), 400, "protobuf: cannot parse WriteRequest"),
+    (snappy.compress(os.urandom(300)), 400, ("proto", "unexpected EOF")),
     (b"\x80\x80\x80\x80\x08" + b"\x00" * 64, 413, "decoded body would be 2147483648 bytes"),
 ])
-def test_bad_bodies(node: NodeProcess, body: bytes, status: int, text: str) -> None:
+def test_bad_bodies(node: NodeProcess, body: bytes, status: int, text: str | tuple[str, ...]) -> None:
     start = time.monotonic()
     resp = post(node, "demo", body)
     assert (resp.status, resp.headers["content-type"].split(";")[0]) == (status, "text/plain"), resp.text
@@ -107,7 +107,7 @@ def test_other_message_is_rejected(node: NodeProcess) -> None:
     entry = stream.entries.add(line="hello")
     entry.timestamp.seconds = 1_700_000_000
     resp = post(node, "demo", snappy.compress(push.SerializeToString()))
-    assert resp.status == 400 and "protobuf" in resp.text, resp.text
+    assert resp.status == 400 and ("proto" in resp.text or "unexpected EOF" in resp.text), resp.text
 
 
 def test_invalid_label_sets_400(node: NodeProcess) -> None:
@@ -272,7 +272,6 @@ def test_read_only_wal_disk_instance_fails_node_serves(tmp_path: Path, tmpfs: Pa
 # ----------------------------------------------------------------------------------- a real Prometheus
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
 def test_real_prometheus_remote_writes_into_us(tmp_path: Path) -> None:
     node = start_node(tmp_path / "node", ["prom"])
     prom_port = free_port()
@@ -289,7 +288,7 @@ remote_write:
     metadata_config: {{send: true, send_interval: 1s}}
 """)
     log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed below
-    prom = subprocess.Popen(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
+    prom = subprocess.Popen([require_prometheus(), f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'data'}",
                              f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=log, stderr=log)
     try:
         def appended() -> float:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import snappy
+from prometheus_client import REGISTRY
 
 from service.metrics.proto.remote_pb2 import MetricMetadata, WriteRequest
 from service.metrics.remote.client import parse_retry_after
-from service.metrics.remote.queue import RemoteWriteQueue
+from service.metrics.remote.queue import ISOLATE_SENDS, RemoteWriteQueue
 from service.wal import WAL
 from tests.polling import wait_until
 from tests.prometheus_server import free_port
@@ -83,22 +84,72 @@ def test_429_retried_after_retry_after(tmp_path: Path) -> None:
     run(scenario())
 
 
-def test_400_dropped_counted_and_marker_advanced(tmp_path: Path) -> None:
+def _has_series_3_of_record_0(wr: WriteRequest) -> bool:
+    return any(any(lb.name == "i" and lb.value == "3" for lb in ts.labels) and ts.samples[0].value == 3.0
+               for ts in wr.timeseries)
+
+
+def test_400_drops_only_what_is_refused_alone_and_marker_advanced(tmp_path: Path) -> None:
+    """A refused batch is split until the series the remote refuses stands alone: that one is dropped and
+    counted, the other 29 samples are delivered (issue 11.1: one bad part never takes its batch with it)."""
     async def scenario() -> None:
         wal = await _open(tmp_path)
-        peer = await CapturePeer(lambda n: Reply(400) if n == 0 else Reply()).start()
+        peer = await CapturePeer(refuse=_has_series_3_of_record_0).start()
         cfg = rw_config(peer.url, "queue_config: {max_samples_per_send: 10, batch_send_deadline: 20ms}\n")
         await fill_wal(wal, 3, 10)
         q = RemoteWriteQueue(wal, cfg, instance="inst", external_labels={})
         await q.start()
-        await wait_until(lambda: peer.requests == 3, what="three requests")
+        await wait_until(lambda: q.acked_position == wal.durable_position, what="all acked")
         await q.stop(5)
-        assert q.samples_failed == 10 and q.batches_failed == 1 and q.samples_retried == 0
-        assert peer.samples() == 20
+        assert q.samples_failed == 1 and q.batches_failed == 1 and q.samples_retried == 0
+        assert peer.samples() == 29 and q.samples_sent == 29
+        assert (("__name__", "rw_test"), ("i", "3"), ("job", "rwtest")) in peer.accepted  # records 1 and 2
+        assert _isolated(peer.url, "refused") == 1
         assert wal.marker("test").load() == wal.durable_position
         await peer.stop()
         wal.close()
     run(scenario())
+
+
+def test_remote_refusing_everything_costs_a_bounded_number_of_requests(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        wal = await _open(tmp_path)
+        peer = await CapturePeer(lambda n: Reply(400)).start()
+        await fill_wal(wal, 1, 200)
+        q = RemoteWriteQueue(wal, rw_config(peer.url), instance="inst", external_labels={})
+        await q.start()
+        await wait_until(lambda: q.acked_position == wal.durable_position, what="all dropped")
+        await q.stop(5)
+        assert q.samples_failed == 200 and peer.samples() == 0
+        assert 3 <= peer.requests <= 1 + ISOLATE_SENDS
+        await peer.stop()
+        wal.close()
+    run(scenario())
+
+
+def test_unreadable_record_is_skipped_and_counted_and_its_batch_delivered(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        wal = await _open(tmp_path)
+        peer = await CapturePeer().start()
+        now_ms = int(time.time() * 1000)
+        await wal.append_durable(1, request_body(5, now_ms))
+        await wal.append_durable(1, b"\xff\xff not snappy at all")
+        await wal.append_durable(1, request_body(5, now_ms, first=5))
+        q = RemoteWriteQueue(wal, rw_config(peer.url), instance="inst", external_labels={})
+        await q.start()
+        await wait_until(lambda: q.acked_position == wal.durable_position, what="all acked")
+        await q.stop(5)
+        assert peer.samples() == 10 and peer.requests == 1 and q.samples_failed == 0
+        assert _isolated(peer.url, "unreadable") == 1 and _isolated(peer.url, "refused") == 0
+        await peer.stop()
+        wal.close()
+    run(scenario())
+
+
+def _isolated(url: str, reason: str) -> float:
+    value = REGISTRY.get_sample_value("agent_remote_write_isolated_total",
+                                      {"remote_name": "test", "url": url, "instance": "inst", "reason": reason})
+    return value or 0.0
 
 
 def test_429_not_retried_when_disabled(tmp_path: Path) -> None:
@@ -192,16 +243,29 @@ def test_stop_with_unreachable_remote_returns_within_deadline(tmp_path: Path) ->
 
 
 def test_partial_batch_sent_after_deadline_and_metadata_passes(tmp_path: Path) -> None:
+    """A batch far below max_samples_per_send goes out once batch_send_deadline has passed since its first
+    record: not before (it waits for more), and not much later (it does not wait for a full batch)."""
+    deadline = 0.4
     async def scenario() -> None:
         wal = await _open(tmp_path)
         peer = await CapturePeer().start()
-        meta = WriteRequest(metadata=[MetricMetadata(type=1, metric_family_name="rw_test", help="h")])
-        await wal.append_durable(1, snappy.compress(meta.SerializeToString()))
-        q = RemoteWriteQueue(wal, rw_config(peer.url), instance="inst", external_labels={})
+        cfg = rw_config(peer.url, f"queue_config: {{batch_send_deadline: {int(deadline * 1000)}ms, "
+                                  "max_samples_per_send: 2000}\n")
+        q = RemoteWriteQueue(wal, cfg, instance="inst", external_labels={})
         await q.start()
+        meta = WriteRequest(metadata=[MetricMetadata(type=1, metric_family_name="rw_test", help="h")])
+        appended = time.monotonic()
+        await wal.append_durable(1, snappy.compress(meta.SerializeToString()))
         await wait_until(lambda: peer.metadata == 1, what="metadata-only request")
+        assert peer.times[0] - appended >= deadline * 0.95
+
+        appended = time.monotonic()
         await wal.append_durable(1, request_body(3, int(time.time() * 1000)))
-        await wait_until(lambda: peer.samples() == 3, what="a partial batch after batch_send_deadline")
+        await wal.append_durable(1, request_body(3, int(time.time() * 1000) + 1, first=3))
+        await wait_until(lambda: peer.samples() == 6, what="a partial batch after batch_send_deadline")
+        waited = peer.times[-1] - appended
+        assert peer.requests == 2  # both records in one request, cut by the deadline
+        assert deadline * 0.95 <= waited < deadline + 2.0, waited
         await q.stop(5)
         await peer.stop()
         wal.close()

@@ -22,14 +22,13 @@ import pytest
 
 from tests.conformance_target import ConformanceTarget
 from tests.node_process import NodeProcess, wait_for
+from tests.peers import require
 from tests.ports import free_port
-from tests.prometheus_server import PrometheusServer, available
+from tests.prometheus_server import PrometheusServer
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not available() or not os.access(NODE_EXPORTER, os.X_OK),
-                                 reason="prometheus or prometheus-node-exporter not installed")]
+pytestmark = pytest.mark.slow
 
 LabelSet = frozenset[tuple[str, str]]
 
@@ -152,7 +151,8 @@ class NodeExporter:
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop
         # The default collectors minus systemd (no systemd here). Their series sets do not change from
         # scrape to scrape on an idle machine.
-        self.proc = subprocess.Popen([NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{self.port}",
+        self.proc = subprocess.Popen([require(NODE_EXPORTER, "prometheus-node-exporter"),
+                                      f"--web.listen-address=127.0.0.1:{self.port}",
                                       "--no-collector.systemd"], stdout=self._log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests import deploy_tools
-from tests.cluster_harness import NodeCluster, cluster_config
+from tests.cluster_harness import NodeCluster
 from tests.etcd_server import EtcdServer
 from tests.node_process import NodeProcess, wait_for
 
@@ -38,28 +38,16 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-r
 PAGES = ["cluster", "configs", "targets", "pipelines", "logs"]
 
 
-class UICluster(NodeCluster):
-    def add_ui_nodes(self, count: int) -> None:
-        for _ in range(count):
-            node_id = f"n{self._counter}"
-            self._counter += 1
-            node = NodeProcess(self.root / node_id, cluster_config(node_id, etcd_endpoint=self.etcd_endpoint,
-                                                                    namespace=self.namespace) + LOGS)
-            node.node_id = node_id  # type: ignore[attr-defined]
-            self.nodes[node_id] = node
-            node.start(wait_ready=False)
-        for node in self.nodes.values():
-            node.wait_ready(30)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UICluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
     root = tmp_path_factory.mktemp("ui")
     etcd = EtcdServer(root / "etcd")
     etcd.start()
-    c = UICluster(root, etcd.endpoint)
+    c = NodeCluster(root, etcd.endpoint)
     try:
-        c.add_ui_nodes(2)
+        c.add(2, extra=LOGS)
         yield c
     finally:
         c.close()
@@ -119,7 +107,7 @@ def put(node: NodeProcess, name: str, targets: list[str]) -> None:
     assert resp.status in (200, 201), resp.text
 
 
-def test_root_and_ui_are_served_with_every_asset_from_the_node(cluster: UICluster, page: Any) -> None:
+def test_root_and_ui_are_served_with_every_asset_from_the_node(cluster: NodeCluster, page: Any) -> None:
     node = cluster.nodes["n0"]
     resp = node.request("GET", "/")
     assert resp.status == 302 and resp.headers["location"] == "/ui/"
@@ -130,7 +118,7 @@ def test_root_and_ui_are_served_with_every_asset_from_the_node(cluster: UICluste
     assert requested and all(u.startswith(f"http://127.0.0.1:{node.port}/") for u in requested), requested
 
 
-def test_configs_page_saves_shows_errors_in_place_diffs_and_deletes(cluster: UICluster, page: Any) -> None:
+def test_configs_page_saves_shows_errors_in_place_diffs_and_deletes(cluster: NodeCluster, page: Any) -> None:
     node = cluster.nodes["n0"]
     page.goto(url(node, "configs"))
     page.click("#new-config")
@@ -164,7 +152,7 @@ def test_configs_page_saves_shows_errors_in_place_diffs_and_deletes(cluster: UIC
     assert node.get("/agent/api/v1/configs/ui-made").status == 404
 
 
-def test_targets_page_shows_every_nodes_targets_and_a_down_targets_error(cluster: UICluster, page: Any) -> None:
+def test_targets_page_shows_every_nodes_targets_and_a_down_targets_error(cluster: NodeCluster, page: Any) -> None:
     n0 = cluster.nodes["n0"]
     names = [f"tg{i}" for i in range(6)]
     for name in names:
@@ -194,7 +182,7 @@ def test_targets_page_shows_every_nodes_targets_and_a_down_targets_error(cluster
         n0.request("DELETE", f"/agent/api/v1/config/{name}")
 
 
-def test_logs_page_counts_equal_the_api_and_the_tail_follows(cluster: UICluster, page: Any) -> None:
+def test_logs_page_counts_equal_the_api_and_the_tail_follows(cluster: NodeCluster, page: Any) -> None:
     n0, n1 = cluster.nodes["n0"], cluster.nodes["n1"]
     push(n0, [f"checkout failed order {i}" for i in range(37)], container="shop")
     push(n1, [f"checkout ok order {i}" for i in range(25)], container="shop", stream="stdout")
@@ -236,10 +224,10 @@ def test_cluster_page_shows_ownership_move_when_a_node_stops(tmp_path: Path, bro
     """Its own pair of nodes: this test stops one."""
     etcd = EtcdServer(tmp_path / "etcd")
     etcd.start()
-    c = UICluster(tmp_path, etcd.endpoint)
+    c = NodeCluster(tmp_path, etcd.endpoint)
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     try:
-        c.add_ui_nodes(2)
+        c.add(2, extra=LOGS)
         n0 = c.nodes["n0"]
         names = [f"own{i}" for i in range(8)]
         for name in names:
@@ -272,7 +260,7 @@ def test_cluster_page_shows_ownership_move_when_a_node_stops(tmp_path: Path, bro
         etcd.stop()
 
 
-def test_every_page_is_accessible_and_readable_in_both_themes_and_on_a_phone(cluster: UICluster,
+def test_every_page_is_accessible_and_readable_in_both_themes_and_on_a_phone(cluster: NodeCluster,
                                                                               browser: Any) -> None:
     n0 = cluster.nodes["n0"]
     put(n0, "a11y", [f"127.0.0.1:{n0.port}"])
@@ -298,7 +286,7 @@ def test_every_page_is_accessible_and_readable_in_both_themes_and_on_a_phone(clu
     assert not problems, json.dumps(problems, indent=1)
 
 
-def test_pipelines_page_shows_wal_and_queues_of_both_nodes(cluster: UICluster, page: Any) -> None:
+def test_pipelines_page_shows_wal_and_queues_of_both_nodes(cluster: NodeCluster, page: Any) -> None:
     n0 = cluster.nodes["n0"]
     body = "scrape_configs:\n  - job_name: pipe\n    scrape_interval: 1s\n    scrape_timeout: 1s\n" \
            f"    static_configs: [{{targets: ['127.0.0.1:{n0.port}']}}]\n" \

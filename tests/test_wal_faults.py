@@ -17,7 +17,8 @@ from tests.wal_helpers import metric, payload
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 256 KiB tmpfs, so writes really fail with ENOSPC (needs root and mount; skipped otherwise)."""
+    """A 256 KiB tmpfs, so writes really fail with ENOSPC. Needs root and mount, which a machine may not
+    offer at all: skipped then (the one kind of skip tests/peers.py allows)."""
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     if os.geteuid() != 0:

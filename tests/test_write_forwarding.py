@@ -18,7 +18,6 @@ from tests.etcd_server import EtcdServer
 from tests.node_process import NodeProcess, wait_for
 from tests.ports import free_port
 from tests.prometheus_server import PrometheusServer
-from tests.prometheus_server import available as prometheus_available
 from tests.rw_payloads import simple_series, write_body
 
 NAMES = [f"team-{i}" for i in range(6)]
@@ -141,7 +140,6 @@ def test_forwarding_between_tls_nodes_that_require_client_certificates(tmp_path:
             node.stop()
 
 
-@pytest.mark.skipif(not prometheus_available(), reason="prometheus is not installed")
 def test_real_prometheus_writes_through_a_node_that_does_not_run_the_instance(tmp_path: Path,
                                                                              etcd: EtcdServer) -> None:
     receiver = PrometheusServer(tmp_path, receiver=True).start()

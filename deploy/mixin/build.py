@@ -159,15 +159,15 @@ SCRAPING = dashboard("scraping-service-scraping", "scraping-service / Scraping",
         Single("Targets up", f'sum(agent_metrics_targets{{{SEL}, state="up"}})'),
         Single("Targets down", f'sum(agent_metrics_targets{{{SEL}, state="down"}})'),
         Single("Targets unknown", f'sum(agent_metrics_targets{{{SEL}, state="unknown"}})'),
-        Single("Slowest last scrape", f"max(agent_metrics_targets_scrape_duration_seconds_max{{{SEL}}})", "s"),
+        Single("Slowest last scrape", f"max(agent_metrics_targets_slowest_scrape_seconds{{{SEL}}})", "s"),
         Graph("Targets by state", ((f"sum by (state) (agent_metrics_targets{{{SEL}}})", "{{state}}"),)),
         Graph("Targets down per node", ((f'agent_metrics_targets{{{SEL}, state="down"}}', "{{instance}}"),)),
     ]),
     ("Scrapes", [
         Graph("Mean and slowest scrape duration",
-              ((f"sum(agent_metrics_targets_scrape_duration_seconds_sum{{{SEL}}})"
+              ((f"sum(agent_metrics_targets_last_scrape_seconds{{{SEL}}})"
                 f" / sum(agent_metrics_targets{{{SEL}}})", "mean"),
-               (f"max(agent_metrics_targets_scrape_duration_seconds_max{{{SEL}}})", "slowest")), "s"),
+               (f"max(agent_metrics_targets_slowest_scrape_seconds{{{SEL}}})", "slowest")), "s"),
         Graph("Samples appended per target per second",
               ((f"sum(rate(agent_wal_samples_appended_total{{{SEL}}}[$__rate_interval]))"
                 f" / sum(agent_metrics_targets{{{SEL}}})", "samples / target / s"),), "short",
@@ -194,7 +194,7 @@ LOGS = dashboard("scraping-service-logs", "scraping-service / Logs", [
         Graph("Send duration p99",
               (("histogram_quantile(0.99, " + rate("loki_write_request_duration_seconds_bucket", "host, le") + ")",
                 "{{host}}"),), "s"),
-        Graph("Files tailed", ((f"sum by (instance) (promtail_files_active{{{SEL}}})", "{{instance}}"),)),
+        Graph("Files tailed", ((f"sum by (instance) (promtail_files_active_total{{{SEL}}})", "{{instance}}"),)),
     ]),
     ("Search store", [
         Graph("Entries indexed", ((rate("logs_search_written_entries_total", "instance"), "{{instance}}"),), "cps"),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import orjson
 
 from service.kv.store import KVError, KVStore, Lease, LeaseExpired
-from service.log import get_logger
+from service.log import RepeatedWarning, get_logger
 
 _log = get_logger("cluster.membership")
 
@@ -115,12 +115,15 @@ class Membership:
             self._task = asyncio.create_task(self._heartbeat_loop(), name="cluster-heartbeat")
 
     async def _heartbeat_loop(self) -> None:
+        failing = RepeatedWarning(_log, "heartbeat failed: KV store unreachable, retrying")
         while True:
             await asyncio.sleep(self.heartbeat_period)
             try:
                 await self.heartbeat()
             except KVError as exc:  # unreachable: keep trying, change nothing else
-                _log.warning("heartbeat failed", err=str(exc))
+                failing.failed(err=str(exc))
+                continue
+            failing.recovered("KV store reachable again: heartbeat sent")
 
     async def heartbeat(self) -> None:
         if self.lease is None:

@@ -27,7 +27,7 @@ from service.cluster.membership import Member, Membership, State, parse_members
 from service.cluster.placement import Placement
 from service.cluster.ring import Ring
 from service.kv.store import EventType, KVError, KVStore, WatchEvent
-from service.log import get_logger
+from service.log import RepeatedWarning, get_logger
 from service.metrics.config import GlobalConfig, InstanceConfig
 from service.metrics.manager import ApplyResult, InstanceManager
 
@@ -153,6 +153,7 @@ class Sharder:
     async def _join(self) -> None:
         """Register (JOINING), then go ACTIVE; retry while the store cannot be reached."""
         delay = 0.1
+        failing = RepeatedWarning(_log, "cannot join the ring yet: KV store unreachable, retrying")
         while True:
             try:
                 if not self.membership.registered:
@@ -160,9 +161,10 @@ class Sharder:
                 self.membership.start()  # keep the lease alive while preparing
                 await self._prewarm()
                 await self.membership.set_state(State.ACTIVE)
+                failing.recovered("KV store reachable again: joined the ring")
                 break
             except KVError as exc:
-                _log.warning("cannot join the ring yet", err=str(exc))
+                failing.failed(err=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max(self.membership.heartbeat_period, 0.1))
 
@@ -180,14 +182,16 @@ class Sharder:
 
     async def _watch(self, prefix: str, relevant: Callable[[WatchEvent], bool]) -> None:
         delay = 0.1
+        failing = RepeatedWarning(_log, "watch ended; watching again")
         while True:
             try:
                 async for event in self.kv.watch(prefix):
                     delay = 0.1
+                    failing.recovered("KV store reachable again: watch resumed", prefix=prefix)
                     if relevant(event):
                         self._wake.set()
             except KVError as exc:  # compacted or failed: watch again from now, resync by a full reshard
-                _log.warning("watch ended; watching again", prefix=prefix, err=str(exc))
+                failing.failed(prefix=prefix, err=str(exc))
                 self._wake.set()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -208,11 +212,13 @@ class Sharder:
     async def reshard(self, trigger: str = "request") -> ReshardResult:
         m.RESHARDS.labels(trigger).inc()
         started = time.monotonic()
+        self._step = "the previous reshard to finish"
         try:
             async with asyncio.timeout(self.reshard_timeout or None):
                 result = await self._reshard()
         except (KVError, TimeoutError) as exc:
-            result = ReshardResult(error=str(exc) or "reshard timed out")
+            result = ReshardResult(error=str(exc) or f"reshard timed out after {self.reshard_timeout:g}s waiting "
+                                                    f"for {self._step}")
             _log.warning("reshard failed; running instances are left as they are", err=result.error)
         result.duration = time.monotonic() - started
         m.RESHARD_DURATION.labels("1" if result.ok else "0").observe(result.duration)
@@ -230,6 +236,7 @@ class Sharder:
             lease = self.membership.lease
             if lease is None:
                 raise KVError("not registered in the ring")
+            self._step = "the KV store to list configs, ring members and claims"
             configs, ring_listing, claims = await asyncio.gather(
                 self.kv.list(self.config_prefix), self.kv.list(self.membership.prefix), self.claims.list())
             members = parse_members([(p.key, p.value) for p in ring_listing.pairs])
@@ -276,6 +283,7 @@ class Sharder:
 
             held = {n for n in desired if self.claims.ours(claims.get(n), lease)}
             wanted = [n for n in desired if n not in held]
+            self._step = f"the KV store to claim {len(wanted)} configs"
             won = await self.claims.acquire(wanted, lease, claims) if wanted else set()
             result.claimed = len(won)
             held |= won
@@ -283,10 +291,12 @@ class Sharder:
             result.pending = len(desired) - len(held)
 
             final = {n: desired[n] for n in held}
+            self._step = f"instances to start or stop ({len(final)} wanted on this node)"
             apply = asyncio.ensure_future(self.manager.apply(final, {n: digests[n] for n in final}))
             result.applied = await asyncio.shield(apply)  # a timeout must not cut an apply in half
 
             stale = [c for c in claims.values() if c.node == self.node_id and c.name not in final]
+            self._step = f"the KV store to release {len(stale)} claims"
             result.released = await self.claims.release(stale) if stale else 0
             result.running = len(self.manager.running())
             m.CONFIGS_OWNED.set(result.owned)

@@ -42,7 +42,10 @@ def ssl_context(tls: TLSConfig | None) -> ssl.SSLContext | None:
     """An SSL context for the settings, or None for the defaults (system CAs, full verification)."""
     if tls is None or tls == TLSConfig():
         return None
-    ctx = ssl.create_default_context(cafile=tls.ca_file or None, cadata=tls.ca or None)
+    try:
+        ctx = ssl.create_default_context(cafile=tls.ca_file or None, cadata=tls.ca or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise HTTPClientError(f"unable to load the CA {tls.ca_file or '(inline ca)'}: {exc}") from None
     if tls.insecure_skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -56,7 +59,8 @@ def ssl_context(tls: TLSConfig | None) -> ssl.SSLContext | None:
         elif tls.cert:
             _load_pem_pair(ctx, tls.cert, str(tls.key))
     except (OSError, ssl.SSLError) as exc:
-        raise HTTPClientError(f"unable to load client certificate: {exc}") from None
+        where = f"{tls.cert_file} (key {tls.key_file or tls.cert_file})" if tls.cert_file else "(inline cert)"
+        raise HTTPClientError(f"unable to load client certificate {where}: {exc}") from None
     return ctx
 
 

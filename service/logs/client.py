@@ -4,28 +4,79 @@ Promtail / ``loki.write`` semantics: batches close at ``batchsize`` bytes or ``b
 record; one request per tenant (the entry's tenant over ``tenant_id``); snappy protobuf with
 ``Content-Encoding: snappy``; 429, 5xx and connection errors are retried with jittered exponential backoff
 (``min_period`` doubling to ``max_period``, ``max_retries`` attempts in total, 0 = forever), any other 4xx
-drops the batch at once. The marker is stored after every batch is sent or dropped, so an outage or a
-restart loses nothing: what was not acknowledged is read again from the WAL.
+drops the batch at once. A ``Retry-After`` on a 429 or 5xx is honoured (waiting at least that long, at most
+MAX_RETRY_AFTER). The marker is stored after every batch is sent or dropped, so an outage or a restart loses
+nothing: what was not acknowledged is read again from the WAL.
+
+The client task survives every error: a marker write that fails (disk full) is counted and retried with the
+next batch (at worst a restart sends some lines again), and anything unexpected is logged, counted
+(``loki_write_client_errors_total``) and followed, after a jittered backoff, by a fresh WAL tail from the
+last position sent. ``status()`` says whether it is failing and why. Credentials in the URL
+(``https://user:pass@host/...``) become a basic Authorization header and take precedence over
+``basic_auth``, as in Promtail (Go's client sets the URL's before the basic-auth round tripper, which then
+leaves an existing header alone); they never appear in logs or metric labels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import random
 import time
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 
 from service.config.secrets import url_host
 from service.http.client import HTTPClient
-from service.log import get_logger
+from service.log import RepeatedWarning, get_logger
 from service.logs import metrics
 from service.logs.batch import Batch, ExternalLabels, TenantBatch, encode_tenant_batch
 from service.logs.config import ClientConfig
 from service.wal import WAL, WALTail
+from service.wal.record import Position
 
 _READ_RECORDS = 1000
+MAX_RETRY_AFTER = 300.0  # a Retry-After longer than this is capped
+_RESTART_MIN, _RESTART_MAX = 0.5, 30.0  # backoff after an unexpected error
+
+
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """(the URL without ``user:pass@``, a basic Authorization header value from it or None)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    header = aiohttp.encode_basic_auth(unquote(parts.username or ""), unquote(parts.password or ""))
+    return urlunsplit(parts._replace(netloc=netloc)), header
+
+
+def redacted(text: str) -> str:
+    """``text`` (a URL or a client name) with a URL password shown as ``xxxxx``, as Prometheus shows it."""
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:xxxxx@{parts.netloc.rsplit('@', 1)[1]}"))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header (seconds or an HTTP date) in seconds, or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value[:12]), int(MAX_RETRY_AFTER)))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_AFTER))
 
 
 class LokiClient:
@@ -33,21 +84,39 @@ class LokiClient:
         self.cfg = cfg
         self.wal = wal
         self.instance = instance
-        self.name = cfg.display_name()
+        self.name = cfg.display_name()  # redacted: for logs and status
+        self.url, self._url_auth = split_userinfo(cfg.url)  # the URL's credentials are sent as basic auth
         self.host = url_host(cfg.url)  # the `host` label: never the URL's userinfo
-        self.marker = wal.marker(f"loki:{cfg.name or cfg.url}")
+        self.marker = wal.marker(f"loki:{cfg.name or cfg.url}")  # unchanged key, so markers survive upgrades
         self.http = HTTPClient(cfg, timeout=float(cfg.timeout))
         self.external = ExternalLabels(cfg.external_labels)
         self.consumed_bytes = 0  # WAL bytes read since start (for the instance's back-pressure bound)
-        self._log = get_logger("logs.client", instance=instance, client=self.name)
+        self._log = get_logger("logs.client", instance=instance, client=redacted(self.name))
+        # a Loki that keeps failing is one warning a minute with the count, and one line when it recovers
+        self._failing = RepeatedWarning(self._log, "error sending batch to Loki, will retry")
+        self._reason = ""
         self._task: asyncio.Task[None] | None = None
         self._tail: WALTail | None = None
         self._stopping = asyncio.Event()
+        self.sent: Position | None = None  # end of the last batch sent (or dropped)
+        self.stored: Position | None = None  # what the marker holds
+        self.errors = 0
+        self.last_error = ""
+        self.failing = False  # the last send or marker write failed
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._tail = self.wal.tail(self.marker.load())
-        self._task = asyncio.create_task(self._run(), name=f"loki-client[{self.instance}/{self.name}]")
+        if self._url_auth is not None and self.cfg.basic_auth is not None:
+            self._log.warning("both basic_auth and credentials in the url: the url's are used, as Promtail does")
+        self.stored = self.sent = self.marker.load()
+        self._tail = self.wal.tail(self.sent)
+        self._task = asyncio.create_task(self._run(), name=f"loki-client[{self.instance}/{redacted(self.name)}]")
+
+    def status(self) -> dict[str, Any]:
+        """For /api/status: healthy unless the last send or marker write failed."""
+        return {"name": redacted(self.name), "host": self.host, "healthy": not self.failing,
+                "errors": self.errors, "lastError": self.last_error, "running": self._task is not None
+                and not self._task.done()}
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Send what is durable in the WAL (up to the drain timeout), then stop; unsent data stays in the
@@ -59,30 +128,67 @@ class LokiClient:
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except (TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError, Exception):  # shutdown goes on, within its deadline
                 self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._task
             self._task = None
-        await self.http.close()
+        with contextlib.suppress(Exception):
+            await self.http.close()
 
     # --- the loop ---------------------------------------------------------------------------------------
     async def _run(self) -> None:
-        assert self._tail is not None
-        tail = self._tail
+        """Send until stopped; after an unexpected error, back off and tail again from the last sent batch."""
+        delay = _RESTART_MIN
+        while True:
+            assert self._tail is not None
+            try:
+                await self._loop(self._tail)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._error("unexpected", exc)
+                self._log.error("Loki client failed; resuming after a backoff", err=self.last_error)
+            if self._stopping.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), random.uniform(delay / 2, delay))
+            delay = min(delay * 2, _RESTART_MAX)
+            if self._stopping.is_set():
+                return
+            self._tail.close()
+            self._tail = self.wal.tail(self.sent)
+
+    async def _loop(self, tail: WALTail) -> None:
+        while True:
+            batch = await self._fill(tail)
+            if not batch:
+                await self._store_marker()
+                return
+            await self._send_batch(batch)
+            assert batch.end is not None
+            self.sent = batch.end
+            await self._store_marker()
+
+    async def _store_marker(self) -> None:
+        """Store the sent position; a failure (disk full) is counted and retried with the next batch."""
+        if self.sent is None or self.sent == self.stored:
+            return
         try:
-            while True:
-                batch = await self._fill(tail)
-                if not batch:
-                    return
-                await self._send_batch(batch)
-                assert batch.end is not None
-                await self.marker.store_async(batch.end)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            self._log.exception("Loki client stopped on an unexpected error")
-            raise
+            await self.marker.store_async(self.sent)
+        except OSError as exc:
+            self._error("marker_write", exc)
+            self._log.warning("storing the WAL progress marker failed; will retry", err=self.last_error)
+            return
+        self.stored = self.sent
+        self.failing = False
+
+    def _error(self, reason: str, exc: BaseException | str) -> None:
+        self.errors += 1
+        self.failing = True
+        self.last_error = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        metrics.CLIENT_ERRORS.labels(self.host, reason).inc()
 
     async def _fill(self, tail: WALTail) -> Batch:
         """Wait for the first record, then gather more until batchsize or batchwait (or stop)."""
@@ -127,26 +233,34 @@ class LokiClient:
         attempt = 0
         while True:
             attempt += 1
-            status = await self._post(body, tenant)
+            status, retry_after = await self._post(body, tenant)
             if 200 <= status < 300:
+                self._failing.recovered("Loki accepts batches again")
                 metrics.SENT_ENTRIES.labels(self.host, tenant).inc(tb.entries)
                 metrics.SENT_BYTES.labels(self.host, tenant).inc(tb.size)
+                if self.stored == self.sent:
+                    self.failing = False
                 return
+            self.failing = True
+            self.last_error = f"HTTP {status}" if status else "connection error"
             retry = status <= 0 or status == 429 or status >= 500
             if not retry or (backoff.max_retries > 0 and attempt >= backoff.max_retries):
                 reason = "rate_limited" if status == 429 else "ingester_error"
                 metrics.DROPPED_ENTRIES.labels(self.host, tenant, reason).inc(tb.entries)
                 metrics.DROPPED_BYTES.labels(self.host, tenant, reason).inc(tb.size)
-                self._log.error("dropping batch", status=status, entries=tb.entries, attempts=attempt)
+                self._log.error("dropping batch", status=status, reason=self._reason, entries=tb.entries,
+                                attempts=attempt)
                 return
             metrics.BATCH_RETRIES.labels(self.host, tenant).inc()
             wait = random.uniform(delay, 2 * delay)
             delay = min(delay * 2, float(backoff.max_period))
-            self._log.warning("error sending batch, will retry", status=status, retry_in=round(wait, 3))
+            if retry_after is not None:
+                wait = max(wait, retry_after)
+            self._failing.failed(status=status, reason=self._reason, retry_in=round(wait, 3))
             await asyncio.sleep(wait)
 
-    async def _post(self, body: bytes, tenant: str) -> int:
-        """The HTTP status, or 0 on a connection-level error."""
+    async def _post(self, body: bytes, tenant: str) -> tuple[int, float | None]:
+        """(the HTTP status or 0 on a connection-level or request error, its Retry-After in seconds)."""
         headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
         if tenant:
             headers["X-Scope-OrgID"] = tenant
@@ -156,18 +270,23 @@ class LokiClient:
         status_label = "error"
         try:
             headers.update(await self.http.auth_headers())
+            if self._url_auth is not None:
+                headers["Authorization"] = self._url_auth
             session = await self.http.session()
-            async with session.post(self.cfg.url, data=body, headers=headers,
+            async with session.post(self.url, data=body, headers=headers,
                                     **self.http.request_options()) as resp:
                 status = resp.status
                 status_label = str(status)
                 if status // 100 != 2:
                     text = (await resp.content.read(1024)).decode("utf-8", "replace").split("\n", 1)[0]
-                    self._log.warning("Loki answered an error", status=status, body=text)
-                return status
+                    self._reason = f"Loki answered {status}: {text}"
+                return status, retry_after_seconds(resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self._log.warning("error sending batch", err=str(exc) or type(exc).__name__)
-            return 0
+            self._reason = str(exc) or type(exc).__name__
+            return 0, None
+        except (ValueError, TypeError) as exc:  # a request aiohttp refuses to build: retried, then dropped
+            self._reason = f"cannot build the request: {type(exc).__name__}: {exc}"
+            return 0, None
         finally:
             metrics.REQUEST_DURATION_WRITE.labels(status_label, self.host, tenant).observe(
                 time.perf_counter() - start)

@@ -1,7 +1,7 @@
 """One logs instance (a ``logs.configs[]`` entry): its WAL, its Loki clients and its push listeners.
 
 Accepted pushes are appended to the instance's WAL (``<wal root>/logs/<safe name>``) and acknowledged
-once durable; every ``clients[]`` entry tails that WAL from its own progress marker. ``add_sink``
+once durable; every ``clients[]`` entry, and the search store, tails that WAL from its own position. ``add_sink``
 lets another part of the node (e.g. a local search store) receive every accepted push as well.
 """
 
@@ -114,14 +114,14 @@ class LogsInstance:
                        file_targets=len(self.targets()))
 
     async def _start_store(self) -> None:
-        from service.logs.search.feed import store_sink
+        """The search store reads this instance's WAL from its own position (a consumer like a client)."""
         from service.logs.search.store import LogStore
 
         if not self.cfg.search.enabled:
             return
-        self.store = LogStore(self.cfg.search, self.cfg.search.directory(self.wal_root, self.name), instance=self.name)
+        self.store = LogStore(self.cfg.search, self.cfg.search.directory(self.wal_root, self.name), instance=self.name,
+                              wal=self.wal)
         await self.store.start()
-        self.add_sink(store_sink(self.store))
 
     async def _start_files(self) -> None:
         from service.logs.files import FileTailing, file_scrape_configs
@@ -149,17 +149,22 @@ class LogsInstance:
         for server in self.servers:
             await server.stop()
         self.servers = []
-        if self.store is not None:
-            await self.store.stop()
-            self.store = None
         await cancel_and_wait(self._truncator)
         self._truncator = None
-        await asyncio.gather(*(c.stop() for c in self.clients))
+        # The store and the clients drain side by side, each within its own deadline; none raises.
+        await asyncio.gather(*(c.stop() for c in self.clients),
+                             *([self.store.stop()] if self.store is not None else []), return_exceptions=True)
+        self.store = None
         self.clients = []
         if self.wal is not None:
             await self.wal.aclose()
             self.wal = None
         self._log.info("logs instance stopped")
+
+    def status(self) -> dict[str, Any]:
+        """The instance's consumers of its WAL, for /api/status: unhealthy while a client is failing."""
+        clients = [c.status() for c in self.clients]
+        return {"healthy": all(c["healthy"] for c in clients), "clients": clients}
 
     async def _truncate_loop(self) -> None:
         while True:
@@ -172,6 +177,8 @@ class LogsInstance:
         if wal is None:
             return
         consumers = [c.marker.load() for c in self.clients]
+        if self.store is not None and self.store.indexer is not None:
+            consumers.append(self.store.indexer.marker.load())
         try:
             await asyncio.to_thread(wal.truncate, 0, 0, consumers)
         except OSError as exc:
@@ -188,6 +195,9 @@ class LogsInstance:
             backlog = self._appended - min(c.consumed_bytes for c in self.clients)
             if backlog > self.max_backlog_bytes:
                 raise Overloaded(429, 5, "forwarding to Loki is behind; retry later")
+        indexer = self.store.indexer if self.store is not None else None
+        if indexer is not None and indexer.lag_bytes > self.max_backlog_bytes:
+            raise Overloaded(429, 5, "the search store is behind; retry later")
 
     async def accept(self, rules: PushRules, body: bytes, content_type: str | None, content_encoding: str | None,
                      limit: int, tenant: str) -> list[str]:

@@ -57,6 +57,11 @@ class LogsManager:
         ordered = sorted(self.instances.values(), key=lambda i: (i.name != "default", i.name))
         return next((i.store for i in ordered if i.store is not None), None)
 
+    def status(self) -> dict[str, Any]:
+        """The logs part of /api/status: whether every Loki client forwards (details per instance)."""
+        instances = {name: inst.status() for name, inst in sorted(self.instances.items())}
+        return {"healthy": all(i["healthy"] for i in instances.values()), "instances": instances}
+
     def default_instance(self) -> LogsInstance:
         """``default``, or the only instance; PushError 400 naming the choices otherwise."""
         inst = self.instances.get("default")

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from service.metricnames import ExactCounter
+
 _SIZE_BUCKETS = tuple(float(1 << n) for n in range(10, 27, 2))  # 1 KiB .. 64 MiB
 
 REQUEST_DURATION = Histogram(
@@ -24,7 +26,7 @@ RESPONSE_BYTES = Histogram(
 TCP_CONNECTIONS = Gauge(
     "loki_source_api_tcp_connections", "Current number of accepted TCP connections.", ("protocol",),
 )
-ENTRIES_WRITTEN = Counter(
+ENTRIES_WRITTEN = ExactCounter(
     "loki_source_api_entries_written", "Total number of entries written by the push API.",
 )
 
@@ -45,6 +47,12 @@ REQUEST_DURATION_WRITE = Histogram(
     "loki_write_request_duration_seconds", "Duration of send requests.", ("status_code", "host", "tenant"),
 )
 BATCH_RETRIES = Counter("loki_write_batch_retries_total", "Number of times batches has had to be retried.", _HT)
+CLIENT_ERRORS = Counter(
+    "loki_write_client_errors_total",
+    "Errors a Loki client survived: marker_write (progress not stored, retried; lines are sent again after a "
+    "restart at worst) and unexpected (the client resumed from its last sent position after a backoff).",
+    ("host", "reason"),
+)
 
 _connection_sources: list[Callable[[], int]] = []
 TCP_CONNECTIONS.labels("tcp").set_function(lambda: sum(f() for f in list(_connection_sources)))

@@ -24,12 +24,23 @@ import snappy
 
 from service.logs.labels import LabelParseError, format_labels, parse_labels
 from service.logs.push_json import JsonPushError, encode_entries, json_streams
-from service.logs.wire import WireError, field_bytes, restamp_stream, stamp_field, varint
+from service.logs.wire import (
+    WireError,
+    field_bytes,
+    may_hold_bad_timestamp,
+    restamp_stream,
+    stamp_field,
+    varint,
+)
 from service.metrics.proto.push_pb2 import PushRequest
 from service.metrics.remote.codec import CodecError, next_field, snappy_declared_length
 from service.relabel import RelabelConfig, Relabeler
 
 DEFAULT_MAX_MESSAGE_SIZE = 100 << 20
+# The range of a valid google.protobuf.Timestamp, which Loki checks while decoding a push (gogo's stdtime):
+# seconds in [0001-01-01, 10000-01-01), nanos in [0, 1e9).
+MIN_SECONDS = -62135596800
+MAX_SECONDS = 253402300800
 _TENANT_CHARS = re.compile(r"^[a-zA-Z0-9!\-_.*'()]+$")
 _CACHE_MAX = 65536
 _DROPPED = ""  # cache value for a stream the rules drop
@@ -105,6 +116,24 @@ def decode_protobuf(body: bytes, limit: int) -> tuple[PushRequest, bytes]:
         raise PushError(400, f"{type(exc).__name__}: {exc}") from None
 
 
+def check_timestamps(req: PushRequest) -> None:
+    """400 for an entry whose timestamp Loki's decoder refuses (outside [0001-01-01, 10000-01-01) or nanos
+    outside [0, 1e9)): stored, it would make Loki refuse every batch it is sent in. Only kept timestamps are
+    checked (a re-stamped push drops its incoming ones unread), and walking the entries costs about three
+    times a decode, so it runs only when a byte scan (``may_hold_bad_timestamp``) finds a suspect."""
+    lo, hi = MIN_SECONDS, MAX_SECONDS
+    for stream in req.streams:
+        for e in stream.entries:
+            ts = e.timestamp
+            seconds, nanos = ts.seconds, ts.nanos
+            if seconds < lo:
+                raise PushError(400, f"timestamp: seconds:{seconds} nanos:{nanos} before 0001-01-01")
+            if seconds >= hi:
+                raise PushError(400, f"timestamp: seconds:{seconds} nanos:{nanos} after 10000-01-01")
+            if not 0 <= nanos < 1_000_000_000:
+                raise PushError(400, f"timestamp: seconds:{seconds} nanos:{nanos}: nanos not in range [0, 1e9)")
+
+
 @dataclass
 class Accepted:
     """What a push leaves to store: its snappy-block PushRequest (``body``), how many streams and entries
@@ -146,6 +175,9 @@ class PushRules:
             return hit
         try:
             parsed = parse_labels(text)
+            bad = next((name for name in parsed if "\x00" in name), None)
+            if bad is not None:
+                raise LabelParseError(f"invalid label name {bad!r}: contains NUL")
         except LabelParseError as exc:
             result: str | LabelParseError = exc
         else:
@@ -220,6 +252,8 @@ class PushRules:
 
     def _protobuf(self, body: bytes, limit: int, now_ns: int | None) -> Accepted:
         req, raw = decode_protobuf(body, limit)
+        if self.use_incoming_timestamp and may_hold_bad_timestamp(raw):
+            check_timestamps(req)
         errors: list[str] = []
         kept: list[str | None] = [self._keep(stream.labels, errors) for stream in req.streams]
         entries = streams = 0

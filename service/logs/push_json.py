@@ -16,6 +16,7 @@ import orjson
 from service.logs.wire import _CONT, _VAR, varint
 
 PREFIX = "loghttp.PushRequest.ReadJSON: "
+MAX_NS = (1 << 63) - 1  # Loki parses a timestamp with strconv.ParseInt(s, 10, 64)
 _SECONDS: dict[int, bytes] = {}
 _NAMES: dict[str, bytes] = {}
 
@@ -114,6 +115,15 @@ def _bad_value(v: Any) -> JsonPushError:
     return JsonPushError("the log line must be a string")
 
 
+def _long_timestamp(ts: str) -> int:
+    """A timestamp of 19 digits or more: in range only when it still fits Loki's int64 nanoseconds."""
+    digits = ts.lstrip("0")
+    t = int(digits) if len(digits) <= 30 else MAX_NS + 1  # no int() of an arbitrarily long digit string
+    if t > MAX_NS:
+        raise JsonPushError(f'strconv.ParseInt: parsing "{ts[:40]}": value out of range')
+    return t
+
+
 def encode_entries(values: Any, stamp: bytes | None) -> tuple[list[bytes], int, int]:
     """The entries fields (StreamAdapter field 2) of one stream's ``values``: (parts to join, their byte
     length, entry count).
@@ -138,12 +148,9 @@ def encode_entries(values: Any, stamp: bytes | None) -> tuple[list[bytes], int, 
             raise _bad_value(v) from None
         if type(ts) is not str or type(line) is not str:
             raise _bad_value(v)
-        try:
-            t = int(ts)
-        except ValueError:
-            raise JsonPushError(f'invalid timestamp "{ts}"') from None
-        if t < 0:
-            raise JsonPushError(f'invalid timestamp "{ts}"')
+        if not (ts.isascii() and ts.isdigit()):  # int() would take " 1", "1_0" and other digits too
+            raise JsonPushError(f'invalid timestamp "{ts[:40]}"')
+        t = int(ts) if len(ts) < 19 else _long_timestamp(ts)
         if stamp is None:
             s, ns = divmod(t, 1_000_000_000)
             pre = seconds.get(s) or _ts_prefixes(s)

@@ -3,7 +3,8 @@
 Counts come from a view parsed and counted in C (service/metrics/views.py); each series' key is its
 labels-only protobuf bytes, from a view holding labels as raw bytes (no label objects are built). Label
 checks, which parse a series in full and touch every label in Python, run only for keys not seen before;
-label sets churn slowly, so most requests check nothing.
+label sets churn slowly, so most requests check nothing. The body's wire format is checked as strictly as
+Prometheus' receiver checks it (service/metrics/remote/validate.py): what it refuses is answered 400 here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from google.protobuf.message import DecodeError
 from service.metrics import views
 from service.metrics.proto.remote_pb2 import TimeSeries
 from service.metrics.remote.codec import CodecError, TooLarge, WriteStats, decompress_body
+from service.metrics.remote.validate import check_series_key, check_write_request
 
 __all__ = ["CodecError", "IngestStats", "InvalidSeries", "SeriesChecker", "TooLarge"]
 
@@ -71,12 +73,15 @@ class SeriesChecker:
         if not body:
             raise CodecError("empty body: want a snappy-compressed WriteRequest")
         raw = decompress_body(body, max_decoded_bytes)
+        check_write_request(raw)
         try:
-            series, samples, exemplars, histograms, metadata = views.counts(raw)
+            samples, exemplars, histograms, metadata = views.totals(raw)
             keys = views.series_keys(raw)
+            series = len(keys.timeseries)
             seen = self._seen
             fresh = [key for key in map(_serialize, keys.timeseries) if key not in seen]
             for key in fresh:
+                check_series_key(key)
                 check_labels(TimeSeries.FromString(key))  # new label sets only: parsed in full, checked
         except DecodeError as exc:
             raise CodecError(f"protobuf: cannot parse WriteRequest: {exc}") from None

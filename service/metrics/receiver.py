@@ -32,6 +32,7 @@ DEFAULT_MAX_BODY_BYTES = 32 << 20
 DEFAULT_MAX_DECODED_BYTES = 128 << 20
 ABSENT_TTL = 2.0
 ABSENT_MAX = 4096
+UNREACHABLE_TTL = 1.0
 
 REQUESTS = Counter("agent_remote_write_receiver_requests_total",
                    "Remote write requests received, by HTTP status code.", ["code"])
@@ -75,16 +76,17 @@ class WriteReceiver:
                  checker: SeriesChecker | None = None, offload_bytes: int = 1 << 20,
                  locate: Callable[[str], Location | None] | None = None,
                  forwarder: WriteForwarder | None = None,
-                 stored: Callable[[str], Awaitable[bool]] | None = None) -> None:
+                 stored: Callable[[str], Awaitable[bool | None]] | None = None) -> None:
         """``offload_bytes``: bodies at least this large are decoded in a worker thread so one huge
         request does not stall the event loop (snappy and upb release the GIL only partly).
         ``locate`` (the cluster's placement) and ``forwarder`` serve writes for instances not running here;
-        ``stored`` asks the KV store about a name the placement does not know yet."""
+        ``stored`` asks the KV store about a name the placement does not know yet (None: it cannot say)."""
         self.lookup = lookup
         self.locate = locate
         self.forwarder = forwarder
         self.stored = stored
         self._absent: dict[str, float] = {}  # names the store did not hold, until when that answer stands
+        self._unreachable_until = 0.0  # the store did not answer: 503 without asking it again until then
         self.max_body_bytes = max_body_bytes
         self.max_decoded_bytes = max_decoded_bytes
         self.checker = checker or SeriesChecker()
@@ -128,10 +130,22 @@ class WriteReceiver:
 
     async def _not_here(self, request: Request, name: str) -> Response:
         """A write for an instance this node does not run: forward it to its owner, ask the sender to
-        retry while it is being placed, or refuse it when no such config exists."""
+        retry while it is being placed or while nobody can tell whether it exists, or refuse it when the
+        store says no such config exists."""
         location = self.locate(name) if self.locate is not None else None
-        if location is None or (location.where is Where.UNKNOWN and not await self._stored_now(name)):
+        if location is None:
             return _text(400, f"instance {name} does not exist")
+        if location.where is Where.UNKNOWN:
+            stored = await self._stored_now(name)
+            if stored is None:
+                # e.g. restarted while the store is down: the placement is empty, and a 400 would make the
+                # sender drop samples for an instance that may well exist
+                response = _text(503, f"cannot tell whether instance {name} exists: the config store is "
+                                      "unreachable; retry")
+                response.headers["Retry-After"] = "1"
+                return response
+            if not stored:
+                return _text(400, f"instance {name} does not exist")
         forwarded = FORWARDED_HEADER.lower() in request.headers
         if location.where is Where.ELSEWHERE and self.forwarder is not None and not forwarded:
             try:
@@ -148,16 +162,24 @@ class WriteReceiver:
         response.headers["Retry-After"] = "1"
         return response
 
-    async def _stored_now(self, name: str) -> bool:
+    async def _stored_now(self, name: str) -> bool | None:
         """Whether the store holds `name` although the last reshard did not see it (a config PUT a moment
-        ago). A name found missing is not asked about again for ABSENT_TTL seconds, so a sender writing to
-        a name that does not exist costs the store one read every few seconds, not one per request."""
+        ago, or no reshard has succeeded since this node started); None when the store cannot say. A name
+        found missing is not asked about again for ABSENT_TTL seconds, so a sender writing to a name that
+        does not exist costs the store one read every few seconds, not one per request; after the store
+        failed to answer, it is not asked again for UNREACHABLE_TTL seconds."""
         if self.stored is None:
             return False
         now = time.monotonic()
         if self._absent.get(name, 0.0) > now:
             return False
-        if await self.stored(name):
+        if self._unreachable_until > now:
+            return None
+        stored = await self.stored(name)
+        if stored is None:
+            self._unreachable_until = time.monotonic() + UNREACHABLE_TTL
+            return None
+        if stored:
             return True
         if len(self._absent) >= ABSENT_MAX:
             self._absent.clear()

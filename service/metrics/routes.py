@@ -21,7 +21,7 @@ from service.metrics.scrape.routes import targets_routes
 def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None = None, *,
                        locate: Callable[[str], Location | None] | None = None,
                        forwarder: WriteForwarder | None = None,
-                       stored: Callable[[str], Awaitable[bool]] | None = None) -> list[Route]:
+                       stored: Callable[[str], Awaitable[bool | None]] | None = None) -> list[Route]:
     """`locate` and `forwarder` let the write endpoint pass writes on to the node that runs the instance."""
     async def instances(request: Request) -> Response:
         return success(manager.running())

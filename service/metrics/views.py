@@ -3,9 +3,9 @@
 A view declares only the fields one check needs; everything else is skipped by the parser and then dropped
 (``DiscardUnknownFields``), so no per-label Python objects are ever built:
 
-- :data:`CountView`: samples, exemplars and histograms as empty messages. Serialized, each one is exactly
-  the two bytes ``<tag> 00`` (a zero length never follows a tag otherwise, and canonical varints never end
-  in 00), so ``bytes.count`` gives exact totals;
+- :data:`CountView`: samples, exemplars and histograms as empty messages, with ``timeseries`` declared
+  singular: protobuf merges repeated occurrences of a singular message field, so upb folds every series
+  into one whose lists hold all of them, and ``len()`` gives exact totals;
 - :data:`KeyView`: each series' labels as raw bytes, so a series' labels-only encoding (its identity, the
   same bytes a TimeSeries with only labels has) costs one C serialization.
 
@@ -37,6 +37,7 @@ def _build() -> dict[str, Any]:
     message("SeriesCounts", [("samples", 2, _MESSAGE, "Empty"), ("exemplars", 3, _MESSAGE, "Empty"),
                              ("histograms", 4, _MESSAGE, "Empty")])
     message("CountView", [("timeseries", 1, _MESSAGE, "SeriesCounts"), ("metadata", 3, _MESSAGE, "Empty")])
+    fdp.message_type[-1].field[0].label = _OPTIONAL  # singular: all series fold into one
     message("SeriesKey", [("labels", 1, _BYTES, "")])
     message("KeyView", [("timeseries", 1, _MESSAGE, "SeriesKey")])
     pool = descriptor_pool.DescriptorPool()
@@ -49,18 +50,18 @@ _CLASSES = _build()
 CountView: Any = _CLASSES["CountView"]
 KeyView: Any = _CLASSES["KeyView"]
 
-SAMPLE_MARK, EXEMPLAR_MARK, HISTOGRAM_MARK = b"\x12\x00", b"\x1a\x00", b"\x22\x00"
+def totals(raw: bytes) -> tuple[int, int, int, int]:
+    """``(samples, exemplars, histograms, metadata)`` of a decoded WriteRequest.
+    Raises google.protobuf.message.DecodeError on malformed wire data."""
+    view = CountView.FromString(raw)
+    series = view.timeseries
+    return len(series.samples), len(series.exemplars), len(series.histograms), len(view.metadata)
 
 
 def counts(raw: bytes) -> tuple[int, int, int, int, int]:
-    """``(series, samples, exemplars, histograms, metadata)`` of a decoded WriteRequest.
-    Raises google.protobuf.message.DecodeError on malformed wire data."""
-    view = CountView.FromString(raw)
-    view.DiscardUnknownFields()
-    blob = view.SerializeToString()
-    metadata = len(view.metadata)  # top-level field 3: also serialized as 1a 00
-    return (len(view.timeseries), blob.count(SAMPLE_MARK), blob.count(EXEMPLAR_MARK) - metadata,
-            blob.count(HISTOGRAM_MARK), metadata)
+    """``(series, samples, exemplars, histograms, metadata)`` of a decoded WriteRequest (the series from a
+    :func:`series_keys` view; the receiver takes them from the one it parses anyway)."""
+    return (len(series_keys(raw).timeseries), *totals(raw))
 
 
 def series_keys(raw: bytes) -> Any:

@@ -5,9 +5,9 @@
 - ``agent_kv_store_up``: whether the last probe of the KV store (etcd or embedded) answered in time.
 - ``agent_wal_filesystem_avail_bytes`` / ``agent_wal_filesystem_size_bytes``: the disk under
   ``metrics.wal_directory`` (WALs, search stores and the embedded KV live there), read at scrape time.
-- ``agent_metrics_targets{state}``: this node's scrape targets by state (up, down, unknown), and
-  ``agent_metrics_targets_scrape_duration_seconds_{sum,max}`` over their last scrapes, read at scrape time
-  from the running instances.
+- ``agent_metrics_targets{state}``: this node's scrape targets by state (up, down, unknown), with
+  ``agent_metrics_targets_last_scrape_seconds`` (the sum of their last scrape durations) and
+  ``agent_metrics_targets_slowest_scrape_seconds`` (the longest), read at scrape time from the instances.
 """
 
 from __future__ import annotations
@@ -109,10 +109,10 @@ class NodeCollector(Collector):
             targets.add_metric([state], tally.get(state, 0))
         yield targets
         durations = [float(t.get("scrape_duration_ms") or 0) / 1000 for t in listed]
-        yield GaugeMetricFamily("agent_metrics_targets_scrape_duration_seconds_sum",
+        yield GaugeMetricFamily("agent_metrics_targets_last_scrape_seconds",
                                 "Sum over this node's targets of their last scrape's duration.",
                                 value=sum(durations))
-        yield GaugeMetricFamily("agent_metrics_targets_scrape_duration_seconds_max",
+        yield GaugeMetricFamily("agent_metrics_targets_slowest_scrape_seconds",
                                 "The longest last scrape among this node's targets.",
                                 value=max(durations, default=0.0))
 

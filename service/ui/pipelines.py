@@ -42,8 +42,10 @@ _LOKI = {
 }
 _SEARCH = {
     "logs_search_written_entries_total": "written_entries",
-    "logs_search_dropped_entries_total": "dropped_entries",
+    "logs_search_skipped_entries_total": "skipped_entries",
     "logs_search_queue_entries": "queued_entries",
+    "logs_search_lag_seconds": "lag_seconds",
+    "logs_search_writer_up": "writer_up",
     "logs_search_store_bytes": "store_bytes",
 }
 

@@ -206,11 +206,17 @@ class ClusterView:
 
     async def _ask_all(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
         """{node: data} for every peer that answered; the others are added to `missing`."""
+        return await self._ask({p.node: (path, params) for p in self.peers})
+
+    async def _ask(self, requests: Mapping[str, tuple[str, Mapping[str, str]]]) -> dict[str, Any]:
+        """{node: data} for the peers named in `requests` ({node: (path, params)}) that answered; the others
+        are added to `missing`."""
         sem = asyncio.Semaphore(max(1, self.concurrency))
-        results = await asyncio.gather(*(self._get(p, path, params, sem) for p in self.peers),
+        peers = [p for p in self.peers if p.node in requests]
+        results = await asyncio.gather(*(self._get(p, *requests[p.node], sem) for p in peers),
                                        return_exceptions=True)
         answers: dict[str, Any] = {}
-        for peer, result in zip(self.peers, results, strict=True):
+        for peer, result in zip(peers, results, strict=True):
             if isinstance(result, PeerFailed):
                 if peer.node not in self.missing:
                     self.missing.append(peer.node)
@@ -245,19 +251,10 @@ class ClusterView:
         if self.node in parts:
             start, count = parts[self.node]
             pages[self.node] = local[start:start + count]
-        peers = [p for p in self.peers if p.node in parts]
-        sem = asyncio.Semaphore(max(1, self.concurrency))
-        results = await asyncio.gather(*(self._get(p, "/api/logs/search", {
-            **filter_params(f), "offset": str(parts[p.node][0]), "limit": str(parts[p.node][1])}, sem)
-            for p in peers), return_exceptions=True)
-        for peer, result in zip(peers, results, strict=True):
-            if isinstance(result, PeerFailed):
-                if peer.node not in self.missing:
-                    self.missing.append(peer.node)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                pages[peer.node] = result["logs"]
+        remote = await self._ask({node: ("/api/logs/search", {**filter_params(f), "offset": str(start),
+                                                                "limit": str(count)})
+                                  for node, (start, count) in parts.items() if node != self.node})
+        pages.update((node, data["logs"]) for node, data in remote.items())
         return total, merge_pages(pages, 0, limit)
 
     async def count(self, f: Filters) -> int:

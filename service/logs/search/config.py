@@ -79,7 +79,8 @@ class SearchConfig:
     chat: ChatConfig = yaml_field(default_factory=ChatConfig)
     # How often retention runs; ours, mostly for tests.
     retention_interval: Duration = Duration(10)
-    # Entries waiting to be written; when exceeded the oldest batches are dropped (and counted).
+    # Entries read from the WAL ahead of the writer; when reached the store stops reading (it lags in the WAL,
+    # nothing is dropped).
     max_queue_entries: int = 200_000
     # Cluster-wide answers (ours): how long to wait for each other node, and how many to ask at once.
     peer_timeout: Duration = Duration(2)

@@ -4,8 +4,10 @@ Choices where Loggator's docs leave room (see docs of the functions):
 - a container id is `source_id(name)` (12 hex digits of SHA-256 of the name); `/api/containers/{id}` also
   accepts the exact name;
 - histogram windows are `fromTimestamp`/`toTimestamp` (ms) or `minutes` (default 60 back from now); the bucket
-  is `bucket` in milliseconds, or chosen from the window (a round step giving at most ~120 buckets); buckets
-  are aligned to multiples of the bucket size since the Unix epoch, ascending and zero-filled;
+  is `bucket` in milliseconds, or chosen from the window (a round step giving at most ~120 buckets, whole days
+  beyond 7-day steps, so even an all-time window fits); buckets are aligned to multiples of the bucket size
+  since the Unix epoch, ascending and zero-filled; an explicit `bucket` that would give more than 10 000
+  buckets is a 400 INVALID_PARAMETER (the documented envelope's validation), never a longer answer;
 - requests see only their tenant (X-Scope-OrgID; absent = the default tenant "");
 - in a cluster, search, histogram, containers and chat answer for every ACTIVE node (cluster.py) unless
   `scope=local`; such answers say `partial` (and name `missingNodes`) when a node did not answer in time.
@@ -48,18 +50,26 @@ StoreRef = LogStore | Callable[[], LogStore | None] | None
 StatusProvider = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
 
 MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+MAX_INT64 = (1 << 63) - 1  # SQLite's integer range: larger offsets and buckets are refused, not overflowed
 MAX_BUCKETS = 10_000
+DAY_MS = 86_400_000
 STEPS_MS = [1_000, 5_000, 10_000, 15_000, 30_000, 60_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000,
             3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000]
 TARGET_BUCKETS = 120
 
 
 def choose_bucket(window_ms: int) -> int:
-    """The smallest round step giving at most TARGET_BUCKETS buckets over the window."""
+    """The smallest round step giving at most TARGET_BUCKETS buckets over the window; beyond the largest
+    step (7 days), a whole number of days, so that even an all-time window stays near TARGET_BUCKETS."""
     for step in STEPS_MS:
         if window_ms / step <= TARGET_BUCKETS:
             return step
-    return STEPS_MS[-1]
+    return -(-window_ms // (TARGET_BUCKETS * DAY_MS)) * DAY_MS
+
+
+def bucket_count(from_ms: int, to_ms: int, bucket_ms: int) -> int:
+    """How many aligned buckets cover [from_ms, to_ms] (an unaligned window touches one more)."""
+    return to_ms // bucket_ms - from_ms // bucket_ms + 1
 
 
 def _store(ref: StoreRef) -> LogStore:
@@ -116,7 +126,7 @@ def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = N
             got = status_provider()
             parts = await got if inspect.isawaitable(got) else got
         store_status = current.status() if current is not None else {"running": False}
-        healthy = store_status["running"] and all(
+        healthy = store_status["running"] and store_status.get("healthy", True) and all(
             not isinstance(v, dict) or v.get("healthy", True) is not False for v in parts.values())
         return ok({"service": "scraping-service", "version": __version__,
                    "status": "healthy" if healthy else "degraded", "store": store_status, **parts})
@@ -131,7 +141,7 @@ def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = N
         q = request.query_params
         # A peer asks for the first offset+limit entries of a cluster-wide page.
         limit = int_param(q, "limit", 50, low=1, high=MAX_WINDOW if from_peer(request) else 100)
-        offset = int_param(q, "offset", 0, low=0)
+        offset = int_param(q, "offset", 0, low=0, high=MAX_INT64)
         if view is not None and offset + limit > MAX_WINDOW:  # type: ignore[operator]
             raise invalid(f"offset: offset+limit must be at most {MAX_WINDOW} for a cluster-wide search "
                           "(narrow the time range, or use scope=local)")
@@ -160,10 +170,10 @@ def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = N
         elif f.to_ms is None:
             f.to_ms = max(now, f.from_ms)
         window = f.to_ms - f.from_ms + 1  # type: ignore[operator]
-        bucket = int_param(q, "bucket", low=1)
+        bucket = int_param(q, "bucket", low=1, high=MAX_INT64)
         if bucket is None:
             bucket = choose_bucket(window)
-        elif window / bucket > MAX_BUCKETS:
+        elif bucket_count(f.from_ms, f.to_ms, bucket) > MAX_BUCKETS:  # type: ignore[arg-type]
             raise invalid(f"bucket too small: at most {MAX_BUCKETS} buckets per window")
         if known:
             buckets, total = await s.histogram(f, bucket)

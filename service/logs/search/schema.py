@@ -20,6 +20,10 @@ instead of in the table, whose rows carry the text (at 1M entries, a 24 h histog
 ms). Ids grow with arrival, so the index is appended to at its end. The writer creates it when it opens a
 database without it; readers use it once it is there (`covering_index_ready`).
 
+`progress` holds, for the logs WAL the store is fed from, the position (segment, offset) just after the last
+record whose entries are in `logs`. The writer updates it in the transaction that inserts those entries, so
+after any crash the store resumes exactly where its data ends: nothing is indexed twice or skipped.
+
 `PRAGMA user_version` is the layout's version. Version 1 added `minute_counts`: the writer process creates it
 and fills it from `logs` in one transaction when it opens an older database (`migrate`); readers use it only
 once the version says it is there (`rollup_ready`).
@@ -57,6 +61,11 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_tenant_ts ON logs (tenant, ts, sid);
 CREATE INDEX IF NOT EXISTS logs_ts ON logs (ts);
 CREATE INDEX IF NOT EXISTS logs_id ON logs (id, tenant, ts, sid);
+CREATE TABLE IF NOT EXISTS progress (
+    source   TEXT PRIMARY KEY,
+    segment  INTEGER NOT NULL,
+    offset   INTEGER NOT NULL
+);
 CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(
     line, content='logs', content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='2 3'
 );
@@ -115,6 +124,20 @@ def migrate(conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+WAL_SOURCE = "wal"
+
+
+def read_progress(conn: sqlite3.Connection) -> tuple[int, int] | None:
+    """(segment, offset) the store has indexed the logs WAL up to, or None when it was never fed from one."""
+    row = conn.execute("SELECT segment, offset FROM progress WHERE source = ?", (WAL_SOURCE,)).fetchone()
+    return (int(row[0]), int(row[1])) if row else None
+
+
+def write_progress(conn: sqlite3.Connection, position: tuple[int, int]) -> None:
+    conn.execute("INSERT INTO progress (source, segment, offset) VALUES (?, ?, ?) ON CONFLICT (source) "
+                 "DO UPDATE SET segment = excluded.segment, offset = excluded.offset", (WAL_SOURCE, *position))
 
 
 def covering_index_ready(conn: sqlite3.Connection) -> bool:

@@ -1,13 +1,15 @@
 """LogStore: the local searchable copy of the logs a node received.
 
-The logs instance hands each push to `add_push(tenant, body, entries)` once it is durable in its WAL; that only
-enqueues (see writer.py; the writing happens in a separate process). Reads run on a small thread pool, each
-thread with its own read-only connection, so searches run beside the writer (SQLite WAL mode). Counts are
-exact, with no result cap: with a text or word filter `total` is a COUNT and histogram buckets a GROUP BY over
-the matching rows. Without one, the whole minutes of the window are summed from the per-minute counts
-(`minute_counts`, see schema.py) and only the partial minutes at its two edges are counted in `logs`, all in
-one read transaction. Histograms take that path when the bucket is a multiple of a minute and the window
-starts at or after 1970 (SQL's bucket starts truncate toward zero, so before it they are not whole minutes).
+In a node the store reads the logs instance's WAL itself (indexer.py), from its own position, so whatever the
+instance acknowledged becomes searchable, late when pushes come faster than it indexes, never dropped; the
+writing happens in a separate process (writer.py). Without a WAL (tests, tools) `add_push`/`add` feed it.
+Reads run on a small thread pool, each thread with its own read-only connection, so searches run beside the
+writer (SQLite WAL mode). Counts are exact, with no result cap: with a text or word filter `total` is a COUNT
+and histogram buckets a GROUP BY over the matching rows. Without one, the whole minutes of the window are
+summed from the per-minute counts (`minute_counts`, see schema.py) and only the partial minutes at its two
+edges are counted in `logs`, all in one read transaction. Histograms take that path when the bucket is a
+multiple of a minute and the window starts at or after 1970 (SQL's bucket starts truncate toward zero, so
+before it they are not whole minutes).
 
 A "source" (Loggator's container) is the value of `source_label` (default `container`, else `job`). Its id is
 the first 12 hex digits of SHA-256 of the name: stable across restarts and nodes, unlike container ids.
@@ -32,11 +34,13 @@ import snappy
 
 from service.logs.labels import format_labels
 from service.logs.search.config import SearchConfig
+from service.logs.search.indexer import SearchIndexer
 from service.logs.search.query import Filters
 from service.logs.search.schema import DB_FILE, MINUTE_MS, connect, covering_index_ready, rollup_ready
 from service.logs.search.writer import Writer
 from service.logs.search.writer_proc import DELETED_AGE, DELETED_SIZE, SIZE
 from service.metrics.proto.push_pb2 import PushRequest
+from service.wal import WAL
 
 ERROR_WORDS = ("error", "exception", "fail", "fatal", "panic")
 
@@ -78,7 +82,7 @@ class RetentionView:
 
 class LogStore:
     def __init__(self, config: SearchConfig, directory: str, *, instance: str = "default",
-                 read_threads: int = 4, writer_nice: int = 10) -> None:
+                 read_threads: int = 4, writer_nice: int = 10, wal: WAL | None = None) -> None:
         self.config = config
         self.directory = directory
         self.instance = instance
@@ -88,11 +92,14 @@ class LogStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._writer = Writer(self.path, source_label=config.source_label, max_entries=config.max_queue_entries,
+        self._writer = Writer(self.path, source_label=config.source_label,
                               instance=instance, max_age_s=float(config.retention),
                               max_bytes=config.max_size_bytes, tick_interval=float(config.retention_interval),
                               nice=writer_nice)
         self.writer: Writer | None = None
+        self.wal = wal
+        self.indexer: SearchIndexer | None = None if wal is None else SearchIndexer(
+            self._writer, wal, self.path, instance=instance, max_queue_entries=config.max_queue_entries)
         self.retention = RetentionView(self._writer.shared)
         self.started_at = 0.0
         self._rollup_seen = False  # minute_counts was complete once (it stays so)
@@ -122,10 +129,19 @@ class LogStore:
             self._readers.clear()
 
     async def start(self) -> None:
+        """Open the store and, with a WAL, start indexing it from the store's own position."""
         await asyncio.to_thread(self.open)
+        if self.indexer is not None:
+            self.indexer.start()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        await asyncio.to_thread(self.close, timeout)
+        """Stop indexing, write what was read (within `timeout` in all), store the WAL marker; never raises."""
+        deadline = time.monotonic() + timeout
+        if self.indexer is not None:
+            await self.indexer.stop(timeout / 2)
+        await asyncio.to_thread(self.close, max(1.0, deadline - time.monotonic()))
+        if self.indexer is not None:
+            await self.indexer.finish()
 
     @property
     def running(self) -> bool:
@@ -146,8 +162,18 @@ class LogStore:
             self.writer.enqueue(tenant or "", encode_entries(entries), len(entries))
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until everything added so far is written."""
-        return self.writer.wait_idle(timeout) if self.writer is not None else True
+        """Wait until everything added so far (with a WAL: everything durable in it now) is written. Blocking:
+        for tests and tools."""
+        if self.writer is None:
+            return True
+        if self.indexer is None:
+            return self.writer.wait_idle(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.indexer.caught_up():
+                return True
+            time.sleep(0.02)
+        return False
 
     # ------------------------------------------------------------------------------------------ reads
 
@@ -390,10 +416,20 @@ class LogStore:
         return None
 
     def status(self) -> dict[str, Any]:
+        """The store's state for /api/status; `healthy` is False while its writer is down or it lags more than
+        a minute behind the WAL (details in `indexer`)."""
         w = self.writer
         if w is not None:
             w.report()
-        return {"running": w is not None, "path": self.path,
-                "queuedEntries": w.queued if w else 0, "droppedEntries": w.dropped_entries if w else 0,
-                "sizeBytes": self.retention.last_size, "maxSizeBytes": self.config.max_size_bytes,
-                "retentionSeconds": float(self.config.retention), "deleted": dict(self.retention.deleted)}
+        out: dict[str, Any] = {
+            "running": w is not None, "path": self.path, "queuedEntries": w.queued if w else 0,
+            "writtenEntries": w.written if w else 0, "skippedEntries": w.skipped if w else 0,
+            "sizeBytes": self.retention.last_size, "maxSizeBytes": self.config.max_size_bytes,
+            "retentionSeconds": float(self.config.retention), "deleted": dict(self.retention.deleted)}
+        if self.indexer is not None and w is not None:
+            indexer = self.indexer.status()
+            out["indexer"] = indexer
+            out["healthy"] = indexer["healthy"]
+        else:
+            out["healthy"] = w is not None and w.alive
+        return out

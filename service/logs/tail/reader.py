@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
-from service.log import get_logger
+from service.log import RepeatedWarning, get_logger
 from service.logs.entry import Entry, Sink
 from service.logs.tail import metrics
 from service.logs.tail.positions import Positions
@@ -76,6 +76,7 @@ class FileReader:
     # -- loop ----------------------------------------------------------------------------------------------
     async def _run(self) -> None:
         interval = self.poll_min
+        failing = RepeatedWarning(log, "error reading file")  # a file we cannot read fails on every poll
         while True:
             stopping = self._stop.is_set()
             if stopping and not self._drain:
@@ -83,9 +84,11 @@ class FileReader:
             try:
                 progressed = await self._step()
             except OSError as exc:
-                log.warning("error reading file", path=self.path, err=str(exc))
+                failing.failed(path=self.path, err=str(exc))
                 self._close()
                 progressed = False
+            else:
+                failing.recovered("reading file again", path=self.path)
             if stopping and not progressed:
                 return
             if progressed:

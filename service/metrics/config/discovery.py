@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from service.config.durations import Duration
 from service.config.errors import ConfigError
 from service.metrics.config.http_client import HTTPClientFields, check_url
+from service.metrics.config.kubernetes import KubernetesSDConfig
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _FILE_SD_NAME = re.compile(r"^[^*]*(\*[^/]*)?\.(json|yml|yaml|JSON|YML|YAML)$")
@@ -119,7 +120,7 @@ class SDFields:
     hetzner_sd_configs: list[Any] = field(default_factory=list)
     http_sd_configs: list[HTTPSDConfig] = field(default_factory=list)
     ionos_sd_configs: list[Any] = field(default_factory=list)
-    kubernetes_sd_configs: list[Any] = field(default_factory=list)
+    kubernetes_sd_configs: list[KubernetesSDConfig] = field(default_factory=list)
     kuma_sd_configs: list[Any] = field(default_factory=list)
     lightsail_sd_configs: list[Any] = field(default_factory=list)
     linode_sd_configs: list[Any] = field(default_factory=list)

@@ -13,6 +13,7 @@ from service.config.errors import ConfigError
 from service.metrics.config.discovery import FileSDConfig, HTTPSDConfig, sd_entries
 from service.metrics.config.http_client import HTTPClientFields
 from service.metrics.config.instance import InstanceConfig
+from service.metrics.config.kubernetes import KubernetesSDConfig
 
 # Discovery types as the agent vets them: the whole HTTP client block, only its TLS files, or nothing.
 HTTP_CHECKED = frozenset({"digitalocean", "dockerswarm", "eureka", "hetzner", "kubernetes", "marathon",
@@ -62,6 +63,11 @@ def _check_discovery(name: str, disc: Any) -> None:
         raise _forbidden("file_sd_configs")
     if isinstance(disc, HTTPSDConfig):
         _check_client(disc)
+        return
+    if isinstance(disc, KubernetesSDConfig):
+        _check_client(disc)  # in-cluster config (no api_server) reads only the fixed service account files
+        if disc.kubeconfig_file:
+            raise _forbidden("kubeconfig_file")
         return
     if name in NOT_CHECKED:
         return

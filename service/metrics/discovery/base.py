@@ -66,6 +66,10 @@ class Provider:
     async def run(self) -> None:
         """Override: refresh until cancelled."""
 
+    def sorted_groups(self) -> list[TargetGroup]:
+        """The groups in source order (the order targets are deduplicated in)."""
+        return [g for _, g in sorted(self.groups.items())]
+
     def publish(self, groups: dict[str, TargetGroup]) -> None:
         if groups != self.groups:
             self.groups = groups

@@ -9,6 +9,7 @@ import aiohttp
 import orjson
 
 from service.http.client import HTTPClient
+from service.log import RepeatedWarning
 from service.metrics.config.discovery import HTTPSDConfig
 from service.metrics.discovery.base import Provider, TargetGroup, parse_groups
 
@@ -37,14 +38,16 @@ class HTTPProvider(Provider):
         return {g.source: g for g in groups}
 
     async def run(self) -> None:
+        failing = RepeatedWarning(self.log, "unable to refresh target groups")
         try:
             while True:
                 try:
                     self.publish(await self.fetch())
                     self.last_error = ""
+                    failing.recovered("target groups refreshed again", url=self.config.url)
                 except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
                     self.last_error = str(exc) or type(exc).__name__
-                    self.log.error("unable to refresh target groups", url=self.config.url, err=self.last_error)
+                    failing.failed(url=self.config.url, err=self.last_error)
                 await asyncio.sleep(float(self.config.refresh_interval))
         finally:
             await self.client.close()

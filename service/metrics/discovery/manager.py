@@ -12,12 +12,14 @@ from service.metrics.discovery.base import Provider, TargetGroup
 from service.metrics.discovery.dns import DNSProvider
 from service.metrics.discovery.file import FileProvider
 from service.metrics.discovery.http import HTTPProvider
+from service.metrics.discovery.kubernetes.provider import KubernetesProvider
 from service.metrics.discovery.static import StaticProvider
 
 _log = get_logger("discovery")
 
 
-def build_providers(sc: ScrapeConfig, file_poll_interval: float = 1.0) -> list[Provider]:
+def build_providers(sc: ScrapeConfig, file_poll_interval: float = 1.0, host: str | None = None) -> list[Provider]:
+    """`host` is set when the instance runs with host_filter (it narrows Kubernetes pod watches)."""
     providers: list[Provider] = []
     for name, entry in sd_entries(sc):
         if name == "static":
@@ -28,6 +30,8 @@ def build_providers(sc: ScrapeConfig, file_poll_interval: float = 1.0) -> list[P
             providers.append(HTTPProvider(entry))
         elif name == "dns":
             providers.append(DNSProvider(entry))
+        elif name == "kubernetes":
+            providers.append(KubernetesProvider(entry, host=host))
         else:
             _log.warning("service discovery mechanism not supported; ignored", job=sc.job_name, mechanism=name)
     return providers
@@ -36,9 +40,9 @@ def build_providers(sc: ScrapeConfig, file_poll_interval: float = 1.0) -> list[P
 class DiscoveryManager:
     """Runs one scrape config's providers; `groups()` is their merged current view."""
 
-    def __init__(self, sc: ScrapeConfig, on_change: Callable[[], None], *, file_poll_interval: float = 1.0
-                 ) -> None:
-        self.providers = build_providers(sc, file_poll_interval)
+    def __init__(self, sc: ScrapeConfig, on_change: Callable[[], None], *, file_poll_interval: float = 1.0,
+                 host: str | None = None) -> None:
+        self.providers = build_providers(sc, file_poll_interval, host)
         self.on_change = on_change
 
     def start(self) -> None:
@@ -50,4 +54,4 @@ class DiscoveryManager:
             await p.stop()
 
     def groups(self) -> list[TargetGroup]:
-        return [g for p in self.providers for _, g in sorted(p.groups.items())]
+        return [g for p in self.providers for g in p.sorted_groups()]

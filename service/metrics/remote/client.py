@@ -33,7 +33,12 @@ class RecoverableError(Exception):
 
 
 class NonRecoverableError(Exception):
-    """The remote refused the data for good (e.g. 400): the batch is dropped."""
+    """The remote refused the data for good (e.g. 400): the batch is dropped. ``status`` is the HTTP
+    status (0 when there was none)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -76,7 +81,7 @@ class WriteClient:
                 message = f"server returned HTTP status {resp.status} {resp.reason or ''}: {text}".strip()
                 if resp.status >= 500 or (resp.status == 429 and self.retry_on_429):
                     raise RecoverableError(message, parse_retry_after(resp.headers.get("Retry-After")))
-                raise NonRecoverableError(message)
+                raise NonRecoverableError(message, resp.status)
         except (TimeoutError, aiohttp.ClientError, OSError, HTTPClientError) as exc:
             raise RecoverableError(f"{type(exc).__name__}: {exc}") from exc
 

@@ -66,6 +66,12 @@ SHARDS_MAX = _gauge("shards_max", "The maximum number of shards that the queue i
 SHARDS_DESIRED = _gauge("shards_desired", "The number of shards that the queues shard calculation wants to "
                         "run based on the rate of samples in vs. samples out.")
 
+ISOLATED = Counter("agent_remote_write_isolated_total",
+                   "WAL records the sender could not read (reason unreadable), and records or single series "
+                   "the remote refused on their own (reason refused): each dropped alone, so the rest of its "
+                   "batch was delivered.", (*LABELS, "reason"))
+ISOLATION_REASONS = ("unreadable", "refused")
+
 _ALL = (SAMPLES, SAMPLES_FAILED, SAMPLES_RETRIED, SAMPLES_DROPPED, SAMPLES_PENDING, EXEMPLARS, EXEMPLARS_FAILED,
         EXEMPLARS_RETRIED, HISTOGRAMS, HISTOGRAMS_FAILED, HISTOGRAMS_RETRIED, METADATA, METADATA_FAILED,
         METADATA_RETRIED, BYTES, SENT_BATCH_DURATION, HIGHEST_TIMESTAMP, HIGHEST_SENT_TIMESTAMP, SHARDS,
@@ -77,5 +83,10 @@ def forget(remote_name: str, url: str, instance: str) -> None:
     for metric in _ALL:
         try:
             metric.remove(remote_name, url, instance)
+        except KeyError:
+            continue
+    for reason in ISOLATION_REASONS:
+        try:
+            ISOLATED.remove(remote_name, url, instance, reason)
         except KeyError:
             continue

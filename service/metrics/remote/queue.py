@@ -9,7 +9,10 @@ Two tasks joined by a bounded queue of prepared batches (Prometheus' ``queue_man
   bounded by ``capacity`` samples, so preparing the next batch overlaps sending the current one;
 - the *sender* sends batches strictly one after another (split across shards, see ``shards``), retrying
   recoverable failures with exponential backoff (``min_backoff``..``max_backoff``, or the server's
-  Retry-After) until they succeed, and dropping refused ones. Only then does it advance the acknowledged
+  Retry-After) until they succeed. A refused request of several records is split in two and each half sent
+  on its own, down to one record and then to one series, so a part the remote refuses (one that slipped into
+  the WAL malformed, or a series it rejects) is dropped and counted alone (``agent_remote_write_isolated_total``)
+  instead of taking its batch with it. Only then does it advance the acknowledged
   position. The marker is stored at most every ``marker_interval`` seconds and on stop, so after a crash at
   most that much is sent twice and nothing acknowledged into the WAL is lost. The number of shards moves
   between ``min_shards`` and ``max_shards`` with what the sender saw (see ``resharding``).
@@ -26,6 +29,7 @@ import snappy
 
 from service.config.secrets import redact_url
 from service.http.client import HTTPClient
+from service.log import RepeatedWarning
 from service.metrics.config.remote_write import RemoteWriteConfig
 from service.metrics.remote import metrics as m
 from service.metrics.remote.batch import RECORD_WRITE_REQUEST, Batch, Counts, count, decode_record
@@ -33,7 +37,7 @@ from service.metrics.remote.client import NonRecoverableError, RecoverableError,
 from service.metrics.remote.codec import CodecError
 from service.metrics.remote.resharding import ShardController
 from service.metrics.remote.rewrite import SeriesRewriter
-from service.metrics.remote.shards import split_by_series
+from service.metrics.remote.shards import split_by_series, top_level_fields
 from service.wal import WAL, Position, Record, WALTail
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,15 @@ log = logging.getLogger(__name__)
 MAX_BATCH_BYTES = 16 << 20  # decoded bytes per batch, whatever the sample count
 _READ_RECORDS = 64
 _READ_BYTES = 8 << 20
+ISOLATE_SENDS = 64  # requests a refused batch may spend on isolating what was refused; the rest is dropped
+CONTENT_REFUSALS = frozenset({400, 413, 422})  # answers about what a request holds: worth splitting it
+
+
+def _where(position: Position | None) -> dict[str, object]:
+    """A WAL position as log fields (segment=, offset=), not a tuple's repr."""
+    if position is None:
+        return {"position": "start of the WAL"}
+    return {"segment": position.segment, "offset": position.offset}
 
 
 class RemoteWriteQueue:
@@ -80,6 +93,7 @@ class RemoteWriteQueue:
         self.bad_records = self.skipped_records = 0
         self.highest_read_ts_ms = self.highest_sent_ts_ms = 0
         self.last_error = ""
+        self._retry_warning = RepeatedWarning(log, "failed to send batch, retrying")
         self._set_gauges()
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -95,7 +109,7 @@ class RemoteWriteQueue:
         tag = f"{self.instance}/{self.name}"
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"rw-read[{tag}]"),
                        asyncio.create_task(self._send_loop(), name=f"rw-send[{tag}]")]
-        self._log(logging.INFO, "remote_write queue started", position=str(start))
+        self._log(logging.INFO, "remote_write queue started", **_where(start))
 
     async def stop(self, flush_deadline: float) -> None:
         """Send what is durable in the WAL now, for at most ``flush_deadline`` seconds; then stop and store
@@ -115,7 +129,7 @@ class RemoteWriteQueue:
         await self._client.close()
         self.samples_pending = 0
         m.SAMPLES_PENDING.labels(*self._labels).set(0)
-        self._log(logging.INFO, "remote_write queue stopped", position=str(self.acked_position),
+        self._log(logging.INFO, "remote_write queue stopped", **_where(self.acked_position),
                   unsent_batches=len(pending))
 
     @property
@@ -213,6 +227,7 @@ class RemoteWriteQueue:
         except CodecError as exc:
             batch.bad_records += 1
             self.bad_records += 1
+            m.ISOLATED.labels(*self._labels, "unreadable").inc()
             self._log(logging.ERROR, "unreadable WAL record skipped", error=str(exc), segment=rec.position[0],
                       offset=rec.position[1])
             return
@@ -271,13 +286,47 @@ class RemoteWriteQueue:
         if not batch.parts:
             return
         if self.shards == 1:
-            await self._send_one(batch.body(), batch.counts)
+            await self._deliver(batch.parts, batch.counts, [ISOLATE_SENDS], batch.body())
             return
         raws = [raw for raw in split_by_series(batch.raw(), self.shards) if raw]
-        await asyncio.gather(*(self._send_one(snappy.compress(raw), count(raw)) for raw in raws))
+        await asyncio.gather(*(self._deliver([raw], count(raw), [ISOLATE_SENDS]) for raw in raws))
 
-    async def _send_one(self, body: bytes, counts: Counts) -> None:
-        """Send until answered 2xx or refused for good; recoverable failures are retried, in place."""
+    async def _deliver(self, parts: list[bytes], counts: Counts, budget: list[int], body: bytes | None = None
+                       ) -> None:
+        """Send the concatenated ``parts`` (decoded WriteRequests). When the remote refuses them for good, send
+        each half on its own, records first and then the series of a single record, until what is refused
+        stands alone; then drop it and count it. Only refusals about content (400, 413, 422) are split: a 429
+        or 401 is about every request, so what it refused is dropped whole. ``budget`` (shared by one batch's
+        calls) bounds the requests spent on this, for a remote that refuses everything."""
+        refused = await self._send_one(snappy.compress(b"".join(parts)) if body is None else body, counts)
+        if refused is None:
+            return
+        if len(parts) == 1 and refused.status in CONTENT_REFUSALS:
+            parts = top_level_fields(parts[0])
+        if len(parts) == 1 or budget[0] < 2 or refused.status not in CONTENT_REFUSALS:
+            self._count_failed(counts)
+            m.ISOLATED.labels(*self._labels, "refused").inc(len(parts))
+            self._log(logging.ERROR, "non-recoverable error, dropping data", error=str(refused),
+                      samples=counts.samples, parts=len(parts))
+            return
+        budget[0] -= 2
+        half = len(parts) // 2
+        for piece in (parts[:half], parts[half:]):
+            await self._deliver(piece, self._counts(piece), budget)
+
+    @staticmethod
+    def _counts(parts: list[bytes]) -> Counts:
+        total = Counts()
+        for raw in parts:
+            try:
+                total.add(count(raw))
+            except CodecError:
+                continue
+        return total
+
+    async def _send_one(self, body: bytes, counts: Counts) -> NonRecoverableError | None:
+        """Send until answered 2xx (None) or refused for good (the error); recoverable failures are retried,
+        in place."""
         labels = self._labels
         backoff = self.min_backoff
         while True:
@@ -289,20 +338,18 @@ class RemoteWriteQueue:
                 self._count_retry(counts)
                 delay = exc.retry_after if exc.retry_after is not None else backoff
                 self.last_error = str(exc)
-                self._log(logging.WARNING, "failed to send batch, retrying", error=str(exc), delay=delay)
+                self._retry_warning.failed(**self._extra(error=str(exc), retry_in=delay))
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             except NonRecoverableError as exc:
                 m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
-                self._count_failed(counts)
                 self.last_error = str(exc)
-                self._log(logging.ERROR, "non-recoverable error, dropping batch", error=str(exc),
-                          samples=counts.samples)
-                return
+                return exc
             m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
             self._count_sent(counts, len(body))
-            return
+            self._retry_warning.recovered("remote_write recovered: batches are accepted again", **self._extra())
+            return None
 
     def _count_sent(self, c: Counts, size: int) -> None:
         labels = self._labels

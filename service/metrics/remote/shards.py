@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import zlib
 
-from service.metrics.remote.codec import next_field, read_varint
+from service.metrics.remote.codec import CodecError, next_field, read_varint
 
 
 def split_by_series(raw: bytes, shards: int) -> list[bytes]:
@@ -44,3 +44,18 @@ def _labels_end(raw: bytes, pos: int, stop: int) -> int:
         length, pos = read_varint(raw, pos + 1)
         pos += length
     return min(pos, stop)
+
+
+def top_level_fields(raw: bytes) -> list[bytes]:
+    """The top-level fields of a decoded WriteRequest (series, metadata entries, anything else), each a
+    WriteRequest on its own; ``[raw]`` when it cannot be split."""
+    fields = []
+    pos, end = 0, len(raw)
+    try:
+        while pos < end:
+            _, _, stop = next_field(raw, pos)
+            fields.append(raw[pos:stop])
+            pos = stop
+    except CodecError:
+        return [raw]
+    return fields

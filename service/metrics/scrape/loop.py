@@ -20,6 +20,7 @@ from service.http.client import HTTPClient
 from service.log import get_logger
 from service.metrics.remote.codec import encode_labels, encode_varint
 from service.metrics.scrape.cache import ScrapeCache, SeriesSyntaxError, merge_target_labels
+from service.metrics.scrape.fastpage import Frames, build_fast
 from service.metrics.scrape.parser import ACCEPT_HEADER, ParseError, is_openmetrics, split_samples
 from service.metrics.scrape.target import Target
 from service.tasks import cancel_and_wait
@@ -87,6 +88,7 @@ class ScrapeLoop:
         self.last_duration = 0.0
         self.scrapes = 0
         self._prev: set[bytes] = set()
+        self._frames = Frames()  # per-series encodings for the fast path (fastpage.py)
         self._last_ok = 0  # samples in the last successful scrape
         self._next_at = 0.0  # monotonic time of the next scrape slot
         self._stale_written = False
@@ -233,6 +235,14 @@ class ScrapeLoop:
         successful scrape, and only while the sample limit is not reached.
         """
         cache = self.cache
+        if not openmetrics:
+            fast = build_fast(body, cache.entries, self._frames, enc.tsf)
+            if fast is not None and not (self.sample_limit and fast[3] > self.sample_limit):
+                data, seen, keys, written = fast
+                if len(cache.entries) > len(keys):  # entries this page did not show: forget them
+                    cache.keep(keys)
+                self._last_ok = len(keys)
+                return [data], seen, len(keys), written, 0, None
         get = cache.get
         out: list[bytes] = []
         emit = out.append

@@ -3,17 +3,59 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from service.http.client import HTTPClient
 from service.log import get_logger
 from service.metrics.config.scrape import ScrapeConfig
+from service.metrics.discovery.base import TargetGroup
 from service.metrics.discovery.manager import DiscoveryManager
 from service.metrics.scrape.cache import LabelLimits, ScrapeCache
 from service.metrics.scrape.hostfilter import HostFilter
 from service.metrics.scrape.loop import Append, ScrapeLoop
 from service.metrics.scrape.target import Target, TargetError, populate_labels
-from service.relabel import Relabeler
+from service.relabel import RelabelConfig, Relabeler, compile_rule
 from service.tasks import cancel_and_wait
+
+DROPPED_KEPT = 100
+_LITERAL = re.compile(r"[A-Za-z0-9_/:-]+")  # a regex that only matches itself
+_DEFAULT_LABELS = frozenset({"job", "__scrape_interval__", "__scrape_timeout__", "__metrics_path__", "__scheme__"})
+
+
+class _Labels:
+    """What a compiled relabel step reads (`.labels`), without copying the label set."""
+
+    __slots__ = ("labels",)
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+
+
+class FirstRuleFilter:
+    """The first relabel rule alone, when it is a keep/drop that reads only discovered labels: it can then
+    drop a target before its defaults are added and its labels sorted, and when none of the labels it reads
+    is target-specific, once for a whole group. With thousands of discovered pods and a config that keeps a
+    few, that is most of the work a resync does."""
+
+    def __init__(self, rule: RelabelConfig) -> None:
+        self.step = compile_rule(rule)
+        self.sources = frozenset(rule.source_labels)
+        # keep on one label and a plain value: (label, value), answered from a provider's index when it has one
+        self.literal: tuple[str, str] | None = None
+        if rule.action == "keep" and len(rule.source_labels) == 1 and _LITERAL.fullmatch(rule.regex):
+            self.literal = (rule.source_labels[0], rule.regex)
+
+    def keep(self, labels: dict[str, str]) -> bool:
+        return bool(self.step(_Labels(labels)))  # type: ignore[arg-type]
+
+    @classmethod
+    def of(cls, sc: ScrapeConfig) -> FirstRuleFilter | None:
+        rules = sc.relabel_configs
+        if not rules or rules[0] is None or rules[0].action not in ("keep", "drop"):
+            return None
+        if any(n in _DEFAULT_LABELS or n.startswith("__param_") for n in rules[0].source_labels):
+            return None
+        return cls(rules[0])
 
 
 class ScrapePool:
@@ -26,7 +68,12 @@ class ScrapePool:
         self.file_poll_interval = file_poll_interval
         self.loops: dict[bytes, ScrapeLoop] = {}
         self.retiring: dict[bytes, ScrapeLoop] = {}  # targets gone, their end-of-run staleness pending
+        # The first DROPPED_KEPT targets relabeling dropped (not those the first keep/drop rule dropped early):
+        # keeping thousands per pool would cost GBs on a node with many configs over one cluster.
         self.dropped: list[dict[str, str]] = []
+        self._group_cache: dict[int, tuple[TargetGroup, list[Target], list[dict[str, str]]]] = {}
+        self._empty_groups: dict[int, TargetGroup] = {}
+        self._cache_filter: HostFilter | None = None
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._configure(sc)
@@ -34,9 +81,12 @@ class ScrapePool:
 
     def _configure(self, sc: ScrapeConfig) -> None:
         self.sc = sc
+        self._group_cache, self._empty_groups = {}, {}
         self.relabeler = Relabeler(sc.relabel_configs)
+        self.prefilter = FirstRuleFilter.of(sc)
         self.client = HTTPClient(sc, timeout=float(sc.scrape_timeout or 10))
-        self.discovery = DiscoveryManager(sc, self._changed.set, file_poll_interval=self.file_poll_interval)
+        self.discovery = DiscoveryManager(sc, self._changed.set, file_poll_interval=self.file_poll_interval,
+                                          host=self.host_filter.host if self.host_filter is not None else None)
 
     def start(self) -> None:
         self.discovery.start()
@@ -50,25 +100,79 @@ class ScrapePool:
             await self.sync()
 
     def discover(self) -> list[Target]:
-        """Current targets, deduplicated; relabel-dropped targets go to `dropped`."""
+        """Current targets, deduplicated; the first relabel-dropped ones go to `dropped`.
+
+        A group object the discovery manager still holds (same identity) was not rebuilt, so its targets
+        are taken from the previous pass: one changed pod among thousands relabels one group, not all.
+        Groups that gave nothing are remembered by identity alone: a node with a thousand configs over one
+        cluster holds millions of them.
+        """
+        if self._cache_filter is not self.host_filter:
+            self._group_cache, self._empty_groups = {}, {}
+            self._cache_filter = self.host_filter
+        cache: dict[int, tuple[TargetGroup, list[Target], list[dict[str, str]]]] = {}
+        empty: dict[int, TargetGroup] = {}
         targets: dict[bytes, Target] = {}
-        dropped = []
-        for group in self.discovery.groups():
-            for tlabels in group.targets:
-                labels = {**group.labels, **tlabels}
-                if self.host_filter is not None and not self.host_filter.keep(labels):
+        dropped: list[dict[str, str]] = []
+        for group in self._candidate_groups():
+            key = id(group)
+            if self._empty_groups.get(key) is group:
+                empty[key] = group
+                continue
+            entry = self._group_cache.get(key)
+            if entry is None or entry[0] is not group:
+                kept, dropped_here = self._relabel_group(group)
+                if not kept and not dropped_here:
+                    empty[key] = group
                     continue
-                try:
-                    target, pre = populate_labels(labels, self.sc, self.relabeler)
-                except TargetError as exc:
-                    self.log.error("creating target failed", err=str(exc))
-                    continue
-                if target is None:
-                    dropped.append(pre)
-                else:
-                    targets.setdefault(target.key, target)
+                entry = (group, kept, dropped_here)
+            cache[key] = entry
+            for target in entry[1]:
+                targets.setdefault(target.key, target)
+            if len(dropped) < DROPPED_KEPT:
+                dropped.extend(entry[2][:DROPPED_KEPT - len(dropped)])
+        self._group_cache, self._empty_groups = cache, empty
         self.dropped = dropped
         return list(targets.values())
+
+    def _candidate_groups(self) -> list[TargetGroup]:
+        """Every discovered group, or, when the first rule keeps one label value and a provider indexes its
+        groups, only the groups that can pass it (the others would all be dropped by that rule)."""
+        literal = self.prefilter.literal if self.prefilter is not None else None
+        if literal is None:
+            return self.discovery.groups()
+        out: list[TargetGroup] = []
+        for provider in self.discovery.providers:
+            lookup = getattr(provider, "groups_with_label", None)
+            out.extend(lookup(*literal) if lookup is not None else provider.sorted_groups())
+        return out
+
+    def _relabel_group(self, group: TargetGroup) -> tuple[list[Target], list[dict[str, str]]]:
+        kept: list[Target] = []
+        dropped: list[dict[str, str]] = []
+        prefilter = self.prefilter
+        if prefilter is not None and not any(n in t for t in group.targets for n in prefilter.sources):
+            # The rule reads only group-level labels: one check decides for every target of the group.
+            if not prefilter.keep(group.labels):
+                return kept, dropped
+            prefilter = None
+        for tlabels in group.targets:
+            labels = {**group.labels, **tlabels}
+            if self.host_filter is not None and not self.host_filter.keep(labels):
+                continue
+            if prefilter is not None and not prefilter.keep(labels):
+                continue  # dropped by the first rule: no need to build its full label set
+            try:
+                target, pre = populate_labels(labels, self.sc, self.relabeler)
+            except TargetError as exc:
+                self.log.error("creating target failed", err=str(exc))
+                continue
+            if target is None:
+                if len(dropped) < DROPPED_KEPT:
+                    dropped.append(pre)
+            else:
+                kept.append(target)
+        return kept, dropped
 
     def _new_loop(self, target: Target) -> ScrapeLoop:
         sc = self.sc

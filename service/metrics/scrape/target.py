@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from dataclasses import dataclass
@@ -73,24 +74,25 @@ def target_url(labels: dict[str, str], config_params: dict[str, list[str]] | Non
     return f"{url}?{query}" if query else url
 
 
+@functools.lru_cache(maxsize=1024)
+def _defaults(job: str, interval: float, timeout: float, path: str, scheme: str) -> tuple[tuple[str, str], ...]:
+    """The labels every target of a scrape config starts with (formatted once per config, not per target)."""
+    return (("job", job), ("__scrape_interval__", format_prom_duration(interval)),
+            ("__scrape_timeout__", format_prom_duration(timeout)), ("__metrics_path__", path), ("__scheme__", scheme))
+
+
 def populate_labels(discovered: dict[str, str], sc: ScrapeConfig, relabeler: Relabeler
                     ) -> tuple[Target | None, dict[str, str]]:
     """(target, pre-relabel labels); target None when relabeling drops it. Raises TargetError."""
     lset = dict(discovered)
-    defaults = {
-        "job": sc.job_name,
-        "__scrape_interval__": format_prom_duration(float(sc.scrape_interval or 60)),
-        "__scrape_timeout__": format_prom_duration(float(sc.scrape_timeout or 10)),
-        "__metrics_path__": sc.metrics_path,
-        "__scheme__": sc.scheme,
-    }
-    for name, value in defaults.items():
+    for name, value in _defaults(sc.job_name, float(sc.scrape_interval or 60), float(sc.scrape_timeout or 10),
+                                 sc.metrics_path, sc.scheme):
         if not lset.get(name):
             lset[name] = value
     for name, values in sc.params.items():
         if values:
             lset["__param_" + name] = values[0]
-    pre = dict(sorted((k, v) for k, v in lset.items() if v))
+    pre = dict(sorted(item for item in lset.items() if item[1]))
     result = relabeler.process(pre) if relabeler else dict(pre)
     if result is None:
         return None, pre

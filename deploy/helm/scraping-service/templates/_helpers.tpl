@@ -172,3 +172,12 @@ tls_server_name: {{ . | quote }}
 {{- fail "etcd.tls.enabled: set etcd.tls.existingSecret or etcd.tls.cert/key/ca" }}
 {{- end }}
 {{- end }}
+
+{{/* The ServiceAccount the nodes run as: the chart's own, or serviceAccount.name (default when not created). */}}
+{{- define "scraping-service.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "scraping-service.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}

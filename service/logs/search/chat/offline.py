@@ -13,7 +13,7 @@ import re
 import time
 from typing import Any
 
-from service.logs.search.chat.tools import Tools
+from service.logs.search.chat.tools import MAX_MINUTES, Tools
 
 _UNITS = {"s": 1 / 60, "sec": 1 / 60, "second": 1 / 60, "m": 1, "min": 1, "minute": 1, "h": 60, "hr": 60,
           "hour": 60, "d": 1440, "day": 1440, "w": 10080, "week": 10080}
@@ -28,12 +28,18 @@ _STOP = {"the", "last", "past", "a", "an", "logs", "log", "container", "containe
 
 
 def parse_minutes(text: str) -> int | None:
+    """The window a question names, in minutes, capped at what the tools search (366 days): "the last
+    <20 digits> hours" is answered for that longest window, and says so, instead of overflowing."""
     match = _RANGE.search(text)
     if match:
         amount = match.group(1)
-        n = 1 if amount is None or amount.lower() in ("a", "an", "one") else int(amount)
+        if amount is None or amount.lower() in ("a", "an", "one"):
+            n = 1
+        else:  # more digits than any window needs: no int() of a huge string, no float overflow
+            n = int(amount) if len(amount) <= 12 else MAX_MINUTES * 60
         unit = match.group(2).lower().rstrip("s") or "s"
-        return max(1, round(n * _UNITS.get(unit, _UNITS.get(unit[:1], 1))))
+        n = min(n, MAX_MINUTES * 60)  # in seconds at the smallest unit: still past the cap below
+        return max(1, min(MAX_MINUTES, round(n * _UNITS.get(unit, _UNITS.get(unit[:1], 1)))))
     if re.search(r"\btoday\b", text, re.I):
         t = time.gmtime()
         return t.tm_hour * 60 + t.tm_min + 1

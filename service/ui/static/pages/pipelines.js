@@ -69,10 +69,14 @@ export async function render(root) {
       h("h2", {}, "Search stores"),
       search.length ? h("div", { class: "panel table-wrap", tabindex: "0", role: "region", "aria-label": "Table (scrolls sideways)" }, h("table", {},
         h("thead", {}, h("tr", {}, h("th", {}, "Node"), h("th", {}, "Instance"), h("th", { class: "num" }, "Indexed"),
-          h("th", { class: "num" }, "Waiting"), h("th", { class: "num" }, "Dropped"), h("th", { class: "num" }, "Size"))),
+          h("th", { class: "num" }, "Read ahead"), h("th", { class: "num" }, "Lag"), h("th", { class: "num" }, "Skipped"),
+          h("th", {}, "Writer"), h("th", { class: "num" }, "Size"))),
         h("tbody", {}, search.map((s) => h("tr", {}, h("td", {}, s.node), h("td", {}, s.instance),
           h("td", { class: "num" }, fmtNum(s.written_entries)), h("td", { class: "num" }, fmtNum(s.queued_entries)),
-          h("td", { class: "num" }, fmtNum(s.dropped_entries)), h("td", { class: "num" }, fmtBytes(s.store_bytes)))))))
+          h("td", { class: "num" }, s.lag_seconds === undefined ? "–" : `${s.lag_seconds.toFixed(1)} s`),
+          h("td", { class: "num" }, fmtNum(s.skipped_entries || 0)),
+          h("td", {}, s.writer_up === 0 ? badge("restarting", "failed") : badge("up")),
+          h("td", { class: "num" }, fmtBytes(s.store_bytes)))))))
         : emptyBox("No search store has indexed anything yet."));
   }
   await load();
