@@ -28,13 +28,17 @@ def _request() -> bytes:
     (b"\x0a\x06\x12\x04\x0a\x02\x08\xff", "streams[0].entries[0].timestamp.seconds: truncated or over-long varint"),
     (b"\x0a\x00\x0a\x02\x12\x00\x0a\x03\x12\x01\x80", "streams[2].entries[0]: truncated field tag"),
     (b"\x0b\x01", "field 1: unsupported wire type 3"),
-    (b"\x00\x01", "PushRequest: invalid field number 0"),
     (b"\x12\x02\xff\xff", "format: invalid UTF-8 at byte 0"),
 ])
 def test_names_the_broken_field(raw: bytes, expected: str) -> None:
     with pytest.raises(Exception):  # noqa: B017 - upb's DecodeError, whose class moves between versions
         PushRequest.FromString(raw)
-    assert push_request_error(raw) == expected
+    assert push_request_error(raw) == f"PushRequest.{expected}"
+
+
+def test_names_the_message_when_no_field_is_known() -> None:
+    assert push_request_error(b"\x00\x01") == "PushRequest: invalid field number 0"
+    assert push_request_error(b"\x0a\x02\x80\x80") == "PushRequest.streams[0]: truncated field tag"
 
 
 def test_agrees_with_upb_on_mutated_requests() -> None:

@@ -180,7 +180,7 @@ class GrpcPushServer:
         if exc.status in (429, 503):
             return self._unavailable(exc.message, 1)
         where = push_request_error(raw)  # upb's own message names no field
-        return grpc.StatusCode.INVALID_ARGUMENT, f"PushRequest.{where}" if where else exc.message, ()
+        return grpc.StatusCode.INVALID_ARGUMENT, where or exc.message, ()
 
     @staticmethod
     def _unavailable(message: str, retry_after: int) -> tuple[grpc.StatusCode, str, tuple]:

@@ -1,7 +1,7 @@
 """Naming the field where a malformed ``logproto.PushRequest`` breaks.
 
 upb only says "Error parsing message"; a gRPC client told ``INVALID_ARGUMENT`` should learn which field is
-wrong (``streams[2].entries[5].line: invalid UTF-8``). This walk runs only after a decode has failed, so it
+wrong (``PushRequest.streams[2].entries[5].line: invalid UTF-8``). This walk runs only after a decode has failed, so it
 costs nothing on the accepted path. Unknown fields, and known numbers with another wire type, are skipped as
 protobuf parsers skip them.
 """
@@ -28,10 +28,10 @@ class _Broken(Exception):
 
 
 def push_request_error(raw: bytes) -> str | None:
-    """Where the serialized PushRequest ``raw`` is malformed, as "<field path>: <reason>", or None when
+    """Where the serialized PushRequest ``raw`` is malformed, as "PushRequest.<field path>: <reason>", or None when
     this walk finds nothing wrong with it."""
     try:
-        _walk(raw, 0, len(raw), "PushRequest", "")
+        _walk(raw, 0, len(raw), "PushRequest", "PushRequest")
     except _Broken as exc:
         return str(exc)
     return None
@@ -40,17 +40,16 @@ def push_request_error(raw: bytes) -> str | None:
 def _walk(buf: bytes, pos: int, end: int, message: str, path: str) -> None:
     fields = _SCHEMA[message]
     counts: dict[int, int] = {}
-    where = path or message
     while pos < end:
         try:
             tag, _ = read_varint(buf, pos)
         except CodecError:
-            raise _Broken(f"{where}: truncated field tag") from None
+            raise _Broken(f"{path}: truncated field tag") from None
         number, wire = tag >> 3, tag & 7
         spec = fields.get(number)
         if spec is not None and wire != (0 if spec[1] == "varint" else 2):
             spec = None  # a known number with another wire type is an unknown field to protobuf parsers
-        name = path + "." if path else ""
+        name = path + "."
         if spec is None:
             name += f"field {number}"
         else:
@@ -60,13 +59,13 @@ def _walk(buf: bytes, pos: int, end: int, message: str, path: str) -> None:
                 counts[number] = index + 1
                 name += f"[{index}]"
         if number == 0:
-            raise _Broken(f"{where}: invalid field number 0")
+            raise _Broken(f"{path}: invalid field number 0")
         try:
             _, start, stop = next_field(buf, pos)
         except CodecError as exc:
             raise _Broken(f"{name}: {str(exc).removeprefix('protobuf: ')}") from None
         if stop > end:
-            raise _Broken(f"{name}: field runs past the end of {where}")
+            raise _Broken(f"{name}: field runs past the end of {path}")
         if spec is not None:
             kind = spec[1]
             if kind == "string":
