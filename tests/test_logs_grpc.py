@@ -267,4 +267,32 @@ def test_grpc_listener_rebinds_its_port_after_a_reload(gen: Path, node: NodeProc
     wait_for(lambda: "after reload" in loki.capture.lines(), 10, what="the line at Loki")
     got = next(e for e in loki.capture.entries if e.line == "after reload")
     assert got.labels == '{a="1", cluster="c1", pushserver="reloaded"}'
-    assert "loki_push_api gRPC listening" in node.log().split("logs instance stopped", 1)[1]
+    assert "gRPC push listening" in node.log().split("logs instance stopped", 1)[1]
+
+
+def test_node_grpc_port_feeds_the_default_instance(gen: Path, tmp_path: Path, loki: LokiCapture) -> None:
+    """``server.grpc_listen_port`` serves the push on the node itself, like the main HTTP port: into the
+    instance named default, incoming labels and timestamps kept (this instance has no loki_push_api)."""
+    grpc_port = free_port()
+    node = NodeProcess(tmp_path / "node", f"""
+server:
+  grpc_listen_port: {grpc_port}
+metrics:
+  wal_directory: data-agent
+logs:
+  positions_directory: positions
+  configs:
+  - name: default
+    clients: [{{url: "{loki.url}", batchwait: 50ms}}]
+""").start()
+    try:
+        with GrpcPushClient(gen, f"127.0.0.1:{grpc_port}") as client:
+            out = client.push([stream('{app="main", __keep="no"}', ["main port line"], 1_700_000_000 * 10**9)],
+                              {"x-scope-orgid": "team-m"})
+        assert out["code"] == "OK", out
+        wait_for(lambda: "main port line" in loki.capture.lines(), 10, what="the line at Loki")
+        got = next(e for e in loki.capture.entries if e.line == "main port line")
+        assert (got.labels, got.tenant, got.ts_ns) == ('{app="main"}', "team-m", 1_700_000_000 * 10**9)
+        assert "listener=server" in node.log()
+    finally:
+        node.stop()

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
 import snappy
 
-from service.http.auth import authorized
+from service.http.auth import HTTPAuthConfig, authorized
 from service.http.tls import ServerTLSConfig
 from service.log import get_logger
 from service.logs import metrics
@@ -32,13 +34,30 @@ from service.logs.wire_errors import push_request_error
 from service.wal import WALError
 
 if TYPE_CHECKING:
-    from service.logs.config import PushServerConfig
     from service.logs.instance import LogsInstance
 
 SERVICE, METHOD = "logproto.Pusher", "Push"
 ROUTE = f"/{SERVICE}/{METHOD}"
 _PROTO = "application/x-protobuf"
 _RETRY_INFO = b"type.googleapis.com/google.rpc.RetryInfo"
+
+Resolve = Callable[[], "tuple[LogsInstance, PushRules, int]"]
+"""(instance, rules, max message size) for a call, or PushError (as the HTTP push's resolver)."""
+
+
+@dataclass
+class GrpcSettings:
+    """Where and how one gRPC push port listens."""
+
+    name: str  # for logs and errors: "loki_push_api <job>" or "server"
+    host: str
+    port: int
+    tls: ServerTLSConfig
+    auth: HTTPAuthConfig | None
+    max_recv_msg_size: int
+    max_send_msg_size: int = 4 << 20
+    max_concurrent_streams: int = 100
+    graceful_shutdown_timeout: float = 30.0
 
 
 def status_label(code: grpc.StatusCode) -> str:
@@ -88,33 +107,30 @@ def bind_error(host: str, port: int) -> str:
 
 
 class GrpcPushServer:
-    """The gRPC side of one ``loki_push_api`` listener; started and stopped with its HTTP side."""
+    """One gRPC push port: a ``loki_push_api`` listener's (started and stopped with its HTTP side) or the
+    node's ``server.grpc_listen_port``."""
 
-    def __init__(self, instance: LogsInstance, job: str, cfg: PushServerConfig, rules: PushRules) -> None:
-        self.instance = instance
-        self.job = job
-        self.cfg = cfg
-        self.rules = rules
-        self.limit = cfg.grpc_server_max_recv_msg_size
-        self.tls = cfg.grpc_tls_config or cfg.http_tls_config or ServerTLSConfig()
+    def __init__(self, settings: GrpcSettings, resolve: Resolve) -> None:
+        self.settings = settings
+        self.resolve = resolve
         self.port = 0
         self._server: grpc.aio.Server | None = None
-        self._log = get_logger("logs.grpc_server", instance=instance.name, job=job)
+        self._log = get_logger("logs.grpc_server", listener=settings.name)
 
     async def start(self) -> None:
-        cfg = self.cfg
-        host = cfg.grpc_listen_address or cfg.http_listen_address or "0.0.0.0"
-        address = f"[{host}]:{cfg.grpc_listen_port}" if ":" in host else f"{host}:{cfg.grpc_listen_port}"
-        where = f"loki_push_api {self.job}: gRPC"
+        cfg = self.settings
+        host = cfg.host
+        address = f"[{host}]:{cfg.port}" if ":" in host else f"{host}:{cfg.port}"
+        where = f"{cfg.name}: gRPC"
         try:
-            creds = server_credentials(self.tls) if self.tls.enabled else None
+            creds = server_credentials(cfg.tls) if cfg.tls.enabled else None
         except (OSError, ValueError) as exc:
             raise OSError(f"{where}: cannot use the TLS settings: {exc}") from None
         server = grpc.aio.server(options=[
             ("grpc.so_reuseport", 0),  # a port in use is an error, never shared with another process
-            ("grpc.max_receive_message_length", self.limit),
-            ("grpc.max_send_message_length", cfg.grpc_server_max_send_msg_size),
-            ("grpc.max_concurrent_streams", cfg.grpc_server_max_concurrent_streams),
+            ("grpc.max_receive_message_length", cfg.max_recv_msg_size),
+            ("grpc.max_send_message_length", cfg.max_send_msg_size),
+            ("grpc.max_concurrent_streams", cfg.max_concurrent_streams),
         ])
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
             SERVICE, {METHOD: grpc.unary_unary_rpc_method_handler(self._push)})])
@@ -123,17 +139,16 @@ class GrpcPushServer:
         except RuntimeError:  # grpcio does not say why
             port = 0
         if not port:  # (older grpcio reports a failed bind as port 0)
-            raise OSError(f"{where}: cannot listen on {address}: {bind_error(host, cfg.grpc_listen_port)}")
+            raise OSError(f"{where}: cannot listen on {address}: {bind_error(host, cfg.port)}")
         await server.start()
         self._server, self.port = server, port
-        auth = self.instance.http_auth
-        self._log.info("loki_push_api gRPC listening", address=f"{host}:{port}", tls=creds is not None,
-                       auth=auth is not None and auth.enabled)
+        self._log.info("gRPC push listening", address=f"{host}:{port}", tls=creds is not None,
+                       auth=cfg.auth is not None and cfg.auth.enabled)
 
     async def stop(self) -> None:
         if self._server is None:
             return
-        await self._server.stop(float(self.cfg.graceful_shutdown_timeout))
+        await self._server.stop(self.settings.graceful_shutdown_timeout)
         self._server = None
 
     async def _push(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -150,7 +165,7 @@ class GrpcPushServer:
 
     async def _answer(self, raw: bytes, metadata: dict[str, str | bytes]) -> tuple[grpc.StatusCode, str, tuple]:
         """(status, message, trailing metadata) of one push; OK only after the WAL fsync covering it."""
-        auth = self.instance.http_auth
+        auth = self.settings.auth
         if auth is not None and auth.enabled:
             header = metadata.get("authorization", "")
             if not isinstance(header, str) or not authorized(auth, header):
@@ -162,8 +177,9 @@ class GrpcPushServer:
         except PushError as exc:
             return grpc.StatusCode.INVALID_ARGUMENT, f"x-scope-orgid: {exc.message}", ()
         try:
-            self.instance.check_capacity()
-            errors = await self.instance.accept(self.rules, snappy.compress(raw), _PROTO, None, self.limit, tenant)
+            instance, rules, limit = self.resolve()
+            instance.check_capacity()
+            errors = await instance.accept(rules, snappy.compress(raw), _PROTO, None, limit, tenant)
         except PushError as exc:
             return self._push_error(exc, raw)
         except Overloaded as exc:

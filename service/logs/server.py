@@ -21,7 +21,7 @@ from service.http.tls import ServerTLSConfig
 from service.log import get_logger
 from service.logs import metrics
 from service.logs.config import ScrapeConfig
-from service.logs.grpc_server import GrpcPushServer
+from service.logs.grpc_server import GrpcPushServer, GrpcSettings
 from service.logs.instance import rules_for
 from service.logs.push import PushRules
 from service.logs.routes import push_routes
@@ -96,7 +96,11 @@ class PushServer:
         self._log.info("loki_push_api listening", address=f"{host}:{self.port}", tls=tls.enabled,
                        auth=auth is not None and auth.enabled)
         if cfg.grpc_listen_port:
-            grpc_server = GrpcPushServer(self.instance, self.job, cfg, self.rules)
+            grpc_server = GrpcPushServer(GrpcSettings(
+                f"loki_push_api {self.job}", cfg.grpc_listen_address or host, cfg.grpc_listen_port,
+                cfg.grpc_tls_config or tls, auth, self.limit, cfg.grpc_server_max_send_msg_size,
+                cfg.grpc_server_max_concurrent_streams, float(cfg.graceful_shutdown_timeout)),
+                lambda: (self.instance, self.rules, self.limit))
             try:
                 await grpc_server.start()
             except BaseException:
