@@ -1,4 +1,5 @@
-"""gRPC ``logproto.Pusher/Push`` on a ``loki_push_api`` listener's ``server.grpc_listen_port``.
+"""gRPC ``logproto.Pusher/Push`` on a ``loki_push_api`` listener's ``server.grpc_listen_port`` and on the
+node's own ``server.grpc_listen_port``.
 
 grpcio's asyncio server (``grpc.aio``) in the node's loop: bench/grpc_libs.py measured it at ~1.8x the pushes
 of grpclib for ~40% less CPU per push. The method is served as a generic handler on raw bytes, so no
