@@ -10,7 +10,10 @@ on or off) and how the CPU seconds split between the node and its children:
 - ``proto-rules``: re-stamped, plus a static label and a relabel rule that adds a label;
 - ``proto-rules-meta``: the same with two structured-metadata pairs per entry;
 - ``json`` / ``json-meta``: JSON (without / with structured metadata), incoming timestamps kept;
-- ``json-stamp`` / ``json-rules``: JSON on the re-stamping / re-stamping-with-rules targets.
+- ``json-stamp`` / ``json-rules``: JSON on the re-stamping / re-stamping-with-rules targets;
+- ``grpc``, ``grpc-stamp``, ``grpc-rules``, ``grpc-rules-meta``: the protobuf scenarios' requests as gRPC
+  ``logproto.Pusher/Push`` calls (uncompressed, as gRPC sends them) on the same targets' gRPC ports,
+  16 concurrent calls on one HTTP/2 connection.
 
 The local search store is off unless ``--search`` is given (it costs more than the push path itself).
 
@@ -39,7 +42,7 @@ from tests.node_process import NodeProcess, free_port, wait_for
 LINES, CONNS = 1000, 16
 LINE = "level=info ts=2026-01-01T00:00:00Z caller=bench.go:42 msg=\"request served\" status=200 path=/api/v1/x"
 META = {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "pod": "api-7d9f8b-x2k4q"}
-PROTO, JSON = "application/x-protobuf", "application/json"
+PROTO, JSON, GRPC = "application/x-protobuf", "application/json", "grpc"
 
 
 def _capture(port: int, counter: multiprocessing.Value) -> None:  # type: ignore[valid-type]
@@ -95,7 +98,29 @@ async def drive(port: int, body: bytes, ctype: str, seconds: float) -> int:
     return sent
 
 
-def config(tmp: str, cap_port: int, stamp_port: int, rules_port: int, search: bool) -> str:
+async def drive_grpc(port: int, body: bytes, seconds: float) -> int:
+    """Unary Push calls of ``body`` (a serialized PushRequest) from CONNS concurrent callers."""
+    import grpc
+
+    sent = 0
+    stop = time.monotonic() + seconds
+    options = [("grpc.max_send_message_length", 100 << 20)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+        push = channel.unary_unary("/logproto.Pusher/Push")
+
+        async def worker() -> None:
+            nonlocal sent
+            while time.monotonic() < stop:
+                try:
+                    await push(body)
+                    sent += 1
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.05)
+        await asyncio.gather(*(worker() for _ in range(CONNS)))
+    return sent
+
+
+def config(tmp: str, cap_port: int, ports: dict[str, int], search: bool) -> str:
     return f"""
 metrics: {{wal_directory: {tmp}/wal}}
 logs:
@@ -107,16 +132,17 @@ logs:
     scrape_configs:
     - job_name: keep
       loki_push_api:
-        server: {{http_listen_address: 127.0.0.1, http_listen_port: {free_port()}}}
+        server: {{http_listen_address: 127.0.0.1, http_listen_port: {free_port()}, grpc_listen_port: {ports["grpc"]},
+                  grpc_server_max_recv_msg_size: 104857600}}
         use_incoming_timestamp: true
     - job_name: stamp
       loki_push_api:
-        server: {{http_listen_address: 127.0.0.1, http_listen_port: {stamp_port},
-                  grpc_server_max_recv_msg_size: 104857600}}
+        server: {{http_listen_address: 127.0.0.1, http_listen_port: {ports["stamp"]},
+                  grpc_listen_port: {ports["grpc-stamp"]}, grpc_server_max_recv_msg_size: 104857600}}
     - job_name: rules
       loki_push_api:
-        server: {{http_listen_address: 127.0.0.1, http_listen_port: {rules_port},
-                  grpc_server_max_recv_msg_size: 104857600}}
+        server: {{http_listen_address: 127.0.0.1, http_listen_port: {ports["rules"]},
+                  grpc_listen_port: {ports["grpc-rules"]}, grpc_server_max_recv_msg_size: 104857600}}
         labels: {{source: bench}}
       relabel_configs:
       - {{source_labels: [host], target_label: node, regex: "h(.*)", replacement: "node-$1"}}
@@ -130,21 +156,27 @@ def main() -> None:
     args = [a for a in args if a != "--search"]
     proto, js, line_bytes = bodies(False)
     proto_m, js_m, _ = bodies(True)
-    cap_port, stamp_port, rules_port = free_port(), free_port(), free_port()
+    cap_port = free_port()
+    ports = {name: free_port() for name in ("stamp", "rules", "grpc", "grpc-stamp", "grpc-rules")}
+    stamp_port, rules_port = ports["stamp"], ports["rules"]
+    grpc_body, grpc_body_m = snappy.uncompress(proto), snappy.uncompress(proto_m)
     scenarios = {  # name: (body, content type, port)
         "proto": (proto, PROTO, 0), "proto-stamp": (proto, PROTO, stamp_port),
         "proto-rules": (proto, PROTO, rules_port), "proto-rules-meta": (proto_m, PROTO, rules_port),
         "json": (js, JSON, 0), "json-meta": (js_m, JSON, 0), "json-stamp": (js, JSON, stamp_port),
         "json-rules": (js, JSON, rules_port),
+        "grpc": (grpc_body, GRPC, ports["grpc"]), "grpc-stamp": (grpc_body, GRPC, ports["grpc-stamp"]),
+        "grpc-rules": (grpc_body, GRPC, ports["grpc-rules"]),
+        "grpc-rules-meta": (grpc_body_m, GRPC, ports["grpc-rules"]),
     }
     chosen = args or list(scenarios)
     counter = multiprocessing.Value("q", 0)
     cap = multiprocessing.Process(target=_capture, args=(cap_port, counter), daemon=True)
     cap.start()
     with tempfile.TemporaryDirectory() as tmp:
-        node = NodeProcess(Path(tmp) / "node", config(tmp, cap_port, stamp_port, rules_port, search)).start()
+        node = NodeProcess(Path(tmp) / "node", config(tmp, cap_port, ports, search)).start()
         try:
-            wait_for(lambda: _up(stamp_port) and _up(rules_port), 10, what="push targets")
+            wait_for(lambda: all(_up(p) for p in ports.values()), 10, what="push targets")
             mode = "on" if search else "off"
             print(f"{LINES}-line pushes, {CONNS} connections, {seconds:.0f}s each, line bytes/push "
                   f"{line_bytes}, search store {mode}, node pid {node.pid}")
@@ -154,7 +186,10 @@ def main() -> None:
                 before = counter.value
                 own0, kids0 = _cpu_seconds(node.pid)
                 t0 = time.monotonic()
-                pushes = asyncio.run(drive(port, body, ctype, seconds))
+                if ctype == GRPC:
+                    pushes = asyncio.run(drive_grpc(port, body, seconds))
+                else:
+                    pushes = asyncio.run(drive(port, body, ctype, seconds))
                 t_ack = time.monotonic() - t0
                 want = before + pushes * LINES
                 wait_for(lambda w=want: counter.value >= w, 120, what="delivery")

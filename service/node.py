@@ -17,7 +17,9 @@ from service.configapi.store import ConfigStore
 from service.kv.factory import open_store
 from service.kv.store import KVError, KVStore
 from service.log import get_logger
+from service.logs.grpc_server import GrpcSettings
 from service.logs.manager import LogsManager
+from service.logs.push import DEFAULT_MAX_MESSAGE_SIZE
 from service.logs.search.cluster import ClusterSearch, Peer
 from service.logs.search.config import ChatConfig, SearchConfig
 from service.metrics.config import InstanceConfig, apply_defaults
@@ -25,9 +27,19 @@ from service.metrics.forward import WriteForwarder
 from service.metrics.instance import MetricsInstance
 from service.metrics.manager import InstanceManager
 from service.ops.nodemetrics import LoopLagMonitor, NodeCollector, register_node_collector
-from service.settings import NodeConfig, load_node_config
+from service.settings import NodeConfig, ServerConfig, load_node_config
 
 _log = get_logger("node")
+
+
+def main_grpc_settings(server: ServerConfig) -> GrpcSettings | None:
+    """The node's own gRPC push port (``server.grpc_listen_port``; 0 = none): the main HTTP port's address
+    default, TLS, credentials and 100 MiB message limit."""
+    if not server.grpc_listen_port:
+        return None
+    return GrpcSettings("server", server.grpc_listen_address or "127.0.0.1", server.grpc_listen_port,
+                        server.http_tls_config, server.http_auth, DEFAULT_MAX_MESSAGE_SIZE,
+                        DEFAULT_MAX_MESSAGE_SIZE, graceful_shutdown_timeout=float(server.graceful_shutdown_timeout))
 
 
 @dataclass
@@ -54,7 +66,8 @@ class Node:
                                     read_api_enabled=options.read_api_enabled)
         self._open_config_store()
         # logs subsystem (hook): instances from `logs.configs`, WAL under metrics.wal_directory/logs
-        self.logs = LogsManager(cfg.logs, cfg.metrics.wal_directory, http_auth=cfg.server.http_auth)
+        self.logs = LogsManager(cfg.logs, cfg.metrics.wal_directory, http_auth=cfg.server.http_auth,
+                                grpc=main_grpc_settings(cfg.server))
         # writes for an instance another node runs are passed on to it (see metrics/forward.py)
         self.write_forwarder = WriteForwarder(cfg.server.http_tls_config)
         self.loop_lag = LoopLagMonitor(self._probe_kv)

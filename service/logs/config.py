@@ -97,7 +97,7 @@ class PushServerConfig:
     http_listen_conn_limit: int = 0
     grpc_listen_network: str = "tcp"
     grpc_listen_address: str = ""
-    grpc_listen_port: int = 9095
+    grpc_listen_port: int = 0  # logproto.Pusher/Push over gRPC when set (0 = off; Promtail's 9095 was never served)
     grpc_listen_conn_limit: int = 0
     http_server_read_timeout: GoDuration = GoDuration(30)
     http_server_write_timeout: GoDuration = GoDuration(30)
@@ -111,7 +111,7 @@ class PushServerConfig:
     log_format: str = "logfmt"
     http_path_prefix: str = ""
     http_tls_config: ServerTLSConfig | None = None  # serves HTTPS, as the node's own server.http_tls_config
-    grpc_tls_config: Any = None
+    grpc_tls_config: ServerTLSConfig | None = None  # the gRPC port's TLS; unset = as http_tls_config
 
 
 @dataclass

@@ -199,6 +199,15 @@ class LogsInstance:
         if indexer is not None and indexer.lag_bytes > self.max_backlog_bytes:
             raise Overloaded(429, 5, "the search store is behind; retry later")
 
+    async def accept(self, rules: PushRules, body: bytes, content_type: str | None, content_encoding: str | None,
+                     limit: int, tenant: str) -> list[str]:
+        """Apply a push target's rules to a Loki push body and append what they keep durably: the one path of
+        HTTP and gRPC pushes. Returns the per-stream errors (streams skipped; the others are stored)."""
+        accepted = rules.ingest(body, content_type, content_encoding, limit)
+        if accepted.streams:
+            await self.push_body(accepted.body, tenant, accepted.entries, accepted.request)
+        return accepted.errors
+
     async def push(self, request: PushRequest, tenant: str, entries: int, body: bytes | None = None) -> None:
         """Append one accepted push durably (``body``: its snappy PushRequest when already at hand)."""
         if body is None:

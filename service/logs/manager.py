@@ -11,8 +11,9 @@ import orjson
 from service.config.schema import encode
 from service.log import get_logger
 from service.logs.config import LogsConfig, LogsInstanceConfig
+from service.logs.grpc_server import GrpcPushServer, GrpcSettings
 from service.logs.instance import LogsInstance, Sink
-from service.logs.push import PushError
+from service.logs.push import DEFAULT_MAX_MESSAGE_SIZE, PushError, PushRules
 
 TargetsProvider = Callable[[], list[dict[str, Any]]]
 """Returns target dicts in the SPEC §2 shape: {instance, target_group, type, labels, discovered_labels,
@@ -26,8 +27,11 @@ def _key(cfg: LogsInstanceConfig) -> bytes:
 
 
 class LogsManager:
-    def __init__(self, cfg: LogsConfig | None, wal_root: str, **instance_options: Any) -> None:
+    def __init__(self, cfg: LogsConfig | None, wal_root: str, *, grpc: GrpcSettings | None = None,
+                 **instance_options: Any) -> None:
         self.cfg = cfg or LogsConfig()
+        self.grpc_settings = grpc  # the node's own gRPC push port (server.grpc_listen_port), when set
+        self.grpc: GrpcPushServer | None = None
         self.wal_root = wal_root
         self.instances: dict[str, LogsInstance] = {}
         self._keys: dict[str, bytes] = {}
@@ -76,8 +80,20 @@ class LogsManager:
                              "/agent/api/v1/logs/instance/<name>/push")
 
     # --- lifecycle -------------------------------------------------------------------------------------
+    def _main_port_target(self) -> tuple[LogsInstance, PushRules, int]:
+        inst = self.default_instance()
+        return inst, inst.default_rules, DEFAULT_MAX_MESSAGE_SIZE
+
     async def start(self) -> None:
         await self.reload(self.cfg)
+        if self.grpc_settings is not None:  # feeds the default instance, as the main HTTP port's push
+            server = GrpcPushServer(self.grpc_settings, self._main_port_target)
+            try:
+                await server.start()
+            except BaseException:
+                await self.stop()
+                raise
+            self.grpc = server
 
     async def reload(self, cfg: LogsConfig | None) -> None:
         async with self._lock:
@@ -103,6 +119,9 @@ class LogsManager:
         await inst.stop()
 
     async def stop(self) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop()
+            self.grpc = None
         async with self._lock:
             for name in list(self.instances):
                 await self._stop_one(name)

@@ -55,11 +55,8 @@ def push_endpoint(resolve: Resolve, route: str, *, raw: bool = False) -> Callabl
                 if req.streams:
                     await instance.push(req, tenant, sum(len(s.entries) for s in req.streams))
             else:
-                accepted = rules.ingest(body, request.headers.get("content-type"),
-                                        request.headers.get("content-encoding"), limit)
-                errors = accepted.errors
-                if accepted.streams:
-                    await instance.push_body(accepted.body, tenant, accepted.entries, accepted.request)
+                errors = await instance.accept(rules, body, request.headers.get("content-type"),
+                                               request.headers.get("content-encoding"), limit, tenant)
             resp = _text(400, errors[-1]) if errors else Response(status_code=204)
         except PushError as exc:
             resp = _text(exc.status, exc.message)

@@ -21,6 +21,7 @@ from service.http.tls import ServerTLSConfig
 from service.log import get_logger
 from service.logs import metrics
 from service.logs.config import ScrapeConfig
+from service.logs.grpc_server import GrpcPushServer, GrpcSettings
 from service.logs.instance import rules_for
 from service.logs.push import PushRules
 from service.logs.routes import push_routes
@@ -48,6 +49,7 @@ class PushServer:
         self.limit = self.server_cfg.grpc_server_max_recv_msg_size
         self.port = 0
         self._server: _Server | None = None
+        self.grpc: GrpcPushServer | None = None
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger("logs.push_server", instance=instance.name, job=sc.job_name)
 
@@ -93,8 +95,23 @@ class PushServer:
         metrics.add_connection_source(self._connections)
         self._log.info("loki_push_api listening", address=f"{host}:{self.port}", tls=tls.enabled,
                        auth=auth is not None and auth.enabled)
+        if cfg.grpc_listen_port:
+            grpc_server = GrpcPushServer(GrpcSettings(
+                f"loki_push_api {self.job}", cfg.grpc_listen_address or host, cfg.grpc_listen_port,
+                cfg.grpc_tls_config or tls, auth, self.limit, cfg.grpc_server_max_send_msg_size,
+                cfg.grpc_server_max_concurrent_streams, float(cfg.graceful_shutdown_timeout)),
+                lambda: (self.instance, self.rules, self.limit))
+            try:
+                await grpc_server.start()
+            except BaseException:
+                await self.stop()
+                raise
+            self.grpc = grpc_server
 
     async def stop(self) -> None:
+        if self.grpc is not None:
+            await self.grpc.stop()
+            self.grpc = None
         metrics.remove_connection_source(self._connections)
         if self._server is None or self._task is None:
             return
