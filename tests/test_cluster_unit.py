@@ -43,10 +43,19 @@ class Registry:
                 registry.running[self.name] = node
                 registry.starts[self.name] = registry.starts.get(self.name, 0) + 1
 
-            async def stop(self) -> None:
+            async def halt(self) -> None:  # scraping and receiving end: another node may start it
                 await asyncio.sleep(0.001)
                 if registry.running.get(self.name) == node:
                     del registry.running[self.name]
+
+            async def drain(self, flush_deadline: float | None = None) -> None:
+                await asyncio.sleep(0.05)  # the WAL drains after the claim is released
+
+            def cut_drain(self) -> None:
+                pass
+
+            def targets(self) -> list[dict[str, object]]:
+                return []
 
         return Instance
 

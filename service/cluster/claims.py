@@ -24,6 +24,7 @@ class Claim:
     node: str
     lease: int
     mod_revision: int
+    error: str = ""  # the owner's instance failed to start (it retries)
 
 
 class Claims:
@@ -42,12 +43,29 @@ class Claims:
         for pair in listing.pairs:
             try:
                 data = orjson.loads(pair.value)
-                node, lease = str(data["node"]), int(data["lease"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                node, lease = "", pair.lease
+                node, lease, err = str(data["node"]), int(data["lease"]), str(data.get("error", ""))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                node, lease, err = "", pair.lease, ""
             name = pair.key[len(self.prefix):]
-            out[name] = Claim(name, node, lease, pair.mod_revision)
+            out[name] = Claim(name, node, lease, pair.mod_revision, err)
         return out
+
+    async def set_error(self, name: str, lease: Lease, error: str) -> bool:
+        """Record (or clear, with "") why our instance of `name` failed to start, in our own claim."""
+        pair = await self.kv.get(self.key(name))
+        if pair is None:
+            return False
+        try:
+            data = orjson.loads(pair.value)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(data, dict) or data.get("node") != self.node_id or data.get("lease") != lease.id:
+            return False
+        value: dict[str, object] = {"node": self.node_id, "lease": lease.id}
+        if error:
+            value["error"] = error
+        return await self.kv.compare_and_swap(self.key(name), orjson.dumps(value),
+                                              expected_mod_revision=pair.mod_revision, lease=lease)
 
     def ours(self, claim: Claim | None, lease: Lease | None) -> bool:
         return claim is not None and lease is not None and claim.node == self.node_id and claim.lease == lease.id

@@ -51,6 +51,7 @@ class Cluster:
                                reshard_timeout=float(service.reshard_timeout), debounce=debounce,
                                on_synced=on_synced)
         self.leave_timeout = max(float(service.cluster_reshard_event_timeout), 1.0)
+        manager.on_failures_changed = lambda: self.sharder.request("instance-retry")
 
     @property
     def synced(self) -> bool:
@@ -77,7 +78,8 @@ class Cluster:
             return ReshardResult(error=f"no reshard finished within {limit:g}s")
 
     async def stop(self) -> None:
-        """Graceful leave: LEAVING, stop own instances, then revoke the lease (claims and record go with it)."""
+        """Graceful leave: LEAVING, halt own instances, then revoke the lease (claims and record go with it).
+        The WALs drain afterwards (the node's manager.stop_all waits for them): handing over comes first."""
         try:
             async with asyncio.timeout(self.leave_timeout):
                 await self.membership.set_state(State.LEAVING)
@@ -100,10 +102,16 @@ class Cluster:
             owner = ring.owner(name) or ""
             claim = claims.get(name)
             holder = claim.node if claim is not None else ""
+            error = claim.error if claim is not None else ""
             if owner:
                 owned[owner] = owned.get(owner, 0) + 1
-            rows.append({"name": name, "owner": owner, "running": bool(owner) and holder == owner,
-                         "running_on": holder})
+            held = bool(owner) and holder == owner
+            row: dict[str, Any] = {"name": name, "owner": owner, "running": held and not error,
+                                   "running_on": holder,
+                                   "state": ("failed" if error else "running") if held else "pending"}
+            if error:
+                row["error"] = error
+            rows.append(row)
         return {
             "self": self.node_id,
             "members": [{"id": mem.id, "address": mem.address, "state": mem.state.value,

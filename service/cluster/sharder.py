@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from service.cluster import metrics as m
-from service.cluster.claims import Claims
+from service.cluster.claims import Claim, Claims
 from service.cluster.configcache import ConfigCache
 from service.cluster.membership import Member, Membership, State, parse_members
 from service.cluster.placement import Placement
 from service.cluster.ring import Ring
-from service.kv.store import EventType, KVError, KVStore, WatchEvent
+from service.kv.store import EventType, KVError, KVStore, Lease, WatchEvent
 from service.log import get_logger
 from service.metrics.config import GlobalConfig, InstanceConfig
 from service.metrics.manager import ApplyResult, InstanceManager
@@ -266,11 +266,20 @@ class Sharder:
             result.pending = len(desired) - len(held)
 
             final = {n: desired[n] for n in held}
-            apply = asyncio.ensure_future(self.manager.apply(final, {n: digests[n] for n in final}))
-            result.applied = await asyncio.shield(apply)  # a timeout must not cut an apply in half
+            stale = {c.name: c for c in claims.values() if c.node == self.node_id and c.name not in final}
 
-            stale = [c for c in claims.values() if c.node == self.node_id and c.name not in final]
-            result.released = await self.claims.release(stale) if stale else 0
+            async def release_halted(names: list[str]) -> None:
+                # as soon as their scraping and receiving stopped, before any start and before their WALs drain
+                batch = [stale.pop(n) for n in names if n in stale]
+                if batch:
+                    result.released += await self.claims.release(batch)
+
+            apply = asyncio.ensure_future(self.manager.apply(final, {n: digests[n] for n in final},
+                                                             on_halted=release_halted))
+            result.applied = await asyncio.shield(apply)  # a timeout must not cut an apply in half
+            if stale:
+                result.released += await self.claims.release(list(stale.values()))
+            await self._mark_failures(final, claims, lease)
             result.running = len(self.manager.running())
             m.CONFIGS_OWNED.set(result.owned)
             m.CONFIGS_PENDING.set(result.pending)
@@ -280,6 +289,16 @@ class Sharder:
                           restarted=len(a.restarted), pending=result.pending, released=result.released,
                           members=len(ring.members))
             return result
+
+    async def _mark_failures(self, final: dict[str, InstanceConfig], claims: dict[str, Claim],
+                             lease: Lease) -> None:
+        """Write each held claim's start failure (or its recovery) into the claim, for every node's ring API."""
+        failures = self.manager.failures()
+        changed = [(n, failures.get(n, "")) for n in final
+                   if failures.get(n, "") != (claims[n].error if n in claims else "")]
+        if changed:
+            await asyncio.gather(*(self.claims.set_error(n, lease, err) for n, err in changed),
+                                 return_exceptions=True)
 
     def _track_pending(self, pending: set[str], won: set[str]) -> None:
         now = time.monotonic()
@@ -293,9 +312,10 @@ class Sharder:
             self._pending_since.setdefault(name, now)
 
     async def release_all(self) -> None:
-        """Leaving: stop every instance (flushing what it holds); the caller then revokes the lease."""
+        """Leaving: stop every instance's scraping and receiving; the caller then revokes the lease (every
+        claim goes with it) and only then waits for the WALs to drain."""
         async with self._lock:
-            await self.manager.stop_all()
+            await self.manager.halt_all()
 
 
 def _count_states(members: dict[str, Member]) -> None:
