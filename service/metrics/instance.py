@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from typing import Any
 
@@ -47,6 +48,12 @@ def _sync_interval() -> float:
         return DEFAULT_SYNC_INTERVAL
 
 
+@functools.lru_cache(maxsize=8)
+def _absolute(root: str) -> str:
+    """The WAL root made absolute once: os.getcwd was a measurable part of every instance start."""
+    return os.path.abspath(root)
+
+
 class MetricsInstance:
     def __init__(self, cfg: InstanceConfig, global_cfg: GlobalConfig, wal_root: str, *,
                  sync_interval: float | None = None) -> None:
@@ -54,7 +61,7 @@ class MetricsInstance:
         self.name = cfg.name
         self.cfg = cfg
         self.global_cfg = global_cfg
-        self.wal_dir = wal_dir_for(wal_root, cfg.name)
+        self.wal_dir = wal_dir_for(_absolute(wal_root), cfg.name)
         self.sync_interval = _sync_interval() if sync_interval is None else sync_interval
         self.log = get_logger("metrics.instance", instance=cfg.name)
         self.wal: WAL | None = None

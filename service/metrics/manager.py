@@ -22,9 +22,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 from prometheus_client import Counter, Gauge
 
-from service.config.schema import dump_yaml
+from service.config.schema import encode
 from service.log import get_logger
 from service.metrics.config import InstanceConfig
 
@@ -67,8 +68,11 @@ OnHalted = Callable[[list[str]], Awaitable[None]]
 
 
 def config_hash(cfg: InstanceConfig) -> str:
-    """Hash of the canonical YAML (secrets included, so a changed password restarts the instance)."""
-    return hashlib.sha256(dump_yaml(cfg, show_secrets=True).encode()).hexdigest()
+    """Hash of the config's canonical plain data (secrets included, so a changed password restarts the
+    instance). JSON rather than YAML: the YAML emitter took 4 ms a config, most of a 10k-config reshard."""
+    data = orjson.dumps(encode(cfg, show_secrets=True), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+                        default=str)
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
