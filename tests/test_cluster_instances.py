@@ -124,9 +124,10 @@ def test_handoff_when_the_old_node_is_slow_to_stop(tmp_path: Path, etcd: EtcdSer
         for name in names:
             assert first.request("PUT", CONFIG + name, self_scrape(first, name, STUCK_REMOTE, "1s")).status == 201
         cluster.wait_exactly_once(names, 20)
-        wait_for(lambda: len(scraped(first)) >= len(names) // 2, 10, what="the WALs hold samples")
+        wait_for(lambda: scraped(first) == set(names), 30, what="every WAL holds samples")
         (joined,) = cluster.add(1)
-        took = cluster.wait_exactly_once(names, 5, what="the joiner takes its share while n0 drains")
+        # every drain runs for remote_flush_deadline (1 m); the deadline leaves room for a loaded CI machine
+        took = cluster.wait_exactly_once(names, 15, what="the joiner takes its share while n0 drains")
         moved = cluster.running()[joined.node_id]  # type: ignore[attr-defined]
         assert moved, "the joiner took nothing"
         print(f"join with stuck remotes: every config placed {took:.2f}s after the joiner was ready")
@@ -136,7 +137,7 @@ def test_handoff_when_the_old_node_is_slow_to_stop(tmp_path: Path, etcd: EtcdSer
         began = time.monotonic()
         os.kill(old.pid, signal.SIGTERM)  # hand over first, flush afterwards
         del cluster.nodes["n0"]
-        cluster.wait_exactly_once(names, 5, what="n1 takes everything after SIGTERM")
+        cluster.wait_exactly_once(names, 15, what="n1 takes everything after SIGTERM")
         took = time.monotonic() - began
         assert old.proc is not None and old.proc.poll() is None, "n0 should still be draining its WALs"
         print(f"SIGTERM with stuck remotes: every config on n1 after {took:.2f}s, n0 still draining")
