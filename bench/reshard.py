@@ -214,6 +214,17 @@ async def load_configs(endpoint: str, prefix: str, bodies: dict[str, str]) -> No
         await kv.close()
 
 
+async def delete_config(endpoint: str, key: str) -> None:
+    from service.kv.etcd import EtcdKV
+
+    kv = EtcdKV([endpoint], dial_timeout=5.0)
+    await kv.start()
+    try:
+        await kv.delete(key)
+    finally:
+        await kv.close()
+
+
 def converge(cluster: NodeCluster, names: list[str], timeout: float) -> None:
     cluster.wait_exactly_once(names, timeout, what="convergence")
 
@@ -238,7 +249,7 @@ def main() -> None:
     cluster = NodeCluster(root, etcd.endpoint, lease_ttl=f"{args.ttl:g}s", heartbeat="500ms",
                           reshard_interval="60s")
     ring_deletions = KeyDeletions(etcd.endpoint, f"{cluster.namespace}/collectors/").start()
-    figures: list[tuple[str, str]] = []
+    figures = Figures()
     gone: list[NodeProcess] = []
     try:
         cluster.add(3)
@@ -328,11 +339,12 @@ def main() -> None:
         ring = Ring(cluster.nodes)
         doomed = next(f"stuck-del-{i}" for i in range(1000) if ring.owner(f"stuck-del-{i}") == node_id)
         follower = next(f"after-del-{i}" for i in range(1000) if ring.owner(f"after-del-{i}") == node_id)
-        assert node.request("PUT", f"/agent/api/v1/config/{doomed}", recorder.config(doomed)).status == 201
-        wait_for(lambda: len(recorder.times[doomed]) >= 2, 30, what="the doomed config scraped")
-        assert node.request("DELETE", f"/agent/api/v1/config/{doomed}").status == 200
+        prefix = f"{cluster.namespace}/configurations/"
+        asyncio.run(load_configs(etcd.endpoint, prefix, {doomed: recorder.config(doomed)}))
+        wait_for(lambda: len(recorder.times[doomed]) >= 2, 60, what="the doomed config scraped")
+        asyncio.run(delete_config(etcd.endpoint, prefix + doomed))
         started = time.monotonic()
-        assert node.request("PUT", f"/agent/api/v1/config/{follower}", config_body(follower)).status == 201
+        asyncio.run(load_configs(etcd.endpoint, prefix, {follower: config_body(follower)}))
         took = since(started, lambda: wait_for(lambda: follower in node.get("/agent/api/v1/metrics/instances")
                                                 .json()["data"], 120, what="the next config"))
         figures.append(("a deleted config with an unreachable remote: next config on that node starts after",
@@ -346,6 +358,14 @@ def main() -> None:
     print(f"reshard benchmark: 3 nodes, {args.configs} configs, real etcd, lease TTL {args.ttl:g}s")
     for label, value in figures:
         print(f"  {label:<85} {value}")
+
+
+class Figures(list[tuple[str, str]]):
+    """The result rows, each also printed (to stderr) as soon as it is measured: a late failure keeps them."""
+
+    def append(self, row: tuple[str, str]) -> None:
+        super().append(row)
+        print(f"  {row[0]:<85} {row[1]}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
