@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from service.cluster.claims import Claims
+from service.cluster.lease_keeper import LeaseKeeper
 from service.cluster.membership import Membership, State, parse_members
 from service.cluster.ring import Ring
 from service.cluster.sharder import ReshardResult, Sharder
@@ -42,9 +43,13 @@ class Cluster:
         self.kv = kv
         self.manager = manager
         self.config_prefix = service.kvstore.prefix
+        keeper = (LeaseKeeper(service.kvstore.etcd, period=float(lifecycler.heartbeat_period),
+                              ttl=float(lifecycler.lease_ttl))
+                  if service.kvstore.store == "etcd" and service.kvstore.etcd.endpoints else None)
         self.membership = Membership(kv, lifecycler.ring.kvstore.prefix, self.node_id, address,
                                      heartbeat_period=float(lifecycler.heartbeat_period),
-                                     lease_ttl=float(lifecycler.lease_ttl), on_new_lease=self._on_new_lease)
+                                     lease_ttl=float(lifecycler.lease_ttl), on_new_lease=self._on_new_lease,
+                                     keeper=keeper)
         self.claims = Claims(kv, claims_prefix(service), self.node_id)
         self.sharder = Sharder(kv, manager, self.membership, self.claims, config_prefix=self.config_prefix,
                                global_cfg=global_cfg, reshard_interval=float(service.reshard_interval),
