@@ -27,6 +27,7 @@ def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
     server.remove()
 
 
+@pytest.mark.slow
 def test_keeper_renews_while_the_loop_lives_and_not_once_it_freezes(etcd: EtcdServer) -> None:
     async def scenario() -> None:
         kv = EtcdKV([etcd.endpoint], dial_timeout=5.0)
