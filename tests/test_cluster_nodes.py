@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import service.kv.etcd  # noqa: F401  (a required dependency: a broken install fails here, never a skip)
 from tests.cluster_harness import INSTANCES, NodeCluster, cluster_config, instance_starts
 from tests.etcd_server import EtcdServer
 from tests.node_process import NodeProcess, wait_for
@@ -46,7 +47,6 @@ def test_single_embedded_node_is_a_ring_of_one(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    pytest.importorskip("service.kv.etcd", reason="the etcd KV backend is not in this tree yet")
     server = EtcdServer(tmp_path_factory.mktemp("etcd") / "data")
     server.start()
     yield server
@@ -105,7 +105,8 @@ def test_join_moves_only_its_share(cluster: NodeCluster) -> None:
     wait_for(settled, 20, what="the joiner takes its share")
     after = cluster.running()
     moved = set(after[joined.node_id])  # type: ignore[attr-defined]
-    assert len(moved) <= 1.3 * len(NAMES) / 4, len(moved)
+    ideal = len(NAMES) / 4
+    assert 0.5 * ideal <= len(moved) <= 1.3 * ideal, len(moved)  # its share: not one config, not half
     for nid, names in before.items():
         assert set(after[nid]) == set(names) - moved  # old nodes only lost what moved
         assert instance_starts(cluster.nodes[nid]) == starts_before[nid]  # and restarted nothing
@@ -117,19 +118,20 @@ def test_never_two_nodes_at_once_under_churn(cluster: NodeCluster) -> None:
     cluster.put(NAMES[:100])
     cluster.wait_exactly_once(NAMES[:100], 20)
     violations: list[tuple[float, list[str]]] = []
-    polls = 0
+    polls = failed_polls = 0
     stop = threading.Event()
 
     def poll() -> None:
-        nonlocal polls
+        nonlocal polls, failed_polls
         while not stop.is_set():
             try:
                 dup = NodeCluster.duplicates(cluster.running())
             except (OSError, KeyError, ValueError):
-                dup = []  # a node going away mid-poll
-            polls += 1
-            if dup:
-                violations.append((time.monotonic(), dup))
+                failed_polls += 1  # a node going away mid-poll: this poll saw nothing
+            else:
+                polls += 1
+                if dup:
+                    violations.append((time.monotonic(), dup))
             stop.wait(0.05)
 
     poller = threading.Thread(target=poll)
@@ -143,7 +145,7 @@ def test_never_two_nodes_at_once_under_churn(cluster: NodeCluster) -> None:
     finally:
         stop.set()
         poller.join()
-    assert polls > 20
+    assert polls > 20, (polls, failed_polls)  # only polls that saw every node count
     assert violations == []
 
 
@@ -169,7 +171,6 @@ def test_edit_restarts_on_owner_only_and_delete_stops_everywhere(cluster: NodeCl
 
 @pytest.mark.slow
 def test_etcd_outage_keeps_instances_and_converges_without_restarts(tmp_path: Path) -> None:
-    pytest.importorskip("service.kv.etcd", reason="the etcd KV backend is not in this tree yet")
     server = EtcdServer(tmp_path / "etcd-data")
     server.start()
     c = NodeCluster(tmp_path, server.endpoint, lease_ttl="4s", heartbeat="500ms")

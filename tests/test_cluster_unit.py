@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from service.cluster.cluster import Cluster
+from service.cluster.ring import Ring
 from service.configapi.store import encode_value
 from service.kv.memory import MemoryKV
 from service.metrics.config import GlobalConfig, InstanceConfig
@@ -43,10 +44,19 @@ class Registry:
                 registry.running[self.name] = node
                 registry.starts[self.name] = registry.starts.get(self.name, 0) + 1
 
-            async def stop(self) -> None:
+            async def halt(self) -> None:  # scraping and receiving end: another node may start it
                 await asyncio.sleep(0.001)
                 if registry.running.get(self.name) == node:
                     del registry.running[self.name]
+
+            async def drain(self, flush_deadline: float | None = None) -> None:
+                await asyncio.sleep(0.05)  # the WAL drains after the claim is released
+
+            def cut_drain(self) -> None:
+                pass
+
+            def targets(self) -> list[dict[str, object]]:
+                return []
 
         return Instance
 
@@ -243,6 +253,36 @@ def test_full_reshard_with_nothing_changed_is_cheap(count: int) -> None:
         assert result.ok and result.applied.unchanged == count
         assert result.duration < 2.0, result.duration
         assert time.monotonic() - started < 3.0
+        await nodes.stop_all()
+        await kv.close()
+
+    run(scenario())
+
+
+def test_each_node_parses_ahead_what_it_takes_over_when_another_leaves() -> None:
+    async def scenario() -> None:
+        kv = MemoryKV()
+        await kv.start()
+        registry = Registry()
+        nodes = Nodes(kv, registry)
+        names = [f"cfg-{i}" for i in range(300)]
+        await put_configs(kv, names)
+        for nid in ("node-a", "node-b", "node-c"):
+            nodes.add(nid)
+        await wait_until(lambda: nodes.converged(names), what="3 nodes converge")
+        a = nodes.clusters["node-a"]
+        ring = Ring(["node-a", "node-b", "node-c"])
+        successors = [n for n in names if ring.owner(n) != "node-a"
+                      and Ring(m for m in ring.members if m != ring.owner(n)).owner(n) == "node-a"]
+        assert successors  # node-a is the next owner of some of the others' configs
+        listing = {p.key: p for p in (await kv.list(PREFIX)).pairs}
+
+        def parsed_ahead() -> bool:
+            return all(a.sharder.cache.fresh(listing[PREFIX + n]) for n in successors)
+
+        await wait_until(parsed_ahead, what="node-a parsed its successor configs")
+        await nodes.clusters.pop("node-b").stop()  # a graceful leave: node-a parses nothing on the way
+        await wait_until(lambda: nodes.converged(names), what="2 nodes converge")
         await nodes.stop_all()
         await kv.close()
 

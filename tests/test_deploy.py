@@ -202,6 +202,9 @@ def test_default_bundled_etcd(default_render: tuple[str, list[dict[str, Any]]]) 
     members = initial.split("=", 1)[1].split(",")
     assert members == [f"{FULLNAME}-etcd-{i}=http://{FULLNAME}-etcd-{i}.{FULLNAME}-etcd-headless.{NAMESPACE}.svc:2380"
                        for i in range(3)]
+    # heartbeats add revisions forever: the bundled etcd compacts its history
+    assert {"--auto-compaction-mode=periodic", "--auto-compaction-retention=1h",
+            "--quota-backend-bytes=2147483648"} <= set(args)
     assert find(docs, "Service", f"{FULLNAME}-etcd-headless")["spec"]["publishNotReadyAddresses"] is True
     assert find(docs, "PodDisruptionBudget", f"{FULLNAME}-etcd")["spec"]["minAvailable"] == 2
 

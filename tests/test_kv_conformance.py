@@ -20,7 +20,7 @@ from aetcd import rpc
 from service.kv.embedded import EmbeddedKV
 from service.kv.etcd import EtcdKV
 from service.kv.memory import MemoryKV
-from service.kv.store import EventType, KVError, KVStore, LeaseExpired, WatchEvent
+from service.kv.store import MAX_TXN_OPS, EventType, KVError, KVStore, LeaseExpired, WatchEvent
 from tests.aio import run, take
 from tests.polling import wait_until
 
@@ -120,6 +120,24 @@ def test_compare_and_swap(backend: Backend) -> None:
             assert await kv.get("k") is not None
             assert await kv.compare_and_swap("k", None, expected_mod_revision=current.mod_revision) is True
             assert await kv.get("k") is None
+
+    run(body())
+
+
+def test_compare_and_swap_many_is_all_or_nothing(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.opened() as kv:
+            lease = await kv.grant_lease(30)
+            ops = [(f"m/{i}", b"v", 0) for i in range(MAX_TXN_OPS)]
+            assert await kv.compare_and_swap_many(ops, lease=lease) is True
+            assert len((await kv.list("m/")).pairs) == MAX_TXN_OPS
+            assert all(p.lease == lease.id for p in (await kv.list("m/")).pairs)
+            assert await kv.compare_and_swap_many([("n/new", b"v", 0), ("m/0", b"v", 0)]) is False
+            assert await kv.get("n/new") is None  # nothing of a failed transaction is written
+            held = {p.key: p.mod_revision for p in (await kv.list("m/")).pairs}
+            assert await kv.compare_and_swap_many([(k, None, r) for k, r in held.items()][:2]) is True
+            assert len((await kv.list("m/")).pairs) == MAX_TXN_OPS - 2
+            await lease.revoke()
 
     run(body())
 

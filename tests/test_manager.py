@@ -3,27 +3,51 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from service.metrics.config import InstanceConfig
-from service.metrics.manager import InstanceManager
+from service.metrics.manager import FAILED, InstanceManager
 
 
 class RecordingInstance:
     """A minimal instance that records its lifecycle (the manager is the unit under test)."""
 
     events: list[tuple[str, str]] = []
+    broken: set[str] = set()
 
     def __init__(self, cfg: InstanceConfig) -> None:
         self.name = cfg.name
         self.cfg = cfg
+        self.cut = asyncio.Event()
 
     async def start(self) -> None:
-        if self.name.startswith("broken"):
+        if self.name.startswith("broken") or self.name in self.broken:
             raise RuntimeError("cannot start")
         self.events.append(("start", self.name))
 
-    async def stop(self) -> None:
+    async def halt(self) -> None:
         self.events.append(("stop", self.name))
+
+    async def drain(self, flush_deadline: float | None = None) -> None:
+        self.events.append(("drained", self.name))
+
+    def cut_drain(self) -> None:
+        self.cut.set()
+
+    def targets(self) -> list[dict[str, object]]:
+        return []
+
+
+class StuckRemoteInstance(RecordingInstance):
+    """Drains as an instance whose remote_write endpoint never answers: until cut, or 60 s."""
+
+    async def drain(self, flush_deadline: float | None = None) -> None:
+        try:
+            async with asyncio.timeout(60):
+                await self.cut.wait()
+            self.events.append(("cut", self.name))
+        except TimeoutError:
+            self.events.append(("gave up", self.name))
 
 
 def cfgs(*names: str, **overrides: bool) -> dict[str, InstanceConfig]:
@@ -43,8 +67,9 @@ def test_apply_diffs_and_restarts_only_changed() -> None:
         assert second.stopped == ["c"]
         assert second.restarted == ["b"]
         assert second.unchanged == 1
+        await manager.wait_drained()
         assert sorted(RecordingInstance.events) == sorted([("stop", "c"), ("stop", "b"), ("start", "b"),
-                                                           ("start", "d")])
+                                                           ("start", "d"), ("drained", "c"), ("drained", "b")])
         RecordingInstance.events.clear()
         third = await manager.apply(cfgs("a", "b", "d", b=True))
         assert (third.started, third.stopped, third.restarted, third.unchanged) == ([], [], [], 3)
@@ -55,15 +80,67 @@ def test_apply_diffs_and_restarts_only_changed() -> None:
     asyncio.run(scenario())
 
 
-def test_failed_start_is_reported_and_retried() -> None:
+def test_failed_start_is_reported_and_retried_with_backoff() -> None:
     async def scenario() -> None:
-        manager = InstanceManager(RecordingInstance)
-        result = await manager.apply(cfgs("ok", "broken-1"))
-        assert result.started == ["ok"]
-        assert "broken-1" in result.failed and "cannot start" in result.failed["broken-1"]
-        assert manager.running() == ["ok"]
-        again = await manager.apply(cfgs("ok", "broken-1"))
-        assert "broken-1" in again.failed  # tried again on the next apply
+        RecordingInstance.broken = {"flaky"}
+        manager = InstanceManager(RecordingInstance, retry_first=0.05, retry_max=0.2)
+        try:
+            result = await manager.apply(cfgs("ok", "broken-1", "flaky"))
+            assert result.started == ["ok"]
+            assert "cannot start" in result.failed["broken-1"] and "cannot start" in result.failed["flaky"]
+            assert manager.running() == ["ok"]
+            assert manager.failures() == {"broken-1": "RuntimeError: cannot start",
+                                          "flaky": "RuntimeError: cannot start"}
+            assert FAILED.labels("flaky")._value.get() == 1
+            again = await manager.apply(cfgs("ok", "broken-1", "flaky"))
+            assert again.started == [] and set(again.failed) == {"broken-1", "flaky"}  # still failed, waiting
+            RecordingInstance.broken = set()
+            recovered = asyncio.Event()
+            manager.on_failures_changed = recovered.set
+            async with asyncio.timeout(5):
+                await recovered.wait()  # the retry loop started it, with no apply asking
+            assert manager.running() == ["flaky", "ok"]
+            assert list(manager.failures()) == ["broken-1"]
+            assert 'instance_name="flaky"' not in _failed_samples()
+            await manager.apply(cfgs("ok", "flaky"))  # a removed config is no longer failed
+            assert manager.failures() == {}
+        finally:
+            RecordingInstance.broken = set()
+            await manager.stop_all()
+
+    asyncio.run(scenario())
+
+
+def _failed_samples() -> str:
+    return " ".join(f'instance_name="{s.labels["instance_name"]}"' for metric in FAILED.collect()
+                    for s in metric.samples)
+
+
+def test_a_stuck_drain_never_holds_up_starts() -> None:
+    """A deleted instance whose remote never answers drains in the background; starts go on at once."""
+    async def scenario() -> None:
+        RecordingInstance.events = []
+        manager = InstanceManager(StuckRemoteInstance)
+        await manager.apply(cfgs(*(f"stuck-{i}" for i in range(5))))
+        halted: list[str] = []
+
+        async def on_halted(names: list[str]) -> None:
+            halted.extend(names)
+
+        began = time.monotonic()
+        result = await manager.apply(cfgs("other"), on_halted=on_halted)
+        assert time.monotonic() - began < 1.0
+        assert result.started == ["other"] and sorted(result.stopped) == sorted(halted) and len(halted) == 5
+        assert manager.running() == ["other"] and len(manager.draining()) == 5
+        began = time.monotonic()
+        await manager.apply(cfgs("other", "next"))  # any number of stuck drains, and starts go on
+        assert time.monotonic() - began < 1.0 and manager.running() == ["next", "other"]
+        again = await manager.apply(cfgs("other", "next", "stuck-0"))  # back: its old drain is cut short
+        assert again.started == ["stuck-0"] and ("cut", "stuck-0") in RecordingInstance.events
+        assert "stuck-0" not in manager.draining() and len(manager.draining()) == 4
+        for _, task in list(manager._draining.values()):
+            task.cancel()
+        await manager.wait_drained()
 
     asyncio.run(scenario())
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from service.cluster.claims import Claims
+from service.cluster.lease_keeper import LeaseKeeper
 from service.cluster.membership import Membership, State, parse_members
 from service.cluster.ring import Ring
 from service.cluster.sharder import ReshardResult, Sharder
@@ -42,15 +43,20 @@ class Cluster:
         self.kv = kv
         self.manager = manager
         self.config_prefix = service.kvstore.prefix
+        keeper = (LeaseKeeper(service.kvstore.etcd, period=float(lifecycler.heartbeat_period),
+                              ttl=float(lifecycler.lease_ttl))
+                  if service.kvstore.store == "etcd" and service.kvstore.etcd.endpoints else None)
         self.membership = Membership(kv, lifecycler.ring.kvstore.prefix, self.node_id, address,
                                      heartbeat_period=float(lifecycler.heartbeat_period),
-                                     lease_ttl=float(lifecycler.lease_ttl), on_new_lease=self._on_new_lease)
+                                     lease_ttl=float(lifecycler.lease_ttl), on_new_lease=self._on_new_lease,
+                                     keeper=keeper)
         self.claims = Claims(kv, claims_prefix(service), self.node_id)
         self.sharder = Sharder(kv, manager, self.membership, self.claims, config_prefix=self.config_prefix,
                                global_cfg=global_cfg, reshard_interval=float(service.reshard_interval),
                                reshard_timeout=float(service.reshard_timeout), debounce=debounce,
                                on_synced=on_synced)
         self.leave_timeout = max(float(service.cluster_reshard_event_timeout), 1.0)
+        manager.on_failures_changed = lambda: self.sharder.request("instance-retry")
 
     @property
     def synced(self) -> bool:
@@ -77,7 +83,8 @@ class Cluster:
             return ReshardResult(error=f"no reshard finished within {limit:g}s")
 
     async def stop(self) -> None:
-        """Graceful leave: LEAVING, stop own instances, then revoke the lease (claims and record go with it)."""
+        """Graceful leave: LEAVING, halt own instances, then revoke the lease (claims and record go with it).
+        The WALs drain afterwards (the node's manager.stop_all waits for them): handing over comes first."""
         try:
             async with asyncio.timeout(self.leave_timeout):
                 await self.membership.set_state(State.LEAVING)
@@ -100,10 +107,16 @@ class Cluster:
             owner = ring.owner(name) or ""
             claim = claims.get(name)
             holder = claim.node if claim is not None else ""
+            error = claim.error if claim is not None else ""
             if owner:
                 owned[owner] = owned.get(owner, 0) + 1
-            rows.append({"name": name, "owner": owner, "running": bool(owner) and holder == owner,
-                         "running_on": holder})
+            held = bool(owner) and holder == owner
+            row: dict[str, Any] = {"name": name, "owner": owner, "running": held and not error,
+                                   "running_on": holder,
+                                   "state": ("failed" if error else "running") if held else "pending"}
+            if error:
+                row["error"] = error
+            rows.append(row)
         return {
             "self": self.node_id,
             "members": [{"id": mem.id, "address": mem.address, "state": mem.state.value,

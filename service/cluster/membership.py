@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from service.cluster.lease_keeper import LeaseKeeper
 from service.kv.store import KVError, KVStore, Lease, LeaseExpired
 from service.log import RepeatedWarning, get_logger
 
@@ -68,7 +69,8 @@ def parse_members(pairs: list[tuple[str, bytes]]) -> dict[str, Member]:
 
 class Membership:
     def __init__(self, kv: KVStore, prefix: str, node_id: str, address: str, *, heartbeat_period: float,
-                 lease_ttl: float, on_new_lease: Callable[[], Awaitable[None]] | None = None) -> None:
+                 lease_ttl: float, on_new_lease: Callable[[], Awaitable[None]] | None = None,
+                 keeper: LeaseKeeper | None = None) -> None:
         self.kv = kv
         self.prefix = prefix
         self.node_id = node_id
@@ -76,6 +78,7 @@ class Membership:
         self.heartbeat_period = heartbeat_period
         self.lease_ttl = lease_ttl
         self.on_new_lease = on_new_lease
+        self.keeper = keeper  # renews the lease from a thread while the loop is busy (etcd only)
         self.state = State.JOINING
         self.lease: Lease | None = None
         self.last_heartbeat = 0.0
@@ -94,6 +97,8 @@ class Membership:
         """Grant a lease and write our record (raises KVError when the store cannot be reached)."""
         async with self._write_lock:
             self.lease = await self.kv.grant_lease(self.lease_ttl)
+            if self.keeper is not None:
+                self.keeper.watch(self.lease.id)
             await self._write()
         _log.info("registered in the ring", id=self.node_id, address=self.address, state=self.state.value,
                   lease=self.lease.id)
@@ -113,6 +118,8 @@ class Membership:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._heartbeat_loop(), name="cluster-heartbeat")
+            if self.keeper is not None:
+                self.keeper.start()
 
     async def _heartbeat_loop(self) -> None:
         failing = RepeatedWarning(_log, "heartbeat failed: KV store unreachable, retrying")
@@ -145,6 +152,8 @@ class Membership:
             await self.on_new_lease()
 
     async def stop_heartbeat(self) -> None:
+        if self.keeper is not None:
+            await self.keeper.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from service.cluster import metrics as m
-from service.cluster.claims import Claims
+from service.cluster.claims import Claim, Claims
 from service.cluster.configcache import ConfigCache
 from service.cluster.membership import Member, Membership, State, parse_members
 from service.cluster.placement import Placement
 from service.cluster.ring import Ring
-from service.kv.store import EventType, KVError, KVStore, WatchEvent
+from service.kv.store import EventType, KVError, KVPair, KVStore, Lease, WatchEvent
 from service.log import RepeatedWarning, get_logger
 from service.metrics.config import GlobalConfig, InstanceConfig
 from service.metrics.manager import ApplyResult, InstanceManager
@@ -95,6 +95,8 @@ class Sharder:
         self._pending_since: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
+        self._successors_key: tuple[object, ...] = ()
+        self._successors_task: asyncio.Task[None] | None = None
 
     @property
     def node_id(self) -> str:
@@ -107,6 +109,9 @@ class Sharder:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
+        if self._successors_task is not None:
+            tasks.append(self._successors_task)
+            self._successors_task = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -248,6 +253,8 @@ class Sharder:
             self._ring = ring
             pairs = {p.key[len(self.config_prefix):]: p for p in configs.pairs}
             self.cache.forget_missing({p.key for p in configs.pairs})
+            if not leaving:
+                self._prewarm_successors(ring, pairs)
 
             result = ReshardResult(ok=True)
             invalid: set[str] = set()
@@ -285,13 +292,22 @@ class Sharder:
             result.pending = len(desired) - len(held)
 
             final = {n: desired[n] for n in held}
-            self._step = f"instances to start or stop ({len(final)} wanted on this node)"
-            apply = asyncio.ensure_future(self.manager.apply(final, {n: digests[n] for n in final}))
-            result.applied = await asyncio.shield(apply)  # a timeout must not cut an apply in half
+            stale = {c.name: c for c in claims.values() if c.node == self.node_id and c.name not in final}
 
-            stale = [c for c in claims.values() if c.node == self.node_id and c.name not in final]
-            self._step = f"the KV store to release {len(stale)} claims"
-            result.released = await self.claims.release(stale) if stale else 0
+            async def release_halted(names: list[str]) -> None:
+                # as soon as their scraping and receiving stopped, before any start and before their WALs drain
+                batch = [stale.pop(n) for n in names if n in stale]
+                if batch:
+                    result.released += await self.claims.release(batch)
+
+            self._step = f"instances to start or stop ({len(final)} wanted on this node)"
+            apply = asyncio.ensure_future(self.manager.apply(final, {n: digests[n] for n in final},
+                                                             on_halted=release_halted))
+            result.applied = await asyncio.shield(apply)  # a timeout must not cut an apply in half
+            if stale:
+                self._step = f"the KV store to release {len(stale)} claims"
+                result.released += await self.claims.release(list(stale.values()))
+            await self._mark_failures(final, claims, lease)
             result.running = len(self.manager.running())
             m.CONFIGS_OWNED.set(result.owned)
             m.CONFIGS_INVALID.set(result.invalid)
@@ -302,6 +318,48 @@ class Sharder:
                           restarted=len(a.restarted), pending=result.pending, released=result.released,
                           members=len(ring.members))
             return result
+
+    async def _mark_failures(self, final: dict[str, InstanceConfig], claims: dict[str, Claim],
+                             lease: Lease) -> None:
+        """Write each held claim's start failure (or its recovery) into the claim, for every node's ring API."""
+        failures = self.manager.failures()
+        changed = [(n, failures.get(n, "")) for n in final
+                   if failures.get(n, "") != (claims[n].error if n in claims else "")]
+        if changed:
+            await asyncio.gather(*(self.claims.set_error(n, lease, err) for n, err in changed),
+                                 return_exceptions=True)
+
+    def _prewarm_successors(self, ring: Ring, pairs: dict[str, KVPair]) -> None:
+        """In the background, parse the configs this node would own if any one other member left, so a
+        graceful leave or a crash hands them over without a parse per config (~1 ms each) on the way."""
+        key = (ring.members, len(pairs), max((p.mod_revision for p in pairs.values()), default=0))
+        if key == self._successors_key:
+            return
+        self._successors_key = key
+        if self._successors_task is not None:
+            self._successors_task.cancel()
+        self._successors_task = asyncio.create_task(self._parse_successors(ring, pairs),
+                                                    name="cluster-prewarm-successors")
+
+    async def _parse_successors(self, ring: Ring, pairs: dict[str, KVPair]) -> None:
+        others = [mid for mid in ring.members if mid != self.node_id]
+        if self.node_id not in ring.members or not others:
+            return
+        without = {mid: Ring(m for m in ring.members if m != mid) for mid in others}
+        parsed = 0
+        for i, (name, pair) in enumerate(pairs.items()):
+            if i % 256 == 0:
+                await asyncio.sleep(0)
+            owner = ring.owner(name)
+            if owner is None or owner == self.node_id or without[owner].owner(name) != self.node_id:
+                continue
+            if not self.cache.fresh(pair):
+                self.cache.get(name, pair)
+                parsed += 1
+                if parsed % 8 == 0:
+                    await asyncio.sleep(0.01)  # background work: at most about half a core, reshards first
+        if parsed:
+            _log.info("parsed the configs this node takes over if another node leaves", configs=parsed)
 
     def _track_pending(self, pending: set[str], won: set[str]) -> None:
         now = time.monotonic()
@@ -315,9 +373,10 @@ class Sharder:
             self._pending_since.setdefault(name, now)
 
     async def release_all(self) -> None:
-        """Leaving: stop every instance (flushing what it holds); the caller then revokes the lease."""
+        """Leaving: stop every instance's scraping and receiving; the caller then revokes the lease (every
+        claim goes with it) and only then waits for the WALs to drain."""
         async with self._lock:
-            await self.manager.stop_all()
+            await self.manager.halt_all()
 
 
 def _count_states(members: dict[str, Member]) -> None:

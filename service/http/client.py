@@ -45,7 +45,8 @@ def ssl_context(tls: TLSConfig | None) -> ssl.SSLContext | None:
     try:
         ctx = ssl.create_default_context(cafile=tls.ca_file or None, cadata=tls.ca or None)
     except (OSError, ssl.SSLError) as exc:
-        raise HTTPClientError(f"unable to load the CA {tls.ca_file or '(inline ca)'}: {exc}") from None
+        what = f"ca_file {tls.ca_file}" if tls.ca_file else "ca"
+        raise HTTPClientError(f"unable to load {what}: {getattr(exc, 'strerror', None) or exc}") from None
     if tls.insecure_skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

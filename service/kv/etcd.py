@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from aetcd import rpc
@@ -14,6 +14,7 @@ from aetcd.utils import prefix_range_end
 
 from service.kv.etcd_conn import Endpoint, EtcdConnection, Metadata, map_error
 from service.kv.store import (
+    MAX_TXN_OPS,
     EventType,
     KVError,
     KVPair,
@@ -140,6 +141,27 @@ class EtcdKV:
             return await ep.kv.Txn(request, timeout=timeout, metadata=md)
 
         response = await self._conn.call("compare_and_swap", fn, idempotent=False)
+        return bool(response.succeeded)
+
+    async def compare_and_swap_many(self, ops: Sequence[tuple[str, bytes | None, int]], *,
+                                    lease: Lease | None = None) -> bool:
+        if len(ops) > MAX_TXN_OPS:
+            raise KVError(f"compare_and_swap_many: {len(ops)} ops, at most {MAX_TXN_OPS}")
+        compares, writes = [], []
+        for key, value, expected in ops:
+            compares.append(rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=_key(key),
+                                        mod_revision=expected))
+            if value is None:
+                writes.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=_key(key))))
+            else:
+                writes.append(rpc.RequestOp(request_put=rpc.PutRequest(key=_key(key), value=value,
+                                                                       lease=lease.id if lease else 0)))
+        request = rpc.TxnRequest(compare=compares, success=writes, failure=[])
+
+        async def fn(ep: Endpoint, timeout: float, md: Metadata | None) -> rpc.TxnResponse:
+            return await ep.kv.Txn(request, timeout=timeout, metadata=md)
+
+        response = await self._conn.call("compare_and_swap_many", fn, idempotent=False)
         return bool(response.succeeded)
 
     # leases ----------------------------------------------------------------------------------------

@@ -6,9 +6,18 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-from service.kv.store import EventType, KVError, KVPair, Lease, LeaseExpired, ListResult, WatchEvent
+from service.kv.store import (
+    MAX_TXN_OPS,
+    EventType,
+    KVError,
+    KVPair,
+    Lease,
+    LeaseExpired,
+    ListResult,
+    WatchEvent,
+)
 
 
 class MemoryLease:
@@ -77,6 +86,23 @@ class MemoryKV:
             self.apply_delete(key)
         else:
             self.apply_put(key, value, lease.id if lease else 0)
+        return True
+
+    async def compare_and_swap_many(self, ops: Sequence[tuple[str, bytes | None, int]], *,
+                                    lease: Lease | None = None) -> bool:
+        if len(ops) > MAX_TXN_OPS:
+            raise KVError(f"compare_and_swap_many: {len(ops)} ops, at most {MAX_TXN_OPS}")
+        for key, _value, expected in ops:
+            current = self._data.get(key)
+            if (current.mod_revision if current else 0) != expected:
+                return False
+        if lease is not None and any(v is not None for _, v, _ in ops) and lease.id not in self._leases:
+            raise LeaseExpired(f"lease {lease.id} not found")
+        for key, value, _expected in ops:
+            if value is None:
+                self.apply_delete(key)
+            else:
+                self.apply_put(key, value, lease.id if lease else 0)
         return True
 
     def apply_put(self, key: str, value: bytes, lease_id: int = 0, revision: int | None = None) -> int:

@@ -8,7 +8,7 @@ attached to it; a watch reports every change under a prefix after a given revisi
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -65,6 +65,9 @@ class Lease(Protocol):
         """End the lease now, deleting its keys."""
 
 
+MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
+
+
 @runtime_checkable
 class KVStore(Protocol):
     async def start(self) -> None:
@@ -86,6 +89,11 @@ class KVStore(Protocol):
                                lease: Lease | None = None) -> bool:
         """Write (or delete, when value is None) only if the key's mod_revision equals
         `expected_mod_revision` (0: the key must not exist). False when the comparison failed."""
+
+    async def compare_and_swap_many(self, ops: Sequence[tuple[str, bytes | None, int]], *,
+                                    lease: Lease | None = None) -> bool:
+        """Several compare_and_swap (key, value or None to delete, expected_mod_revision) as one all-or-nothing
+        transaction: True when every comparison held and every write was made. At most MAX_TXN_OPS ops."""
 
     async def grant_lease(self, ttl: float) -> Lease: ...
 

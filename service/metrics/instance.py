@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from typing import Any
 
@@ -47,6 +48,12 @@ def _sync_interval() -> float:
         return DEFAULT_SYNC_INTERVAL
 
 
+@functools.lru_cache(maxsize=8)
+def _absolute(root: str) -> str:
+    """The WAL root made absolute once: os.getcwd was a measurable part of every instance start."""
+    return os.path.abspath(root)
+
+
 class MetricsInstance:
     def __init__(self, cfg: InstanceConfig, global_cfg: GlobalConfig, wal_root: str, *,
                  sync_interval: float | None = None) -> None:
@@ -54,7 +61,7 @@ class MetricsInstance:
         self.name = cfg.name
         self.cfg = cfg
         self.global_cfg = global_cfg
-        self.wal_dir = wal_dir_for(wal_root, cfg.name)
+        self.wal_dir = wal_dir_for(_absolute(wal_root), cfg.name)
         self.sync_interval = _sync_interval() if sync_interval is None else sync_interval
         self.log = get_logger("metrics.instance", instance=cfg.name)
         self.wal: WAL | None = None
@@ -62,24 +69,27 @@ class MetricsInstance:
         self.scrape: ScrapeManager | None = None
         self._accepting = False
         self._retention: asyncio.Task[None] | None = None
+        self._draining: list[RemoteWriteQueue] = []
+        self._cut = False
         self._samples = SAMPLES_APPENDED.labels(cfg.name)
         self._exemplars = EXEMPLARS_APPENDED.labels(cfg.name)
 
     async def start(self) -> None:
+        """Open the WAL, start the queues and the scrape loops; on any failure close what was opened."""
         self.wal = await asyncio.to_thread(WAL.open, self.wal_dir, sync_interval=self.sync_interval,
                                            instance=self.name)
         try:
             await self._start_queues()
+            self._accepting = True
+            self._retention = asyncio.create_task(self._retention_loop(), name=f"wal-retention[{self.name}]")
+            self.scrape = ScrapeManager(self.name, list(self.cfg.scrape_configs), self._append_scrape,
+                                        host_filter=self.cfg.host_filter,
+                                        host_filter_relabel_configs=self.cfg.host_filter_relabel_configs)
+            await self.scrape.start()
         except BaseException:
-            await self._stop_queues()
-            await self.wal.aclose()
+            await self.halt(quiet=True)
+            await self.drain(0.0, quiet=True)
             raise
-        self._accepting = True
-        self._retention = asyncio.create_task(self._retention_loop(), name=f"wal-retention[{self.name}]")
-        self.scrape = ScrapeManager(self.name, list(self.cfg.scrape_configs), self._append_scrape,
-                                    host_filter=self.cfg.host_filter,
-                                    host_filter_relabel_configs=self.cfg.host_filter_relabel_configs)
-        await self.scrape.start()
         self.log.info("instance started", wal=self.wal_dir, remote_writes=len(self.queues),
                       scrape_configs=len(self.cfg.scrape_configs))
 
@@ -142,23 +152,54 @@ class MetricsInstance:
             except OSError:
                 self.log.exception("WAL truncation failed")
 
-    async def _stop_queues(self) -> None:
-        deadline = float(self.cfg.remote_flush_deadline)
+    async def _stop_queues(self, deadline: float) -> None:
         queues, self.queues = self.queues, []
-        results = await asyncio.gather(*(q.stop(flush_deadline=deadline) for q in queues), return_exceptions=True)
+        self._draining = queues
+        try:
+            results = await asyncio.gather(*(q.stop(flush_deadline=deadline) for q in queues),
+                                           return_exceptions=True)
+        finally:
+            self._draining = []
         for result in results:
             if isinstance(result, Exception):  # one endpoint failing to stop must not keep the WAL open
                 self.log.error("remote_write queue failed to stop", err=str(result))
 
-    async def stop(self) -> None:
+    async def halt(self, *, quiet: bool = False) -> None:
+        """Stop scraping and receiving: nothing new reaches the WAL after this returns, so another node may
+        start the config. The WAL and the remote_write queues stay open for :meth:`drain`."""
         if self.scrape is not None:
             # Stale markers (write_stale_on_shutdown) are appended while the WAL still accepts writes.
-            await self.scrape.stop(write_stale=self.cfg.write_stale_on_shutdown)
-            self.scrape = None
+            try:
+                await self.scrape.stop(write_stale=self.cfg.write_stale_on_shutdown)
+            finally:
+                self.scrape = None
         self._accepting = False
         await cancel_and_wait(self._retention)
         self._retention = None
-        await self._stop_queues()
-        if self.wal is not None:
-            await self.wal.aclose()
-        self.log.info("instance stopped")
+        if not quiet:
+            self.log.info("instance halted")
+
+    async def drain(self, flush_deadline: float | None = None, *, quiet: bool = False) -> None:
+        """After :meth:`halt`: send what the WAL holds for at most ``flush_deadline`` seconds (default
+        ``remote_flush_deadline``), store each queue's marker and close the WAL. What is left unsent stays in
+        the WAL for the next instance of this config. :meth:`cut_drain` ends it early."""
+        deadline = float(self.cfg.remote_flush_deadline) if flush_deadline is None else flush_deadline
+        if self._cut:
+            deadline = 0.0
+        await self._stop_queues(deadline)
+        wal, self.wal = self.wal, None
+        if wal is not None:
+            await wal.aclose()
+        if not quiet:
+            self.log.info("instance stopped")
+
+    def cut_drain(self) -> None:
+        """End a running (or coming) :meth:`drain` now: each queue stores the marker of what was acknowledged
+        and stops."""
+        self._cut = True
+        for queue in self._draining:
+            queue.cut_flush()
+
+    async def stop(self) -> None:
+        await self.halt()
+        await self.drain()

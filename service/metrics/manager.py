@@ -4,17 +4,25 @@ The node file (`metrics.configs`) and the cluster sharder both hand it a whole d
 config's canonical form once, diffs against what runs and applies the difference in bulk (stop removed,
 start added, restart changed), concurrently up to a bound: never one config at a time against all others,
 which is what made Grafana Agent take minutes past 1k configs.
+
+Stopping never holds up starting: a removed instance is *halted* (its scraping and receiving end) inside
+`apply`, and its queues then *drain* the WAL in the background for up to `remote_flush_deadline`, however
+many drains run at once. A config started again while its old instance drains cuts that drain short; the new
+instance sends the rest from the same WAL. An instance that fails to start is kept as failed, with its
+reason, and retried with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import yaml
+import orjson
 from prometheus_client import Counter, Gauge
 
 from service.config.schema import encode
@@ -30,6 +38,13 @@ CONFIG_CHANGES = Counter("agent_metrics_configs_changed_total", "Total number of
                          ["event"])
 ABNORMAL_EXITS = Counter("agent_metrics_instance_abnormal_exits_total",
                          "Total number of times an instance failed to start or stop.", ["instance_name"])
+FAILED = Gauge("agent_metrics_instance_failed",
+               "1 while an instance this node should run failed to start (it is retried with backoff).",
+               ["instance_name"])
+DRAINING = Gauge("agent_metrics_instances_draining",
+                 "Stopped instances still sending their WAL (up to remote_flush_deadline).")
+RETRY_FIRST = 1.0  # seconds before the first retry of a failed start; doubles up to RETRY_MAX
+RETRY_MAX = 60.0
 
 
 class Instance(Protocol):
@@ -37,20 +52,27 @@ class Instance(Protocol):
 
     async def start(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def halt(self) -> None:
+        """Stop scraping and receiving; quick. The WAL stays open for drain()."""
+
+    async def drain(self, flush_deadline: float | None = None) -> None:
+        """Send what the WAL holds for at most the deadline, then close it."""
+
+    def cut_drain(self) -> None: ...
 
     def targets(self) -> list[dict[str, Any]]: ...
 
 
 InstanceFactory = Callable[[InstanceConfig], Instance]
+OnHalted = Callable[[list[str]], Awaitable[None]]
 
 
 def config_hash(cfg: InstanceConfig) -> str:
-    """Hash of the canonical YAML (secrets included, so a changed password restarts the instance)."""
-    # libyaml's emitter when present (same text as safe_dump): 30x faster on a 4 MiB config
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text = yaml.dump(encode(cfg, show_secrets=True), Dumper=dumper, sort_keys=False, allow_unicode=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Hash of the config's canonical plain data (secrets included, so a changed password restarts the
+    instance). JSON rather than YAML: the YAML emitter took 4 ms a config, most of a 10k-config reshard."""
+    data = orjson.dumps(encode(cfg, show_secrets=True), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
+                        default=str)
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
@@ -68,15 +90,48 @@ class _Running:
     digest: str
 
 
+@dataclass
+class Failure:
+    """A config that should run here but failed to start; retried at `retry_at` (monotonic)."""
+
+    cfg: InstanceConfig
+    digest: str
+    reason: str
+    attempts: int
+    retry_at: float
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 class InstanceManager:
-    def __init__(self, factory: InstanceFactory, *, concurrency: int = 64) -> None:
+    def __init__(self, factory: InstanceFactory, *, concurrency: int = 64, retry_first: float = RETRY_FIRST,
+                 retry_max: float = RETRY_MAX) -> None:
         self._factory = factory
         self._running: dict[str, _Running] = {}
+        self._draining: dict[str, tuple[Instance, asyncio.Task[None]]] = {}
+        self._failed: dict[str, Failure] = {}
         self._lock = asyncio.Lock()
         self._concurrency = concurrency
+        self._retry_first = retry_first
+        self._retry_max = retry_max
+        self._retry_task: asyncio.Task[None] | None = None
+        self.on_failures_changed: Callable[[], None] | None = None  # called when a retry changed the set
 
     def running(self) -> list[str]:
         return sorted(self._running)
+
+    def draining(self) -> list[str]:
+        return sorted(self._draining)
+
+    def failures(self) -> dict[str, str]:
+        """Configs that failed to start, with the reason (name → reason)."""
+        return {name: f.reason for name, f in self._failed.items()}
+
+    def failed_configs(self) -> dict[str, InstanceConfig]:
+        return {name: f.cfg for name, f in self._failed.items()}
 
     def get(self, name: str) -> Instance | None:
         entry = self._running.get(name)
@@ -86,45 +141,39 @@ class InstanceManager:
         entry = self._running.get(name)
         return entry.digest if entry else None
 
-    async def apply(self, desired: Mapping[str, InstanceConfig],
-                    digests: Mapping[str, str] | None = None) -> ApplyResult:
+    async def apply(self, desired: Mapping[str, InstanceConfig], digests: Mapping[str, str] | None = None,
+                    on_halted: OnHalted | None = None) -> ApplyResult:
         """Make the running set equal `desired` (name → config).
 
-        `digests` (name → config_hash) lets a caller that caches them skip re-hashing every config."""
+        `digests` (name → config_hash) lets a caller that caches them skip re-hashing every config.
+        `on_halted(names)` is awaited once the removed instances stopped scraping and receiving, before any
+        start (the cluster releases their claims there). Returns before their WAL is drained."""
         async with self._lock:
             given = digests or {}
             digests = {name: given.get(name) or config_hash(cfg) for name, cfg in desired.items()}
             result = ApplyResult()
+            for name in [n for n, f in self._failed.items() if n not in desired or f.digest != digests[n]]:
+                self._clear_failure(name)  # removed, or changed: a changed config is tried at once
             to_stop = [n for n in self._running if n not in desired]
             to_restart = [n for n in self._running if n in desired and self._running[n].digest != digests[n]]
-            to_start = [n for n in desired if n not in self._running]
-            result.unchanged = len(desired) - len(to_start) - len(to_restart)
+            to_start = [n for n in desired if n not in self._running and n not in self._failed]
+            waiting = sum(1 for n in desired if n in self._failed)
+            result.failed.update({n: self._failed[n].reason for n in desired if n in self._failed})
+            result.unchanged = len(desired) - len(to_start) - len(to_restart) - waiting
             limit = asyncio.Semaphore(self._concurrency)
 
-            async def stop(name: str) -> None:
+            async def halt(name: str) -> None:
                 async with limit:
-                    entry = self._running.pop(name)
-                    try:
-                        await entry.instance.stop()
-                    except Exception as exc:  # one failing instance must not block the others
-                        ABNORMAL_EXITS.labels(name).inc()
-                        _log.exception("instance failed to stop cleanly", instance=name)
-                        result.failed[name] = f"stop: {exc}"
+                    await self._halt(name, result)
+
+            await asyncio.gather(*(halt(n) for n in to_stop + to_restart))
+            if on_halted is not None and to_stop:
+                await on_halted(list(to_stop))
 
             async def start(name: str) -> bool:
                 async with limit:
-                    try:
-                        instance = self._factory(desired[name])
-                        await instance.start()
-                    except Exception as exc:
-                        ABNORMAL_EXITS.labels(name).inc()
-                        _log.exception("instance failed to start", instance=name)
-                        result.failed[name] = f"start: {exc}"
-                        return False
-                    self._running[name] = _Running(instance, digests[name])
-                    return True
+                    return await self._start(name, desired[name], digests[name], result)
 
-            await asyncio.gather(*(stop(n) for n in to_stop + to_restart))
             started = await asyncio.gather(*(start(n) for n in to_start + to_restart))
             for name, ok in zip(to_start + to_restart, started, strict=True):
                 if ok:
@@ -133,12 +182,111 @@ class InstanceManager:
             CONFIG_CHANGES.labels("created").inc(len(result.started))
             CONFIG_CHANGES.labels("updated").inc(len(result.restarted))
             CONFIG_CHANGES.labels("deleted").inc(len(result.stopped))
-            ACTIVE_INSTANCES.set(len(self._running))
-            ACTIVE_CONFIGS.set(len(self._running))
+            self._set_gauges()
             if to_start or to_stop or to_restart:
                 _log.info("applied instance configs", started=len(result.started), stopped=len(result.stopped),
-                          restarted=len(result.restarted), unchanged=result.unchanged, failed=len(result.failed))
+                          restarted=len(result.restarted), unchanged=result.unchanged, failed=len(result.failed),
+                          draining=len(self._draining))
+            self._schedule_retry()
             return result
 
+    async def _halt(self, name: str, result: ApplyResult) -> None:
+        """Stop `name`'s scraping and receiving now; its WAL drains in the background."""
+        entry = self._running.pop(name)
+        try:
+            await entry.instance.halt()
+        except Exception as exc:  # one failing instance must not block the others
+            ABNORMAL_EXITS.labels(name).inc()
+            _log.error("instance failed to stop cleanly", instance=name, err=_reason(exc))
+            result.failed[name] = f"stop: {_reason(exc)}"
+        task = asyncio.create_task(self._drain(name, entry.instance), name=f"instance-drain[{name}]")
+        self._draining[name] = (entry.instance, task)
+
+    async def _drain(self, name: str, instance: Instance) -> None:
+        try:
+            await instance.drain()
+        except Exception as exc:
+            ABNORMAL_EXITS.labels(name).inc()
+            _log.error("instance failed to drain its WAL", instance=name, err=_reason(exc))
+        finally:
+            if self._draining.get(name, (None,))[0] is instance:
+                del self._draining[name]
+            DRAINING.set(len(self._draining))
+
+    async def _cut_drain(self, name: str) -> None:
+        """`name` starts again: its old instance stops sending at once (the new one sends the rest)."""
+        entry = self._draining.get(name)
+        if entry is not None:
+            entry[0].cut_drain()
+            await asyncio.gather(entry[1], return_exceptions=True)
+
+    async def _start(self, name: str, cfg: InstanceConfig, digest: str, result: ApplyResult) -> bool:
+        await self._cut_drain(name)
+        try:
+            instance = self._factory(cfg)
+            await instance.start()
+        except Exception as exc:
+            result.failed[name] = f"start: {self._record_failure(name, cfg, digest, exc)}"
+            return False
+        self._running[name] = _Running(instance, digest)
+        self._clear_failure(name)
+        return True
+
+    def _record_failure(self, name: str, cfg: InstanceConfig, digest: str, exc: BaseException) -> str:
+        ABNORMAL_EXITS.labels(name).inc()
+        previous = self._failed.get(name)
+        attempts = previous.attempts + 1 if previous is not None else 1
+        delay = min(self._retry_first * 2 ** (attempts - 1), self._retry_max)
+        reason = _reason(exc)
+        self._failed[name] = Failure(cfg, digest, reason, attempts, time.monotonic() + delay)
+        FAILED.labels(name).set(1)
+        _log.error("instance failed to start; retrying", instance=name, err=reason, attempt=attempts,
+                   retry_in_seconds=round(delay, 1))
+        return reason
+
+    def _clear_failure(self, name: str) -> None:
+        if self._failed.pop(name, None) is not None:
+            with contextlib.suppress(KeyError):
+                FAILED.remove(name)
+
+    def _set_gauges(self) -> None:
+        ACTIVE_INSTANCES.set(len(self._running))
+        ACTIVE_CONFIGS.set(len(self._running))
+        DRAINING.set(len(self._draining))
+
+    # retries ------------------------------------------------------------------------------------------
+    def _schedule_retry(self) -> None:
+        if self._failed and (self._retry_task is None or self._retry_task.done()):
+            self._retry_task = asyncio.create_task(self._retry_loop(), name="instance-retry")
+
+    async def _retry_loop(self) -> None:
+        while self._failed:
+            await asyncio.sleep(max(0.0, min(f.retry_at for f in self._failed.values()) - time.monotonic()))
+            async with self._lock:
+                now = time.monotonic()
+                due = [(n, f) for n, f in self._failed.items() if f.retry_at <= now]
+                result = ApplyResult()
+                oks = await asyncio.gather(*(self._start(n, f.cfg, f.digest, result) for n, f in due))
+                self._set_gauges()
+            if any(oks):
+                _log.info("failed instances started on retry", started=sum(oks), still_failed=len(self._failed))
+                if self.on_failures_changed is not None:
+                    self.on_failures_changed()
+
+    # shutdown -----------------------------------------------------------------------------------------
+    async def halt_all(self, on_halted: OnHalted | None = None) -> None:
+        """Stop every instance's scraping and receiving; their WALs keep draining (see wait_drained)."""
+        await self.apply({}, on_halted=on_halted)
+
+    async def wait_drained(self) -> None:
+        while self._draining:
+            await asyncio.gather(*(task for _, task in list(self._draining.values())), return_exceptions=True)
+
     async def stop_all(self) -> None:
+        """Stop everything and wait until every WAL drained (each bounded by its remote_flush_deadline)."""
         await self.apply({})
+        task, self._retry_task = self._retry_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.wait_drained()

@@ -6,16 +6,26 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from service.cluster.placement import Location
-from service.http.envelope import success
+from service.http.envelope import JSON, success
+from service.metrics.config import InstanceConfig
 from service.metrics.forward import WriteForwarder
 from service.metrics.manager import InstanceManager
 from service.metrics.receiver import PREFIX, WriteReceiver
 from service.metrics.scrape.routes import targets_routes
+
+
+def failed_targets(configs: dict[str, InstanceConfig], reasons: dict[str, str]) -> list[dict[str, Any]]:
+    """One `down` row per scrape job of an instance that failed to start, its reason as the scrape error."""
+    return [{"instance": name, "target_group": sc.job_name, "endpoint": "", "state": "down",
+             "discovered_labels": {}, "labels": {"job": sc.job_name}, "last_scrape": "0001-01-01T00:00:00Z",
+             "scrape_duration_ms": 0, "scrape_error": f"instance failed to start: {reasons[name]}"}
+            for name, cfg in configs.items() for sc in cfg.scrape_configs]
 
 
 def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None = None, *,
@@ -24,14 +34,21 @@ def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None 
                        stored: Callable[[str], Awaitable[bool | None]] | None = None) -> list[Route]:
     """`locate` and `forwarder` let the write endpoint pass writes on to the node that runs the instance."""
     async def instances(request: Request) -> Response:
-        return success(manager.running())
+        """`data` stays the running names (SPEC); instances that failed to start are listed beside it."""
+        failed = manager.failures()
+        if not failed:
+            return success(manager.running())
+        body = {"status": "success", "data": manager.running(),
+                "failed": [{"name": n, "error": failed[n]} for n in sorted(failed)]}
+        return Response(orjson.dumps(body), media_type=JSON)
 
     def lookup(name: str) -> Any:
         return manager.get(name)
 
     def all_targets() -> list[dict[str, Any]]:
         running = (manager.get(name) for name in manager.running())
-        return list(itertools.chain.from_iterable(i.targets() for i in running if i is not None))
+        found = list(itertools.chain.from_iterable(i.targets() for i in running if i is not None))
+        return found + failed_targets(manager.failed_configs(), manager.failures())
 
     receiver = receiver or WriteReceiver(lookup, locate=locate, forwarder=forwarder, stored=stored)
     return [

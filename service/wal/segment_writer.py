@@ -40,6 +40,7 @@ class SegmentWriter:
         self._bytes_lock = threading.Lock()
         self.writev = os.writev
         self.fsync = os.fdatasync
+        self._entry_unsynced = False  # a segment created since the last sync: its directory entry too
 
     # --- opening -----------------------------------------------------------------------------------
     def reopen(self, segment: int) -> None:
@@ -48,12 +49,12 @@ class SegmentWriter:
         self._started(segment)
 
     def create(self, segment: int) -> None:
-        """Create segment ``segment`` and make its directory entry durable."""
+        """Create segment ``segment``; its directory entry is made durable by the next :meth:`sync`, before
+        anything written to it counts as durable (so opening an idle WAL costs no fsync)."""
         self.segment = segment
         self.fd = os.open(segment_path(self.directory, segment), _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
         self._started(segment)
-        if self.fsync_enabled:
-            fsync_dir(self.directory)
+        self._entry_unsynced = self.fsync_enabled
 
     def _started(self, segment: int) -> None:
         self.segment = segment
@@ -100,6 +101,9 @@ class SegmentWriter:
 
     def sync(self) -> None:
         """Make everything written so far durable."""
+        if self._entry_unsynced:
+            fsync_dir(self.directory)
+            self._entry_unsynced = False
         if self.fsync_enabled:
             started = time.perf_counter()
             self.fsync(self.fd)

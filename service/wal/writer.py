@@ -1,9 +1,10 @@
-"""The WAL writer: numbered segment files, cheap appends, and one flush thread doing group commit.
+"""The WAL writer: numbered segment files, cheap appends, and group commit on a shared flush executor.
 
 ``append`` neither frames, copies nor writes: it assigns the record its position, queues it and
-returns. One flush thread per WAL takes everything queued, writes it with ``writev`` and fsyncs once,
-then wakes every waiter whose record that fsync covered (group commit). Successive fsyncs start at least
-``sync_interval`` apart, so under load many records share one fsync, while a lone record is synced at once.
+returns. A flush job (at most one per WAL queued or running, on the threads of ``flush_executor`` that all
+WALs share) takes everything queued, writes it with ``writev`` and fsyncs once, then wakes every waiter
+whose record that fsync covered (group commit). Successive fsyncs start at least ``sync_interval`` apart, so
+under load many records share one fsync, while a lone record is synced at once.
 
 On a failed write or fsync every record not yet durable fails with :class:`WALError`, and the segment is
 truncated back to its last durable offset; if even that fails, writing moves on to a new segment (see
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from . import metrics
 from .errors import WALError
+from .flush_executor import SHARED, FlushExecutor
 from .marker import ProgressMarker
 from .notify import SyncNotifier
 from .record import HEADER_SIZE, MAX_PAYLOAD, Position, check_type, encode_header
@@ -50,6 +52,7 @@ class WAL:
         fsync: bool,
         instance: str,
         max_pending_bytes: int,
+        executor: FlushExecutor | None = None,
     ) -> None:
         self.directory = directory
         self.instance = instance
@@ -66,16 +69,19 @@ class WAL:
         self._pending: list[tuple[int, int, bytes, int] | None] = []
         self._pending_bytes = 0
         self._closing = False
-        self._idle = False
-        self._pacing = False
-        # Published by the flush thread (under the lock).
+        # The flush job (under the lock): queued (with its due time and token), or running.
+        self._executor = executor or SHARED
+        self._scheduled = False
+        self._running = False
+        self._due = 0.0
+        self._token = 0
+        # Published by the flush job (under the lock).
         self._synced_seq = 0
         self._durable = Position(0, 0)
         self._failed = (0, 0)  # (lo, hi]: sequence numbers of the last failed batch
         self._last_error: WALError | None = None
         self._next_sync_at = 0.0
-        self._file = SegmentWriter(directory, instance, fsync=fsync)  # owned by the flush thread
-        self._thread = threading.Thread(target=self._run, name=f"wal-flush[{instance}]", daemon=True)
+        self._file = SegmentWriter(directory, instance, fsync=fsync)  # owned by the flush job
 
     # --- lifecycle ---------------------------------------------------------------------------------
     @classmethod
@@ -89,7 +95,7 @@ class WAL:
         instance: str | None = None,
         max_pending_bytes: int = 32 << 20,
     ) -> WAL:
-        """Open (creating if needed) the WAL in ``directory``, repair a torn tail, start the flush thread.
+        """Open (creating if needed) the WAL in ``directory`` and repair a torn tail.
 
         Blocking (it reads the last segments); call it via ``asyncio.to_thread`` from a busy loop.
         """
@@ -107,7 +113,6 @@ class WAL:
             wal._recover()
         except OSError as e:
             raise WALError(e.errno, f"WAL {directory}: cannot open: {e}") from e
-        wal._thread.start()
         return wal
 
     def _recover(self) -> None:
@@ -133,13 +138,16 @@ class WAL:
         metrics.STORAGE_SIZE.labels(self.instance).set(self._file.storage_bytes())
 
     def close(self, timeout: float | None = 30.0) -> None:
-        """Make everything appended durable, stop the flush thread, end every tail. Idempotent."""
+        """Make everything appended durable, wait for the last flush job, end every tail. Idempotent."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._closing = True
-            self._cond.notify()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise WALError(f"WAL {self.directory}: flush thread did not stop within {timeout}s")
+            self._schedule_locked()
+            while self._pending or self._scheduled or self._running:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WALError(f"WAL {self.directory}: the last flush did not finish within {timeout}s")
+                self._cond.wait(remaining)
         self._file.close()
         with self._lock:
             events = self._notifier.subscribed()
@@ -199,8 +207,8 @@ class WAL:
             self._pending_bytes += size
             if fut is not None:
                 self._notifier.add(self._seq, fut)
-            if self._idle or (self._pacing and self._pending_bytes >= self.max_pending_bytes):
-                self._cond.notify()
+            if not self._scheduled or self._pending_bytes >= self.max_pending_bytes:
+                self._schedule_locked()
         return pos
 
     def cut(self) -> None:
@@ -212,8 +220,7 @@ class WAL:
                 self._pending.append(_CUT)
                 self._seg += 1
                 self._off = 0
-                if self._idle:
-                    self._cond.notify()
+                self._schedule_locked()
 
     async def sync_barrier(self) -> Position:
         """Return once everything appended so far is durable (the durable end position).
@@ -237,8 +244,7 @@ class WAL:
             if self._seq <= self._synced_seq:
                 return False
             self._notifier.add(self._seq, fut)
-            if self._idle:
-                self._cond.notify()
+            self._schedule_locked()
             return True
 
     def _barrier_result(self) -> Position:
@@ -307,29 +313,41 @@ class WAL:
         metrics.STORAGE_SIZE.labels(self.instance).set(self._file.storage_bytes())
         return result
 
-    # --- the flush thread --------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if self._pending:
-                        if self._closing or self._pending_bytes >= self.max_pending_bytes:
-                            break
-                        delay = self._next_sync_at - time.monotonic()
-                        if delay <= 0:
-                            break
-                        self._pacing = True
-                        self._cond.wait(delay)
-                        self._pacing = False
-                    elif self._closing:
-                        return
-                    else:
-                        self._idle = True
-                        self._cond.wait()
-                        self._idle = False
-                batch, self._pending, self._pending_bytes = self._pending, [], 0
+    # --- the flush job ----------------------------------------------------------------------------
+    def _schedule_locked(self) -> None:
+        """Queue a flush job if records wait (call under the lock): now when a lone record arrives, the
+        WAL closes or too many bytes wait, else once the pacing allows the next fsync. A running job
+        re-queues itself when it ends, so there is never more than one job running per WAL."""
+        if self._running or not self._pending:
+            return
+        now = time.monotonic()
+        urgent = self._closing or self._pending_bytes >= self.max_pending_bytes
+        due = now if urgent else max(now, self._next_sync_at)
+        if self._scheduled and self._due <= due:
+            return
+        self._token += 1
+        token = self._token
+        self._scheduled, self._due = True, due
+        self._executor.submit_at(due, lambda: self._job(token))
+
+    def _job(self, token: int) -> None:
+        with self._cond:
+            if token != self._token or self._running or not self._scheduled:
+                return  # superseded by an earlier-due job
+            self._scheduled = False
+            if not self._pending:
+                self._cond.notify_all()
+                return
+            batch, self._pending, self._pending_bytes = self._pending, [], 0
+            self._running = True
             self._next_sync_at = time.monotonic() + self.sync_interval
+        try:
             self._flush(batch)
+        finally:
+            with self._cond:
+                self._running = False
+                self._schedule_locked()
+                self._cond.notify_all()
 
     def _flush(self, batch: list[tuple[int, int, bytes, int] | None]) -> None:
         ok_seq = last_seq = self._synced_seq

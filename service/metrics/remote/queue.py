@@ -132,6 +132,11 @@ class RemoteWriteQueue:
         self._log(logging.INFO, "remote_write queue stopped", **_where(self.acked_position),
                   unsent_batches=len(pending))
 
+    def cut_flush(self) -> None:
+        """End a running :meth:`stop` now (the next instance of the config sends the rest from the marker)."""
+        for task in self._tasks:
+            task.cancel()
+
     @property
     def shards(self) -> int:
         return self._resharding.shards

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Sequence
@@ -15,7 +16,13 @@ _ALWAYS = ("localhost", "127.0.0.1")
 
 
 def hostname() -> str:
-    return os.environ.get("HOSTNAME") or socket.gethostname()
+    return os.environ.get("HOSTNAME") or _system_hostname()
+
+
+@functools.cache
+def _system_hostname() -> str:
+    """Asked once: the call is a system call every instance start would otherwise pay for."""
+    return socket.gethostname()
 
 
 def _strip_port(address: str) -> str:
