@@ -118,6 +118,7 @@ _CONFIG_API: Schema = {
         **_UNREACHABLE}, "config")},
     "/agent/api/v1/configs/{name}": {"get": _op("Read one stored config, defaults applied, secrets masked", {
         200: _agent_ok({"type": "object", "required": ["value"], "properties": {"value": _STR}}),
+        400: _agent_err("the name does not decode (bad escape, control characters)"),
         404: _agent_err("unknown config (or the read API is disabled: plain text)"), **_UNREACHABLE},
         "config", parameters=[_CONFIG_NAME])},
     "/agent/api/v1/config/{name}": {
@@ -132,7 +133,8 @@ _CONFIG_API: Schema = {
             413: _agent_err("body over the size limit"), **_UNREACHABLE},
             "config", parameters=[_CONFIG_NAME], requestBody=_YAML_BODY),
         "delete": _op("Delete a config", {
-            200: _agent_ok(None), 404: _agent_err("configuration <name> does not exist"), **_UNREACHABLE},
+            200: _agent_ok(None), 400: _agent_err("the name does not decode (bad escape, control characters)"),
+            404: _agent_err("configuration <name> does not exist"), **_UNREACHABLE},
             "config", parameters=[_CONFIG_NAME]),
     },
 }
