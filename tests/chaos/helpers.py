@@ -98,6 +98,11 @@ class Load:
         with self._lock:
             return len(self.acked)
 
+    def answered(self) -> int:
+        """Requests answered, with any status."""
+        with self._lock:
+            return len(self.acked) + sum(self.refused.values())
+
     def stop(self) -> None:
         self._stop.set()
         for w in self._workers:
