@@ -41,6 +41,8 @@ def test_schemathesis_finds_no_server_error(fuzz_env: FuzzEnv, tmp_path: Path) -
                           env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_HOOKS": "tests.fuzz.st_hooks",
                                "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     output = proc.stdout + proc.stderr
+    summary = [line.strip() for line in output.splitlines() if "generated" in line or "Tested:" in line]
+    print("\nFUZZ schemathesis:", "; ".join(summary))
     assert proc.returncode == 0, output[-6000:]
     assert "passed" in output.lower(), output[-3000:]
     assert fuzz_env.node.get("/-/healthy").status == 200
