@@ -19,7 +19,7 @@ from tests.fuzz.conftest import FuzzEnv
 
 pytestmark = pytest.mark.slow
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "10"))
-MAX_TIME = 60  # seconds, schemathesis' own budget for the whole run
+MAX_TIME = int(os.environ.get("SCHEMATHESIS_MAX_TIME", "60"))  # seconds: schemathesis' budget for the run
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance"
 
 
