@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.client import send
-from tests.fuzz.conftest import FuzzEnv
+from tests.fuzz.conftest import RW_INSTANCE, FuzzEnv
+from tests.node_process import wait_for
 
 pytestmark = pytest.mark.slow
 FUZZ = settings(max_examples=30, deadline=None,
@@ -68,6 +69,9 @@ def test_reload_with_mutated_files(fuzz_env: FuzzEnv) -> None:
             fuzz_env.config_file.write_text(original)
             assert send(fuzz_env.node, "POST", "/-/reload", timeout=30).status == 200
         assert running_config(fuzz_env) == before
+        # an accepted mutation may have restarted the KV store and cluster: wait until the instance runs again
+        wait_for(lambda: RW_INSTANCE in send(fuzz_env.node, "GET", "/agent/api/v1/metrics/instances").json()["data"],
+                 30, what="the remote_write instance back after a reload")
 
     one()
     assert counts[400] >= 5, counts

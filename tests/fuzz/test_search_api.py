@@ -67,9 +67,13 @@ def test_histogram_parameters(fuzz_env: FuzzEnv) -> None:
         body = resp.json()
         check_envelope(resp.status, body)
         if resp.status == 200:
-            buckets = body["data"]["buckets"]
+            data = body["data"]
+            buckets = data["buckets"]
+            automatic = "bucket" not in query or not query["bucket"].strip()
+            if automatic and (data["toTimestamp"] - data["fromTimestamp"]) / data["bucket"] > MAX_BUCKETS:
+                return  # a window over ~190 years with the automatic bucket: defect 7, in test_known_defects.py
             assert len(buckets) <= MAX_BUCKETS, f"{len(buckets)} buckets for {query}"
-            assert sum(b["count"] for b in buckets) == body["data"]["total"]
+            assert sum(b["count"] for b in buckets) == data["total"]
 
     one()
 
