@@ -25,6 +25,7 @@ from service.node import Node
 from service.ops.config_dump import config_routes
 from service.ops.health import health_routes
 from service.ops.integrations import integrations_routes
+from service.ops.openapi import openapi_routes
 from service.ops.reload import reload_routes
 from service.ops.selfmetrics import metrics_routes
 from service.ui.routes import ui_routes
@@ -76,6 +77,7 @@ def build_app(node: Node) -> AccessLog:
         *reload_routes(node.reload),
         *config_routes(lambda: node.cfg, node.options.read_api_enabled),
         *metrics_routes(),
+        *openapi_routes(),
         *integrations_routes(lambda: node.cfg.integrations, lambda: node.options.advertise_address),
         *logs_routes(node.logs),  # logs subsystem (hook)
         *search_routes(node.logs.search_store, status_provider=node.status, chat=chat, cluster=node.search_cluster),

@@ -361,3 +361,14 @@ def test_reads_configs_grafana_agent_stored(tmp_path: Path) -> None:
             proc.stop()
     finally:
         etcd.stop()
+
+
+@pytest.mark.parametrize("name", ["c1\x8fcontrol", "line\u2028sep", "non\ufffechar", "é😀\"\\"])
+def test_any_accepted_name_reads_back_from_the_stored_yaml(name: str) -> None:
+    """A name JSON leaves raw but YAML may not carry (U+008F, ...) is escaped, so what was stored parses again."""
+    import yaml
+
+    from service.configapi.stored import stored_yaml
+
+    stored = stored_yaml("scrape_configs: []\n", name)
+    assert yaml.safe_load(stored) == {"name": name, "scrape_configs": []}

@@ -72,6 +72,7 @@ PARSE_ERRORS = [
     ("wrong type bool", "host_filter: maybe\n", "cannot unmarshal !!str `maybe` into bool"),
     ("wrong type list", "scrape_configs: {a: 1}\n", "cannot unmarshal !!map into []config.ScrapeConfig"),
     ("bad duration", "wal_truncate_frequency: soon\n", 'time: invalid duration "soon"'),
+    ("empty duration", "max_wal_time: ''\n", 'time: invalid duration ""'),
     ("duplicate key", "host_filter: true\nhost_filter: false\n", "already defined at line 1"),
     ("duplicate nested key", """
         remote_write:

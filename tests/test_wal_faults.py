@@ -5,33 +5,21 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import subprocess
 
 import pytest
 
 from service.wal import WAL, WALError, WALReader, read_records
 from service.wal.record import HEADER_SIZE
 from service.wal.segment import segment_path
+from tests.tmpfs import mounted_tmpfs
 from tests.wal_helpers import metric, payload
 
 
 @pytest.fixture
 def small_tmpfs(tmp_path):
-    """A 256 KiB tmpfs, so writes really fail with ENOSPC. Needs root and mount, which a machine may not
-    offer at all: skipped then (the one kind of skip tests/peers.py allows)."""
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, check=False
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    try:
+    """A 256 KiB tmpfs, so writes really fail with ENOSPC (needs root and mount; skipped otherwise)."""
+    with mounted_tmpfs(tmp_path / "mnt", "256k") as mnt:
         yield str(mnt)
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_fails_cleanly_and_recovers(small_tmpfs):

@@ -67,7 +67,7 @@ def parse_go_duration(text: str) -> float:
     raw = text.strip()
     sign = 1.0
     body = raw
-    if body[:1] in "+-":
+    if body[:1] in ("+", "-"):  # not `in "+-"`: the empty string is in every string
         sign = -1.0 if body[0] == "-" else 1.0
         body = body[1:]
     if body == "0":

@@ -8,10 +8,19 @@ directives, a multi-line name value) is re-dumped from its parsed form instead.
 from __future__ import annotations
 
 import json
+import re
 
 import yaml
 
 from service.config.yamlnodes import load_node
+
+# characters YAML may not carry raw (PyYAML's printable set); JSON leaves C1 controls and a few others as they are
+_NOT_YAML_PRINTABLE = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def yaml_quoted(name: str) -> str:
+    """`name` as a YAML double-quoted scalar that reads back as `name` (e.g. a name holding U+008F)."""
+    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(name, ensure_ascii=False))
 
 
 def stored_yaml(body: bytes | str, name: str, node: yaml.Node | None = None) -> str:
@@ -19,7 +28,7 @@ def stored_yaml(body: bytes | str, name: str, node: yaml.Node | None = None) -> 
     text = body.decode("utf-8") if isinstance(body, bytes) else body
     if node is None:
         node = load_node(text)
-    name_line = f"name: {json.dumps(name, ensure_ascii=False)}\n"
+    name_line = f"name: {yaml_quoted(name)}\n"
     if not isinstance(node, yaml.MappingNode):
         return name_line
     stripped = text.lstrip()
