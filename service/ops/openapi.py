@@ -282,6 +282,23 @@ _SEARCH: Schema = {
 }
 
 
+_SCOPE = _query("scope", {"enum": ["cluster", "local"]}, "cluster (default): every ACTIVE node; local: this node")
+_UI: Schema = {
+    "/": {"get": _op("Redirect to the web UI", {302: _empty("to /ui/")}, "ui")},
+    "/ui": {"get": _op("Redirect to the web UI", {302: _empty("to /ui/")}, "ui")},
+    "/ui/": {"get": _op("The web UI (HTML; its assets are under /ui/static/)", {
+        200: {"description": "the page", "content": {"text/html": {"schema": _STR}}}}, "ui")},
+    "/ui/api/targets": {"get": _op("Every ACTIVE node's scrape targets, for the UI", {
+        200: _agent_ok({"type": "object", "properties": {
+            "node": _STR, "targets": {"type": "array", "items": _ref("MetricsTarget")},
+            "partial": {"type": "boolean"}, "missingNodes": _NAMES}})}, "ui", parameters=[_SCOPE])},
+    "/ui/api/pipelines": {"get": _op("Every node's WAL, remote_write queues, Loki clients and search stores", {
+        200: _agent_ok({"type": "object", "properties": {
+            "node": _STR, "version": _STR, "nodes": {"type": "array", "items": _OBJ},
+            "partial": {"type": "boolean"}, "missingNodes": _NAMES}})}, "ui", parameters=[_SCOPE])},
+}
+
+
 def document() -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     return {
@@ -289,7 +306,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "scraping-service", "version": __version__,
                  "description": "Config, agent, ring, ops, Loki push and log search APIs of one node."},
         "security": [{}, {"basicAuth": []}, {"bearerAuth": []}],
-        "paths": {**_CONFIG_API, **_AGENT_API, **_LOKI, **_SEARCH},
+        "paths": {**_CONFIG_API, **_AGENT_API, **_LOKI, **_SEARCH, **_UI},
         "components": COMPONENTS,
     }
 

@@ -55,11 +55,7 @@ def test_kill_9_under_load_loses_no_acknowledged_sample_or_line(tmp_path: Path) 
             print(f"\nCHAOS kill-9: {len(metrics.acked)} writes / {samples} samples and {logs.count()} pushes / "
                   f"{len(want)} lines acknowledged; all delivered {caught_up:.1f} s after restart; "
                   f"{len(arrived) - len(set(arrived))} lines delivered twice (at least once after a crash)")
-            try:
-                wait_for(lambda: search_total(node, run) >= len(want), 20, interval=0.5,
-                         what="every acknowledged line searchable")
-            except AssertionError as exc:
-                pytest.xfail(f"defect 10: searchable {search_total(node, run)} of {len(want)} acknowledged "
-                             f"lines after kill -9 ({exc})")
+            wait_for(lambda: search_total(node, run) >= len(want), 30, interval=0.5,
+                     what="every acknowledged line searchable")
         finally:
             node.stop()

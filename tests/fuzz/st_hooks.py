@@ -13,20 +13,3 @@ def protobuf(ctx: Any, value: Any) -> bytes:
     if isinstance(value, bytes):
         return value
     return str(value).encode()
-
-
-_INT64_PARAMS = ("offset", "bucket")
-
-
-@schemathesis.hook
-def filter_case(ctx: Any, case: Any) -> bool:
-    """Leave out search offset/bucket >= 2^63: defect 8 of issue 11, tested on its own (xfail) in
-    test_known_defects.py. Remove this hook once that fix is merged."""
-    for name in _INT64_PARAMS:
-        value = (case.query or {}).get(name)
-        try:
-            if value is not None and abs(int(value)) >= 2**63:
-                return False
-        except (TypeError, ValueError):
-            continue
-    return True

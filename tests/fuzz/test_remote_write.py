@@ -150,8 +150,6 @@ def reference_decodes(body: bytes) -> bool:
     return True
 
 
-@pytest.mark.xfail(reason="defect 1: malformed remote_write bodies (wrong wire type, bad UTF-8) answered 204",
-                   strict=False)
 def test_malformed_writes_are_refused_and_cost_the_good_ones_nothing(fuzz_env: FuzzEnv) -> None:
     ledger = Ledger(uuid.uuid4().hex[:8], "fuzz_mixed")
     lying: list[tuple[str, bytes]] = []
