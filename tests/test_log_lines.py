@@ -73,7 +73,7 @@ def test_a_bad_certificate_path_names_the_file() -> None:
     from service.http.client import HTTPClientError, ssl_context
     from service.metrics.config.http_client import TLSConfig
 
-    with pytest.raises(HTTPClientError, match=r"unable to load the CA /nope/ca\.pem: "):
+    with pytest.raises(HTTPClientError, match=r"unable to load ca_file /nope/ca\.pem: "):
         ssl_context(TLSConfig(ca_file="/nope/ca.pem"))
     with pytest.raises(HTTPClientError, match=r"unable to load client certificate /nope/c.pem \(key /nope/k.pem\)"):
         ssl_context(TLSConfig(cert_file="/nope/c.pem", key_file="/nope/k.pem"))

@@ -29,7 +29,7 @@ def mounted_tmpfs(mnt: Path, size: str) -> Iterator[Path]:
 
 def fill(path: Path, leave: int = 0) -> None:
     """Fill the file system of `path` (a new file) until ENOSPC, then give back `leave` bytes."""
-    with open(path, "wb") as fh:
+    with open(path, "wb", buffering=0) as fh:  # unbuffered: closing never writes (or fails) again
         try:
             while True:
                 fh.write(b"\0" * (1 << 20))
