@@ -121,7 +121,10 @@ def test_three_nodes_split_configs_and_a_join_moves_only_its_share() -> None:
         await put_configs(kv, names)
         for nid in ("node-a", "node-b", "node-c"):
             nodes.add(nid)
-        await wait_until(lambda: nodes.converged(names), what="3 nodes converge")
+        # converged with all three ACTIVE (a ring of node-a alone is converged too, before the others join)
+        await wait_until(lambda: nodes.converged(names) and all(nodes.running().get(n) for n in ("node-a", "node-b",
+                                                                                               "node-c")),
+                         timeout=30, what="3 nodes converge")
         assert all(len(r) > 50 for r in nodes.running().values()), nodes.running()
         starts_before = dict(registry.starts)
 
