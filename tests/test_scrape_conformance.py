@@ -153,7 +153,12 @@ class NodeExporter:
         # scrape to scrape on an idle machine.
         self.proc = subprocess.Popen([require(NODE_EXPORTER, "prometheus-node-exporter"),
                                       f"--web.listen-address=127.0.0.1:{self.port}",
-                                      "--no-collector.systemd"], stdout=self._log, stderr=subprocess.STDOUT)
+                                      "--no-collector.systemd",
+                                      # other tests mount and unmount tmpfs under /tmp while both replicas
+                                      # scrape, which would make their series sets differ by timing alone
+                                      "--collector.filesystem.mount-points-exclude="
+                                      "^/(dev|proc|run|sys|mnt|media|tmp|var/lib/docker/.+)($|/)"],
+                                     stdout=self._log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
