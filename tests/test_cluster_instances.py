@@ -124,7 +124,7 @@ def test_handoff_when_the_old_node_is_slow_to_stop(tmp_path: Path, etcd: EtcdSer
         for name in names:
             assert first.request("PUT", CONFIG + name, self_scrape(first, name, STUCK_REMOTE, "1s")).status == 201
         cluster.wait_exactly_once(names, 20)
-        wait_for(lambda: scraped(first) == set(names), 30, what="every WAL holds samples")
+        wait_for(lambda: scraped(first) == set(names), 90, what="every WAL holds samples")
         (joined,) = cluster.add(1)
         # every drain runs for remote_flush_deadline (1 m); the deadline leaves room for a loaded CI machine
         took = cluster.wait_exactly_once(names, 15, what="the joiner takes its share while n0 drains")
