@@ -70,8 +70,7 @@ def build_app(node: Node) -> AccessLog:
     chat = ChatService(node.logs.search_store, node.chat_config(), cluster=node.search_cluster)
     routes = [
         *node.config_api.routes(),
-        *metrics_api_routes(node.manager, locate=node.locate_instance, forwarder=node.write_forwarder,
-                            stored=node.config_stored),
+        *metrics_api_routes(node.manager, router=node.write_router),
         *cluster_routes(lambda: node.cluster),
         *health_routes(lambda: node.ready),
         *reload_routes(node.reload),

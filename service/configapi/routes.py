@@ -14,12 +14,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from service.config.errors import ConfigError
-from service.configapi.names import InvalidName, decode_name, raw_segment
 from service.configapi.store import ConfigStore, UniquenessError
 from service.configapi.validation import Rejected
 from service.configapi.worker import RETRY_AFTER, Busy, ValidationWorker
 from service.http.body import BodyTooLarge, read_body
 from service.http.envelope import APIError, error, success
+from service.http.paths import InvalidName, decode_name, raw_segment
 from service.kv.store import KVError, KVUnavailable
 from service.log import get_logger
 from service.metrics.config import GlobalConfig, apply_defaults, job_names, parse_instance, render_instance

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import unquote_to_bytes
 
@@ -18,21 +18,18 @@ from prometheus_client import Counter, Histogram
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from service.cluster.placement import Location, Where
-from service.configapi.names import InvalidName, decode_name
 from service.http.body import BodyTooLarge, read_body
+from service.http.paths import InvalidName, decode_name
 from service.log import get_logger
-from service.metrics.forward import FORWARDED_HEADER, WriteForwarder
+from service.metrics.forward import FORWARDED_HEADER
 from service.metrics.ingest import CodecError, IngestStats, SeriesChecker, TooLarge
+from service.metrics.routing import Verdict, WriteRouter
 from service.wal import Position, WALError
 
 PREFIX = "/agent/api/v1/metrics/instance/"
 SUFFIX = "/write"
 DEFAULT_MAX_BODY_BYTES = 32 << 20
 DEFAULT_MAX_DECODED_BYTES = 128 << 20
-ABSENT_TTL = 2.0
-ABSENT_MAX = 4096
-UNREACHABLE_TTL = 1.0
 
 REQUESTS = Counter("agent_remote_write_receiver_requests_total",
                    "Remote write requests received, by HTTP status code.", ["code"])
@@ -74,19 +71,12 @@ class WriteReceiver:
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
                  checker: SeriesChecker | None = None, offload_bytes: int = 1 << 20,
-                 locate: Callable[[str], Location | None] | None = None,
-                 forwarder: WriteForwarder | None = None,
-                 stored: Callable[[str], Awaitable[bool | None]] | None = None) -> None:
+                 router: WriteRouter | None = None) -> None:
         """``offload_bytes``: bodies at least this large are decoded in a worker thread so one huge
         request does not stall the event loop (snappy and upb release the GIL only partly).
-        ``locate`` (the cluster's placement) and ``forwarder`` serve writes for instances not running here;
-        ``stored`` asks the KV store about a name the placement does not know yet (None: it cannot say)."""
+        ``router`` says where a write for an instance not running here goes (none: such a write is refused)."""
         self.lookup = lookup
-        self.locate = locate
-        self.forwarder = forwarder
-        self.stored = stored
-        self._absent: dict[str, float] = {}  # names the store did not hold, until when that answer stands
-        self._unreachable_until = 0.0  # the store did not answer: 503 without asking it again until then
+        self.router = router or WriteRouter()
         self.max_body_bytes = max_body_bytes
         self.max_decoded_bytes = max_decoded_bytes
         self.checker = checker or SeriesChecker()
@@ -132,59 +122,31 @@ class WriteReceiver:
         """A write for an instance this node does not run: forward it to its owner, ask the sender to
         retry while it is being placed or while nobody can tell whether it exists, or refuse it when the
         store says no such config exists."""
-        location = self.locate(name) if self.locate is not None else None
-        if location is None:
+        destination = await self.router.route(name)
+        if destination.verdict is Verdict.ABSENT:
             return _text(400, f"instance {name} does not exist")
-        if location.where is Where.UNKNOWN:
-            stored = await self._stored_now(name)
-            if stored is None:
-                # e.g. restarted while the store is down: the placement is empty, and a 400 would make the
-                # sender drop samples for an instance that may well exist
-                response = _text(503, f"cannot tell whether instance {name} exists: the config store is "
-                                      "unreachable; retry")
-                response.headers["Retry-After"] = "1"
-                return response
-            if not stored:
-                return _text(400, f"instance {name} does not exist")
+        if destination.verdict is Verdict.UNREACHABLE:
+            # e.g. restarted while the store is down: the placement is empty, and a 400 would make the
+            # sender drop samples for an instance that may well exist
+            response = _text(503, f"cannot tell whether instance {name} exists: the config store is "
+                                  "unreachable; retry")
+            response.headers["Retry-After"] = "1"
+            return response
         forwarded = FORWARDED_HEADER.lower() in request.headers
-        if location.where is Where.ELSEWHERE and self.forwarder is not None and not forwarded:
+        if destination.verdict is Verdict.PEER and not forwarded:
             try:
                 body = await read_body(request, self.max_body_bytes)
             except BodyTooLarge as exc:
                 return _text(413, str(exc))
             raw_path = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
             query = request.scope.get("query_string", b"").decode("latin-1")
-            return await self.forwarder.forward(location.address, raw_path + (f"?{query}" if query else ""),
-                                                dict(request.headers), body, location.node)
+            return await self.router.forward(destination, raw_path + (f"?{query}" if query else ""),
+                                             request.headers, body)
         # Owned here and starting, owned by nobody for a moment, or nodes disagree about the owner: the
         # config exists, so the sender keeps the samples and retries.
         response = _text(503, f"instance {name} is not running on any node yet (it is being placed); retry")
         response.headers["Retry-After"] = "1"
         return response
-
-    async def _stored_now(self, name: str) -> bool | None:
-        """Whether the store holds `name` although the last reshard did not see it (a config PUT a moment
-        ago, or no reshard has succeeded since this node started); None when the store cannot say. A name
-        found missing is not asked about again for ABSENT_TTL seconds, so a sender writing to a name that
-        does not exist costs the store one read every few seconds, not one per request; after the store
-        failed to answer, it is not asked again for UNREACHABLE_TTL seconds."""
-        if self.stored is None:
-            return False
-        now = time.monotonic()
-        if self._absent.get(name, 0.0) > now:
-            return False
-        if self._unreachable_until > now:
-            return None
-        stored = await self.stored(name)
-        if stored is None:
-            self._unreachable_until = time.monotonic() + UNREACHABLE_TTL
-            return None
-        if stored:
-            return True
-        if len(self._absent) >= ABSENT_MAX:
-            self._absent.clear()
-        self._absent[name] = now + ABSENT_TTL
-        return False
 
     async def _decode(self, body: bytes) -> IngestStats:
         if len(body) >= self.offload_bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -11,12 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.cluster.placement import Location
 from service.http.envelope import JSON, success
 from service.metrics.config import InstanceConfig
-from service.metrics.forward import WriteForwarder
 from service.metrics.manager import InstanceManager
 from service.metrics.receiver import PREFIX, WriteReceiver
+from service.metrics.routing import WriteRouter
 from service.metrics.scrape.routes import targets_routes
 
 
@@ -29,10 +27,8 @@ def failed_targets(configs: dict[str, InstanceConfig], reasons: dict[str, str]) 
 
 
 def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None = None, *,
-                       locate: Callable[[str], Location | None] | None = None,
-                       forwarder: WriteForwarder | None = None,
-                       stored: Callable[[str], Awaitable[bool | None]] | None = None) -> list[Route]:
-    """`locate` and `forwarder` let the write endpoint pass writes on to the node that runs the instance."""
+                       router: WriteRouter | None = None) -> list[Route]:
+    """`router` lets the write endpoint pass writes on to the node that runs the instance."""
     async def instances(request: Request) -> Response:
         """`data` stays the running names (SPEC); instances that failed to start are listed beside it."""
         failed = manager.failures()
@@ -50,7 +46,7 @@ def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None 
         found = list(itertools.chain.from_iterable(i.targets() for i in running if i is not None))
         return found + failed_targets(manager.failed_configs(), manager.failures())
 
-    receiver = receiver or WriteReceiver(lookup, locate=locate, forwarder=forwarder, stored=stored)
+    receiver = receiver or WriteReceiver(lookup, router=router)
     return [
         *targets_routes(all_targets),
         Route("/agent/api/v1/metrics/instances", instances, methods=["GET"]),
