@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from service.http.body import BodyTooLarge, read_body
 from service.http.paths import InvalidName, decode_name
 from service.log import get_logger
+from service.metrics.decode_pool import DecodePool, DecodeUnavailable
 from service.metrics.forward import FORWARDED_HEADER
 from service.metrics.ingest import CodecError, IngestStats, SeriesChecker, TooLarge
 from service.metrics.routing import Verdict, WriteRouter
@@ -39,6 +40,8 @@ DURATION = Histogram("agent_remote_write_receiver_request_duration_seconds",
 RECEIVED_BYTES = Counter("agent_remote_write_receiver_received_bytes_total",
                          "Compressed bytes of remote write bodies accepted into a WAL.")
 SAMPLES = Counter("agent_remote_write_receiver_samples_total", "Samples in accepted remote write requests.")
+WORKER_DECODES = Counter("agent_remote_write_receiver_worker_decodes_total",
+                         "Remote write bodies decoded and checked by an ingest worker process.")
 _log = get_logger("metrics.receiver")
 
 
@@ -71,16 +74,19 @@ class WriteReceiver:
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
                  checker: SeriesChecker | None = None, offload_bytes: int = 1 << 20,
-                 router: WriteRouter | None = None) -> None:
+                 router: WriteRouter | None = None, decode_pool: DecodePool | None = None) -> None:
         """``offload_bytes``: bodies at least this large are decoded in a worker thread so one huge
         request does not stall the event loop (snappy and upb release the GIL only partly).
-        ``router`` says where a write for an instance not running here goes (none: such a write is refused)."""
+        ``router`` says where a write for an instance not running here goes (none: such a write is refused).
+        ``decode_pool``: ingest worker processes that decode the bodies they take (service.metrics.decode_pool);
+        the WAL append and the answer stay here."""
         self.lookup = lookup
         self.router = router or WriteRouter()
         self.max_body_bytes = max_body_bytes
         self.max_decoded_bytes = max_decoded_bytes
         self.checker = checker or SeriesChecker()
         self.offload_bytes = offload_bytes
+        self.decode_pool = decode_pool
 
     async def handle(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -107,6 +113,10 @@ class WriteReceiver:
             return _text(413, str(exc))
         except CodecError as exc:
             return _text(400, str(exc))
+        except DecodeUnavailable as exc:
+            response = _text(503, str(exc))
+            response.headers["Retry-After"] = "1"
+            return response
         if not stats.series and not stats.metadata:
             return Response(status_code=204)  # nothing to keep (Prometheus accepts it too)
         try:
@@ -149,6 +159,10 @@ class WriteReceiver:
         return response
 
     async def _decode(self, body: bytes) -> IngestStats:
+        pool = self.decode_pool
+        if pool is not None and pool.takes(body):
+            WORKER_DECODES.inc()
+            return await pool.decode(body, self.max_decoded_bytes)
         if len(body) >= self.offload_bytes:
             return await asyncio.to_thread(self.checker.decode, body, self.max_decoded_bytes)
         return self.checker.decode(body, self.max_decoded_bytes)
