@@ -19,8 +19,8 @@ import snappy
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from service.metrics.proto import remote_pb2
-from service.metrics.remote.codec import CodecError
+from service.proto import remote_pb2
+from service.proto.wire import CodecError
 from service.wal import Position, Record
 
 RECORD_WRITE_REQUEST = 1  # WAL record type: a snappy-compressed remote write 1.0 WriteRequest
