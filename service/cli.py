@@ -117,7 +117,7 @@ def config_check(argv: Sequence[str]) -> int:
 
 
 def wal_stats(argv: Sequence[str]) -> int:
-    from service.metrics.walstats import main as wal_stats_main
+    from service.walstats import main as wal_stats_main
 
     return wal_stats_main(argv)
 

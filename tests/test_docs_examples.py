@@ -173,7 +173,7 @@ CURL_DOCS = [REPO / "README.md", REPO / "docs" / "http-api.md", REPO / "docs" / 
 def test_curl_examples_run_against_the_example_node(tmp_path: Path) -> None:
     import snappy
 
-    from service.metrics.proto.remote_pb2 import WriteRequest
+    from service.proto.remote_pb2 import WriteRequest
 
     node = NodeProcess(tmp_path / "node", (REPO / "examples" / "agent.yaml").read_text()).start()
     # the files the examples send (`@node.yaml`, `@body.snappy`)

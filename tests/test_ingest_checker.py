@@ -9,7 +9,7 @@ import snappy
 
 from service.metrics import views
 from service.metrics.ingest import CodecError, InvalidSeries, SeriesChecker
-from service.metrics.proto.remote_pb2 import TimeSeries, WriteRequest
+from service.proto.remote_pb2 import TimeSeries, WriteRequest
 
 
 def random_request(rng: random.Random) -> WriteRequest:

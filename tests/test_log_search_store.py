@@ -185,7 +185,7 @@ def test_writer_survives_any_push(tmp_path):
     """Pushes the ingest path would refuse (out-of-range times, undecodable bytes) reach the writer directly:
     what it cannot hold is skipped and counted, the rest of the push and every later push are written."""
     from service.logs.search.store import encode_entries
-    from service.metrics.proto.push_pb2 import PushRequest
+    from service.proto.push_pb2 import PushRequest
 
     store = make_store(tmp_path)
     try:

@@ -11,8 +11,8 @@ import snappy
 
 from service.logs.labels import format_labels
 from service.logs.push import PushError, PushRules
-from service.logs.wire import read_varint, varint
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
+from service.proto.wire import encode_varint, read_varint
 from service.relabel import RelabelConfig
 
 NOW = 1_800_000_123_456_789_012
@@ -68,12 +68,12 @@ def reference_json(doc: dict, rules: PushRules, stamp: bool) -> PushRequest:
 
 
 def test_varint_matches_upb_and_decodes() -> None:
-    assert varint(0) == b"\x00"
+    assert encode_varint(0) == b"\x00"
     for n in [1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**28, 999_999_999, 2**35 + 5, 2**63 - 1, 2**64 - 1]:
         req = PushRequest()
         req.streams.add().hash = n
-        assert req.SerializeToString() == b"\x0a" + bytes((len(varint(n)) + 1,)) + b"\x18" + varint(n)
-        assert read_varint(varint(n), 0) == (n, len(varint(n)))
+        assert req.SerializeToString() == b"\x0a" + bytes((len(encode_varint(n)) + 1,)) + b"\x18" + encode_varint(n)
+        assert read_varint(encode_varint(n), 0) == (n, len(encode_varint(n)))
 
 
 @pytest.mark.parametrize("stamp", [False, True])
@@ -176,7 +176,7 @@ def test_json_empty_bodies_store_nothing() -> None:
 
 
 def field(tag: int, data: bytes) -> bytes:
-    return bytes((tag,)) + varint(len(data)) + data
+    return bytes((tag,)) + encode_varint(len(data)) + data
 
 
 def awkward_proto() -> bytes:

@@ -10,9 +10,9 @@ import pytest
 import snappy
 from prometheus_client import REGISTRY
 
-from service.metrics.proto.remote_pb2 import MetricMetadata, WriteRequest
 from service.metrics.remote.client import parse_retry_after
 from service.metrics.remote.queue import ISOLATE_SENDS, RemoteWriteQueue
+from service.proto.remote_pb2 import MetricMetadata, WriteRequest
 from service.wal import WAL
 from tests.polling import wait_until
 from tests.prometheus_server import free_port

@@ -30,8 +30,9 @@ from service.log import get_logger
 from service.logs import metrics
 from service.logs.instance import Overloaded
 from service.logs.push import PushError, PushRules, check_tenant
-from service.logs.wire import field_bytes, varint
+from service.logs.wire import field_bytes
 from service.logs.wire_errors import push_request_error
+from service.proto.wire import encode_varint
 from service.wal import WALError
 
 if TYPE_CHECKING:
@@ -73,9 +74,9 @@ def status_label(code: grpc.StatusCode) -> str:
 
 def retry_details(code: grpc.StatusCode, message: str, seconds: int) -> bytes:
     """``grpc-status-details-bin``: a google.rpc.Status carrying a google.rpc.RetryInfo (retry_delay)."""
-    retry_info = field_bytes(0x0A, b"\x08" + varint(seconds))  # RetryInfo.retry_delay: Duration{seconds}
+    retry_info = field_bytes(0x0A, b"\x08" + encode_varint(seconds))  # RetryInfo.retry_delay: Duration{seconds}
     detail = field_bytes(0x0A, _RETRY_INFO) + field_bytes(0x12, retry_info)  # google.protobuf.Any
-    return b"\x08" + varint(code.value[0]) + field_bytes(0x12, message.encode()) + field_bytes(0x1A, detail)
+    return b"\x08" + encode_varint(code.value[0]) + field_bytes(0x12, message.encode()) + field_bytes(0x1A, detail)
 
 
 def server_credentials(tls: ServerTLSConfig) -> grpc.ServerCredentials:

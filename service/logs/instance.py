@@ -21,7 +21,7 @@ from service.logs.client import LokiClient
 from service.logs.config import LogsInstanceConfig, ScrapeConfig
 from service.logs.push import PushRules
 from service.logs.record import RECORD_TYPE, encode_record
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from service.tasks import cancel_and_wait
 from service.wal import WAL, wal_dir_for
 

@@ -30,10 +30,9 @@ from service.logs.wire import (
     may_hold_bad_timestamp,
     restamp_stream,
     stamp_field,
-    varint,
 )
-from service.metrics.proto.push_pb2 import PushRequest
-from service.metrics.remote.codec import CodecError, next_field, snappy_declared_length
+from service.proto.push_pb2 import PushRequest
+from service.proto.wire import CodecError, encode_varint, next_field, snappy_declared_length
 from service.relabel import RelabelConfig, Relabeler
 
 DEFAULT_MAX_MESSAGE_SIZE = 100 << 20
@@ -241,7 +240,7 @@ class PushRules:
                 if kept is None:
                     continue
                 lf = self.label_field(kept)
-                parts += (b"\x0a", varint(len(lf) + size), lf)
+                parts += (b"\x0a", encode_varint(len(lf) + size), lf)
                 parts += encoded
                 entries += count
                 streams += 1

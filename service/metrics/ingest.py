@@ -21,9 +21,10 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from service.metrics import views
-from service.metrics.proto.remote_pb2 import TimeSeries
-from service.metrics.remote.codec import CodecError, TooLarge, WriteStats, decompress_body
+from service.metrics.remote.codec import TooLarge, WriteStats, decompress_body
 from service.metrics.remote.validate import check_series_key, check_write_request
+from service.proto.remote_pb2 import TimeSeries
+from service.proto.wire import CodecError
 
 __all__ = ["CodecError", "IngestStats", "InvalidSeries", "SeriesChecker", "TooLarge"]
 

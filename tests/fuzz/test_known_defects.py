@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import snappy
 
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from tests.e2e_helpers import RW_HEADERS, WRITE
 from tests.fuzz.client import send
 from tests.fuzz.conftest import LOGS, RW_INSTANCE, FuzzEnv

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from service.config.durations import Duration
 from service.config.errors import ConfigError
+from service.config.http_client import HTTPClientFields
 from service.metrics.config.discovery import SDFields
-from service.metrics.config.http_client import HTTPClientFields
 from service.relabel import RelabelConfig
 
 _SIZE = re.compile(r"^(\d+)([KMGTPE]i?B|B)?$")

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 import snappy
 from google.protobuf.message import DecodeError
 
-from service.metrics.proto.remote_pb2 import WriteRequest
+from service.metrics.records import WRITE_REQUEST
+from service.proto.remote_pb2 import WriteRequest
 from service.wal import read_records
-
-WRITE_REQUEST = 1
 
 
 @dataclass

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from service.logs.record import RECORD_TYPE as LOGS_RECORD
 from service.logs.record import decode_record as decode_logs_record
 from service.metrics import records
-from service.metrics.proto.remote_pb2 import WriteRequest
+from service.proto.remote_pb2 import WriteRequest
 from service.wal import Record, WALStats, wal_stats
 from service.wal.reader import Corruption
 from service.wal.segment import list_segments
