@@ -14,8 +14,10 @@ import pytest
 import snappy
 
 from bench.codec import build_series
+from service.config.errors import ConfigError
 from service.metrics.decode_pool import DecodePool, cpu_limit, default_workers
 from service.metrics.ingest import CodecError, SeriesChecker, TooLarge
+from service.settings import parse_node_config
 from service.wal import wal_dir_for
 from service.wal.reader import read_records
 from tests.e2e_helpers import metric_sum
@@ -164,3 +166,14 @@ def test_refusals_cross_the_process_boundary_unchanged() -> None:
             await pool.stop()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(("value", "ok"), [("0", True), ("3", True), ("-1", False), ("65", False)])
+def test_ingest_workers_setting(value: str, ok: bool) -> None:
+    text = f"metrics:\n  wal_directory: w\n  ingest_workers: {value}\n"
+    if ok:
+        assert parse_node_config(text).metrics.ingest_workers == int(value)
+    else:
+        with pytest.raises(ConfigError, match="ingest_workers"):
+            parse_node_config(text)
+    assert parse_node_config("metrics:\n  wal_directory: w\n").metrics.ingest_workers is None
