@@ -113,9 +113,9 @@ class DecodePool:
         self._ready: concurrent.futures.ProcessPoolExecutor | None = None  # the pool whose workers all run
 
     def start(self) -> None:
-        """Ready the pool; its processes start with the first body it is given."""
+        """Accept bodies; processes (and multiprocessing's resource tracker) start with the first large one,
+        so starting a node spawns nothing."""
         self._stopped = False
-        self._executor()
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         with self._lock:
