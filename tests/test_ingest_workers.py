@@ -56,6 +56,23 @@ def bodies() -> list[bytes]:
     ]
 
 
+def children(node: NodeProcess) -> list[int]:
+    assert node.proc is not None
+    return [int(p) for p in Path(f"/proc/{node.proc.pid}/task/{node.proc.pid}/children").read_text().split()]
+
+
+def wait_gone(pids: list[int]) -> None:
+    """Every pid exits (or is a zombie nobody reaps); one that does not is killed, and the test fails."""
+    for pid in pids:
+        try:
+            wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists()
+                     or Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 30,
+                     what=f"ingest worker {pid} to exit")
+        finally:
+            if Path(f"/proc/{pid}").exists():
+                os.kill(pid, signal.SIGKILL)
+
+
 def workers_running(node: NodeProcess) -> None:
     """Send large bodies until one is decoded by a worker (workers start with the first one)."""
     body = write_body(SERIES, ts_ms=1_600_000_000_000)
@@ -86,9 +103,12 @@ def test_worker_path_answers_and_wal_records_match_the_plain_path(tmp_path: Path
         assert statuses == [204, 204, 400, 204, 413, 400, 400, 204]
         assert metric_sum(pooled, DECODES) - before == 7  # every large body went through a worker
         assert metric_sum(plain, DECODES) == 0
+        workers = children(pooled)
+        assert len(workers) >= 2
     finally:
         plain.stop()
         pooled.stop()
+    wait_gone(workers)  # a graceful stop ends the workers too
     got = records(pooled)
     assert len(got) == warmups + 4
     assert got == records(plain)
@@ -98,8 +118,7 @@ def test_worker_path_answers_and_wal_records_match_the_plain_path(tmp_path: Path
 def test_every_acknowledged_write_survives_kill_9_with_workers(tmp_path: Path) -> None:
     node = start(tmp_path, 2)
     workers_running(node)
-    assert node.proc is not None
-    children = [int(p) for p in Path(f"/proc/{node.proc.pid}/task/{node.proc.pid}/children").read_text().split()]
+    workers = children(node)
     acked: list[bytes] = []
     stop = threading.Event()
     lock = threading.Lock()
@@ -129,14 +148,7 @@ def test_every_acknowledged_write_survives_kill_9_with_workers(tmp_path: Path) -
         for t in threads:
             t.join(60)
     assert before_kill >= 30
-    for pid in children:  # workers end when their parent's pipe closes; never leave one behind
-        try:
-            wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists()
-                     or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3], 30,
-                     what=f"ingest worker {pid} to exit")
-        finally:
-            if Path(f"/proc/{pid}").exists():
-                os.kill(pid, signal.SIGKILL)
+    wait_gone(workers)  # workers notice their parent is gone; never leave one behind
     stored = {payload for _, payload in records(node)}
     missing = [b for b in acked if b not in stored]
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged writes are not in the WAL"

@@ -21,6 +21,7 @@ import asyncio
 import concurrent.futures
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -76,7 +77,11 @@ _checker: SeriesChecker | None = None
 
 
 def _init_worker(parent: int) -> None:
+    """Worker setup. SIGINT and SIGTERM sent to the whole group (Ctrl-C, systemd's stop) are left to the
+    serving process, which finishes its requests and then stops the pool; the parent watch covers its death."""
     global _checker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _checker = SeriesChecker()
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
 
