@@ -27,8 +27,9 @@ from service.metrics.forward import WriteForwarder
 from service.metrics.instance import MetricsInstance
 from service.metrics.manager import InstanceManager
 from service.metrics.routing import ABSENT, PENDING, Destination, Verdict, WriteRouter
+from service.nodecheck import load_node_config
 from service.ops.nodemetrics import LoopLagMonitor, NodeCollector, register_node_collector
-from service.settings import NodeConfig, ServerConfig, load_node_config
+from service.settings import NodeConfig, ServerConfig
 
 _log = get_logger("node")
 

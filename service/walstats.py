@@ -184,7 +184,7 @@ def wal_dirs(path: str, depth: int = 3) -> list[str]:
 
 
 def main(argv: Sequence[str]) -> int:
-    from service.cli import Parser
+    from service.cliparser import Parser
 
     parser = Parser(prog="scraping-service wal-stats",
                     description="Summarise a WAL, or every metrics and logs WAL under a wal_directory. "

@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from service.cluster.config import ScrapingServiceConfig
 from service.logs.config import LogsInstanceConfig
 from service.logs.search.config import SearchConfig
 from service.metrics.config import InstanceConfig
 from service.nodecheck import check_node_file, decode_checked
-from service.settings import MetricsConfig, NodeConfig, ScrapingServiceConfig
+from service.settings import MetricsConfig, NodeConfig
 from tests.node_process import REPO, NodeProcess
 from tests.polling import wait_for
 from tests.test_cli import run_cli

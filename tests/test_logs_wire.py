@@ -9,8 +9,9 @@ import orjson
 import pytest
 import snappy
 
+from service.http.errors import HTTPError
 from service.logs.labels import format_labels
-from service.logs.push import PushError, PushRules
+from service.logs.push import PushRules
 from service.proto.push_pb2 import PushRequest
 from service.proto.wire import encode_varint, read_varint
 from service.relabel import RelabelConfig
@@ -126,7 +127,7 @@ def test_json_labels_with_rules_quotes_and_gzip() -> None:
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["1", "x"]]}, 5]}', "stream is not an object"),
 ])
 def test_json_errors_reject_the_whole_push(body: bytes, message: str) -> None:
-    with pytest.raises(PushError) as err:
+    with pytest.raises(HTTPError) as err:
         PushRules().ingest(body, JSON, None, LIMIT)
     assert err.value.status == 400
     assert err.value.message.startswith("loghttp.PushRequest.ReadJSON: ") and message in err.value.message
@@ -162,7 +163,7 @@ def test_protobuf_timestamps_outside_loki_range_are_400(seconds: int, nanos: int
     req = PushRequest()
     e = req.streams.add(labels='{a="b"}').entries.add(line="x")
     e.timestamp.seconds, e.timestamp.nanos = seconds, nanos
-    with pytest.raises(PushError) as err:
+    with pytest.raises(HTTPError) as err:
         PushRules(use_incoming_timestamp=True).ingest(snappy.compress(req.SerializeToString()), PROTO, None, LIMIT)
     assert err.value.status == 400 and message in err.value.message
     e.timestamp.seconds, e.timestamp.nanos = 253402300799, 999_999_999  # the last valid instant

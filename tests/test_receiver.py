@@ -1,4 +1,5 @@
-"""SPEC §2 `/write` against real node subprocesses: answers, WAL contents, durability, faults, real Prometheus."""
+"""The remote write receiver `/write` (docs/http-api.md) against real node subprocesses: answers, WAL contents,
+durability, faults, real Prometheus."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Decode and check a received remote write body at C speed where it can be (perf-anchors B.1, C.1).
+"""Decode and check a received remote write body at C speed where it can be (docs/benchmarks.md).
 
 Counts come from a view parsed and counted in C (service/metrics/views.py); each series' key is its
 labels-only protobuf bytes, from a view holding labels as raw bytes (no label objects are built). Label

@@ -16,9 +16,10 @@ from urllib.parse import unquote_to_bytes
 
 from prometheus_client import Counter, Histogram
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
-from service.http.body import BodyTooLarge, read_body
+from service.http.body import read_body
+from service.http.errors import HTTPError, guarded, render_text
 from service.http.paths import InvalidName, decode_name
 from service.log import get_logger
 from service.metrics.decode_pool import DecodePool, DecodeUnavailable
@@ -31,6 +32,7 @@ PREFIX = "/agent/api/v1/metrics/instance/"
 SUFFIX = "/write"
 DEFAULT_MAX_BODY_BYTES = 32 << 20
 DEFAULT_MAX_DECODED_BYTES = 128 << 20
+_RETRY = {"Retry-After": "1"}
 
 REQUESTS = Counter("agent_remote_write_receiver_requests_total",
                    "Remote write requests received, by HTTP status code.", ["code"])
@@ -65,8 +67,20 @@ def instance_name(request: Request) -> str | None:
         return unquote_to_bytes(segment).decode("utf-8", "replace")  # unknown anyway: answered 400
 
 
-def _text(status: int, message: str) -> Response:
-    return PlainTextResponse(message + "\n", status_code=status)
+def _http_error(exc: Exception, request: Request) -> HTTPError | None:
+    """A body that is not a valid (or too large a) WriteRequest, and a WAL that failed, as Prometheus'
+    write handler answers them (text/plain)."""
+    if isinstance(exc, TooLarge):
+        return HTTPError(413, str(exc))
+    if isinstance(exc, CodecError):
+        return HTTPError(400, str(exc))
+    if isinstance(exc, DecodeUnavailable):  # an ingest worker died: nothing stored, the sender retries
+        return HTTPError(503, str(exc), _RETRY)
+    if isinstance(exc, WALError):
+        name = instance_name(request)
+        _log.error("WAL append failed", instance=name, err=str(exc))
+        return HTTPError(500, f"failed to append to the WAL of instance {name}: {exc}")
+    return None
 
 
 class WriteReceiver:
@@ -96,34 +110,19 @@ class WriteReceiver:
         DURATION.labels(code).observe(time.perf_counter() - start)
         return response
 
+    @guarded(render_text, _http_error)
     async def _handle(self, request: Request) -> Response:
         name = instance_name(request)
         if name is None:
-            return _text(404, "404 page not found")
+            raise HTTPError(404, "404 page not found")
         instance = self.lookup(name)
         if instance is None:
             return await self._not_here(request, name)
-        try:
-            body = await read_body(request, self.max_body_bytes)
-        except BodyTooLarge as exc:
-            return _text(413, str(exc))
-        try:
-            stats = await self._decode(body)
-        except TooLarge as exc:
-            return _text(413, str(exc))
-        except CodecError as exc:
-            return _text(400, str(exc))
-        except DecodeUnavailable as exc:
-            response = _text(503, str(exc))
-            response.headers["Retry-After"] = "1"
-            return response
+        body = await read_body(request, self.max_body_bytes)
+        stats = await self._decode(body)
         if not stats.series and not stats.metadata:
             return Response(status_code=204)  # nothing to keep (Prometheus accepts it too)
-        try:
-            await instance.append(body, samples=stats.samples, exemplars=stats.exemplars)
-        except WALError as exc:
-            _log.error("WAL append failed", instance=name, err=str(exc))
-            return _text(500, f"failed to append to the WAL of instance {name}: {exc}")
+        await instance.append(body, samples=stats.samples, exemplars=stats.exemplars)
         RECEIVED_BYTES.inc(len(body))
         SAMPLES.inc(stats.samples)
         return Response(status_code=204)
@@ -134,29 +133,22 @@ class WriteReceiver:
         store says no such config exists."""
         destination = await self.router.route(name)
         if destination.verdict is Verdict.ABSENT:
-            return _text(400, f"instance {name} does not exist")
+            raise HTTPError(400, f"instance {name} does not exist")
         if destination.verdict is Verdict.UNREACHABLE:
             # e.g. restarted while the store is down: the placement is empty, and a 400 would make the
             # sender drop samples for an instance that may well exist
-            response = _text(503, f"cannot tell whether instance {name} exists: the config store is "
-                                  "unreachable; retry")
-            response.headers["Retry-After"] = "1"
-            return response
+            raise HTTPError(503, f"cannot tell whether instance {name} exists: the config store is "
+                                 "unreachable; retry", _RETRY)
         forwarded = FORWARDED_HEADER.lower() in request.headers
         if destination.verdict is Verdict.PEER and not forwarded:
-            try:
-                body = await read_body(request, self.max_body_bytes)
-            except BodyTooLarge as exc:
-                return _text(413, str(exc))
+            body = await read_body(request, self.max_body_bytes)
             raw_path = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
             query = request.scope.get("query_string", b"").decode("latin-1")
             return await self.router.forward(destination, raw_path + (f"?{query}" if query else ""),
                                              request.headers, body)
         # Owned here and starting, owned by nobody for a moment, or nodes disagree about the owner: the
         # config exists, so the sender keeps the samples and retries.
-        response = _text(503, f"instance {name} is not running on any node yet (it is being placed); retry")
-        response.headers["Retry-After"] = "1"
-        return response
+        raise HTTPError(503, f"instance {name} is not running on any node yet (it is being placed); retry", _RETRY)
 
     async def _decode(self, body: bytes) -> IngestStats:
         pool = self.decode_pool

@@ -1,4 +1,4 @@
-"""Agent API routes of the metrics subsystem (SPEC §2)."""
+"""Agent API routes of the metrics subsystem (docs/http-api.md, Agent API)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None 
     """`router` lets the write endpoint pass writes on to the node that runs the instance; `decode_pool`
     decodes large write bodies in ingest worker processes."""
     async def instances(request: Request) -> Response:
-        """`data` stays the running names (SPEC); instances that failed to start are listed beside it."""
+        """`data` stays the running names (as Grafana Agent answers); instances that failed to start are
+        listed beside it."""
         failed = manager.failures()
         if not failed:
             return success(manager.running())

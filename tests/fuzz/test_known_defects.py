@@ -1,4 +1,4 @@
-"""The inputs of the defects listed in issue 11, one case each, so that every one of them stays fixed.
+"""The inputs of known defects, one case each, so that every one of them stays fixed.
 
 Cases that break a node (a regex freeze, a dead search writer, a stalled event loop) get a node of their own.
 """

@@ -64,7 +64,7 @@ def collect(directory: str, job: str, instance: str) -> TargetStats:
 
 
 def main(argv: Sequence[str]) -> int:
-    from service.cli import Parser
+    from service.cliparser import Parser
 
     parser = Parser(prog="scraping-service target-stats",
                     description="Series per metric name for one target (job and instance labels), read from "
