@@ -4,6 +4,7 @@ as decoding in the serving process, and every acknowledged write survives kill -
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import pickle
 import signal
@@ -130,7 +131,7 @@ def test_every_acknowledged_write_survives_kill_9_with_workers(tmp_path: Path) -
             body = write_body(SERIES, ts_ms=1_700_000_000_000 + k * 1_000_000 + i)  # unique per request
             try:
                 resp = node.request("POST", WRITE, body, headers=HEADERS, timeout=30)
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 return  # the node is gone
             if resp.status == 204:
                 with lock:
@@ -154,6 +155,49 @@ def test_every_acknowledged_write_survives_kill_9_with_workers(tmp_path: Path) -
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged writes are not in the WAL"
 
 
+@pytest.mark.slow
+def test_a_dead_worker_means_503_then_new_workers(tmp_path: Path) -> None:
+    """A worker killed mid-load (as the OOM killer would): requests it held answer 503 + Retry-After, never
+    a 2xx for a body that was not stored, and new workers take over."""
+    node = start(tmp_path, 2)
+    try:
+        workers_running(node)
+        decoders = [pid for pid in children(node) if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+        assert len(decoders) == 2
+        answers: list[tuple[int, str | None]] = []
+        stop = threading.Event()
+
+        def sender() -> None:
+            while not stop.is_set():
+                resp = node.request("POST", WRITE, write_body(SERIES), headers=HEADERS, timeout=30)
+                answers.append((resp.status, resp.headers.get("retry-after")))
+
+        threads = [threading.Thread(target=sender) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            wait_for(lambda: len(answers) >= 5, 60, what="writes flowing")
+            for pid in decoders:
+                os.kill(pid, signal.SIGKILL)
+            before = metric_sum(node, DECODES)
+            wait_for(lambda: metric_sum(node, DECODES) > before + 5, 60, what="new workers decoding")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        assert set(answers) <= {(204, None), (503, "1")}, set(answers)
+        assert answers[-1] == (204, None)
+        assert all(not Path(f"/proc/{pid}").exists() or "spawn_main" not in Path(f"/proc/{pid}/cmdline").read_text()
+                   for pid in decoders)
+        workers = children(node)
+    finally:
+        node.stop()
+    wait_gone(workers)
+    stored = len(records(node))
+    assert stored >= sum(1 for a in answers if a[0] == 204)
+
+
+@pytest.mark.slow
 def test_refusals_cross_the_process_boundary_unchanged() -> None:
     err = pickle.loads(pickle.dumps(TooLarge(5, 4)))
     assert (type(err), err.declared, err.limit, str(err)) == (TooLarge, 5, 4, str(TooLarge(5, 4)))
