@@ -1,5 +1,5 @@
 """Micro benchmark of the remote write codec on one 2000-series x 1-sample payload with ~10 Kubernetes-like
-labels per series (the payload perf-anchors.md §B.0 describes).
+labels per series (a typical Prometheus remote write payload).
 
 Run from the repository root:  python -m bench.codec   (pin a core for stable figures: taskset -c 0 ...)
 Prints samples/s for decode+validate, the receiver's check of a body (SeriesChecker), hand-encode (from

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import snappy
 
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from tests.node_process import NodeProcess, wait_for
 
 LINES, CONNS, BODIES = 1000, 16, 16

@@ -36,7 +36,7 @@ import aiohttp
 import orjson
 import snappy
 
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from tests.node_process import NodeProcess, free_port, wait_for
 
 LINES, CONNS = 1000, 16

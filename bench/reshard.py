@@ -1,6 +1,6 @@
 """Reshard benchmark: 3 real nodes, N configs (default 10k) on a real etcd, real instances.
 
-Reports every row of the cluster goals table (issue 13):
+Reports every row of the cluster goals table (docs/benchmarks.md, Resharding):
 
 - initial convergence: from the first config written until every config runs on exactly one node;
 - a full reshard with nothing changed, per node;

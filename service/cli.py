@@ -18,26 +18,13 @@ import os
 import platform
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 
 from service import __version__
+from service.cliparser import Parser
 from service.config.errors import ConfigError
 
 DEFAULT_ADDRESS = "127.0.0.1:12345"
 PROG = "scraping-service"
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that names an unknown flag as such (and still exits 2, as Go's flag package does)."""
-
-    def error(self, message: str) -> NoReturn:
-        prefix = "unrecognized arguments: "
-        if message.startswith(prefix):
-            extra = message[len(prefix):].split()
-            flags = [a for a in extra if a.startswith("-")]
-            message = (f"unknown flag {flags[0].split('=', 1)[0]}" if flags
-                       else f"unexpected argument {extra[0]!r}")
-        self.exit(2, f"{self.prog}: error: {message}\nRun '{self.prog} --help' for usage.\n")
 
 
 def _bool_flag(text: str) -> bool:
@@ -117,7 +104,7 @@ def config_check(argv: Sequence[str]) -> int:
 
 
 def wal_stats(argv: Sequence[str]) -> int:
-    from service.metrics.walstats import main as wal_stats_main
+    from service.walstats import main as wal_stats_main
 
     return wal_stats_main(argv)
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from service.cli import Parser
+from service.cliparser import Parser
 from service.config.errors import ConfigError
 from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults, check_reading_files, job_names
 from service.nodecheck import Problem, check_node_file, decode_checked

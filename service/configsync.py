@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import quote, urlsplit
 
-from service.cli import Parser
+from service.cliparser import Parser
 from service.config.errors import ConfigError
 from service.configcheck import check_instance, duplicate_jobs
 from service.metrics.config import GlobalConfig

@@ -9,7 +9,7 @@ from typing import Any
 
 from service import log
 from service.cluster.cluster import Cluster
-from service.cluster.placement import Location
+from service.cluster.placement import Where
 from service.config.errors import ConfigError
 from service.config.schema import encode
 from service.configapi.routes import ConfigAPI, stored_job_names
@@ -26,8 +26,10 @@ from service.metrics.config import InstanceConfig, apply_defaults
 from service.metrics.forward import WriteForwarder
 from service.metrics.instance import MetricsInstance
 from service.metrics.manager import InstanceManager
+from service.metrics.routing import ABSENT, PENDING, Destination, Verdict, WriteRouter
+from service.nodecheck import load_node_config
 from service.ops.nodemetrics import LoopLagMonitor, NodeCollector, register_node_collector
-from service.settings import NodeConfig, ServerConfig, load_node_config
+from service.settings import NodeConfig, ServerConfig
 
 _log = get_logger("node")
 
@@ -70,6 +72,7 @@ class Node:
                                 grpc=main_grpc_settings(cfg.server))
         # writes for an instance another node runs are passed on to it (see metrics/forward.py)
         self.write_forwarder = WriteForwarder(cfg.server.http_tls_config)
+        self.write_router = WriteRouter(self.locate_instance, self.write_forwarder, self.config_stored)
         self.loop_lag = LoopLagMonitor(self._probe_kv)
         register_node_collector(NodeCollector(lambda: self.cfg.metrics.wal_directory, self.all_targets))
         search = self.search_config()
@@ -91,9 +94,17 @@ class Node:
                                 default_address=self.options.advertise_address, on_synced=self._synced)
                         if self.kv is not None else None)
 
-    def locate_instance(self, name: str) -> Location | None:
-        """Where the cluster's last reshard placed the config `name` (None without a cluster)."""
-        return self.cluster.sharder.placement.locate(name) if self.cluster is not None else None
+    def locate_instance(self, name: str) -> Destination | None:
+        """Where the cluster's last reshard placed the config `name`, for the write router: None when the
+        placement does not know the name (the router then asks the store), absent without a cluster."""
+        if self.cluster is None:
+            return ABSENT
+        location = self.cluster.sharder.placement.locate(name)
+        if location.where is Where.UNKNOWN:
+            return None
+        if location.where is Where.ELSEWHERE:
+            return Destination(Verdict.PEER, location.node, location.address)
+        return PENDING  # owned here and starting, or owned by nobody for a moment
 
     async def config_stored(self, name: str) -> bool | None:
         """Whether the KV store holds a config `name` now; None when it cannot say within a second (the

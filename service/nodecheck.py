@@ -78,6 +78,15 @@ def check_node_file(path: str, *, expand: bool = False) -> NodeFileCheck:
     return out
 
 
+def load_node_config(path: str, *, expand: bool = False) -> NodeConfig:
+    """The node file as the node starts (and reloads) with it: every check of `config-check` passed.
+    Raises ConfigError with one `file:line:column: problem` line per problem."""
+    result = check_node_file(path, expand=expand)
+    if result.config is None:
+        raise result.error()
+    return result.config
+
+
 def decode_checked(cls: type[T], raw: bytes | str, path: str, *, expand: bool = False,
                    empty_ok: bool = True) -> tuple[T | None, list[Problem], _Locator]:
     """Decode a document into `cls` with every problem found (the value is None when there are any). An

@@ -1,4 +1,4 @@
-"""Runs the node's app under uvicorn (httptools + uvloop, as measured in DESIGN.md)."""
+"""Runs the node's app under uvicorn (httptools + uvloop, see docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -11,17 +11,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.cluster.config import ScrapingServiceConfig
 from service.config.durations import GoDuration
 from service.config.errors import ConfigError
-from service.config.schema import Secret, loads, yaml_field
+from service.config.schema import loads, yaml_field
 from service.http.auth import HTTPAuthConfig
 from service.http.tls import ServerTLSConfig
 from service.logs.config import LogsConfig
 from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults
 from service.metrics.config.discovery import sd_entries
 from service.metrics.config.sdcheck import refusal, unsupported
-from service.ops.integrations import BUILT_IN
 
+BUILT_IN = ("agent",)  # the integrations this node serves (`/integrations/...`); any other one is unimplemented
 
 @dataclass
 class ServerConfig:
@@ -57,122 +58,6 @@ class ServerConfig:
 
 
 @dataclass
-class EtcdConfig:
-    __yaml_type__ = "etcd.Config"
-
-    endpoints: list[str] = field(default_factory=list)
-    dial_timeout: GoDuration = GoDuration(10)
-    max_retries: int = 10
-    tls_enabled: bool = False
-    tls_cert_path: str = ""
-    tls_key_path: str = ""
-    tls_ca_path: str = ""
-    tls_server_name: str = ""
-    tls_insecure_skip_verify: bool = False
-    tls_cipher_suites: str = ""
-    tls_min_version: str = ""
-    username: str = ""
-    password: Secret = Secret("")
-
-
-@dataclass
-class EmbeddedKVConfig:
-    """Ours: the single-node store. `path` defaults to `<wal_directory>/kvstore.db`."""
-
-    __yaml_type__ = "embedded.Config"
-
-    path: str = ""
-
-
-@dataclass
-class KVStoreConfig:
-    __yaml_type__ = "kv.Config"
-
-    store: str = ""  # "" = etcd when etcd endpoints are set, else embedded (ours)
-    prefix: str = "configurations/"
-    etcd: EtcdConfig = field(default_factory=EtcdConfig)
-    embedded: EmbeddedKVConfig = field(default_factory=EmbeddedKVConfig)
-    consul: Any = None
-    multi: Any = None
-
-    def __post_init__(self) -> None:
-        if not self.store:
-            self.store = "etcd" if self.etcd.endpoints else "embedded"
-
-    def check(self) -> None:
-        if self.store not in ("etcd", "embedded", "inmemory", "consul", "multi"):
-            raise ConfigError(f"invalid KV store type {self.store!r}: use etcd or embedded")
-        if self.store == "etcd" and not self.etcd.endpoints:
-            raise ConfigError("kvstore.store is etcd but kvstore.etcd.endpoints is empty")
-
-
-@dataclass
-class RingConfig:
-    __yaml_type__ = "ring.Config"
-
-    kvstore: KVStoreConfig = field(default_factory=lambda: KVStoreConfig(prefix="collectors/"))
-    heartbeat_timeout: GoDuration = GoDuration(60)
-    replication_factor: int = 1
-    zone_awareness_enabled: bool = False
-    excluded_zones: str = ""
-
-
-@dataclass
-class LifecyclerConfig:
-    __yaml_type__ = "ring.LifecyclerConfig"
-
-    ring: RingConfig = field(default_factory=RingConfig)
-    num_tokens: int = 128
-    heartbeat_period: GoDuration = GoDuration(5)
-    heartbeat_timeout: GoDuration = GoDuration(60)
-    observe_period: GoDuration = GoDuration(0)
-    join_after: GoDuration = GoDuration(0)
-    min_ready_duration: GoDuration = GoDuration(15)
-    interface_names: list[str] = field(default_factory=list)
-    final_sleep: GoDuration = GoDuration(0)
-    tokens_file_path: str = ""
-    availability_zone: str = ""
-    unregister_on_shutdown: bool = True
-    readiness_check_ring_health: bool = True
-    address: str = ""
-    port: int = 0
-    id: str = ""
-    # Ours: the membership lease. A crashed node leaves the ring (and its configs' claims lapse) this long
-    # after its last heartbeat; keep it a few heartbeat periods.
-    lease_ttl: GoDuration = GoDuration(15)
-    # Ours: where per-config claims (which node runs a config) live; "" = `<ring prefix>` with "-claims/".
-    claims_prefix: str = ""
-
-    def check(self) -> None:
-        if float(self.heartbeat_period) <= 0:
-            raise ConfigError("lifecycler.heartbeat_period must be greater than 0s")
-        if float(self.lease_ttl) < 2 * float(self.heartbeat_period):
-            raise ConfigError("lifecycler.lease_ttl must be at least twice lifecycler.heartbeat_period")
-
-
-@dataclass
-class ScrapingServiceConfig:
-    __yaml_type__ = "cluster.Config"
-
-    enabled: bool = False
-    reshard_interval: GoDuration = GoDuration(60)
-    reshard_timeout: GoDuration = GoDuration(30)
-    cluster_reshard_event_timeout: GoDuration = GoDuration(30)
-    kvstore: KVStoreConfig = field(default_factory=KVStoreConfig)
-    lifecycler: LifecyclerConfig = field(default_factory=LifecyclerConfig)
-    dangerous_allow_reading_files: bool = False
-    # Ours: CPU time one config PUT may spend being parsed and validated (in the validation process) before
-    # it is refused as too costly. A 4 MiB body of 130,000 targets costs about 9 s.
-    config_validation_cpu_budget: GoDuration = GoDuration(30)
-
-    def check(self) -> None:
-        if self.reshard_interval <= 0:
-            raise ConfigError("scraping_service.reshard_interval must be greater than 0s")
-        if self.config_validation_cpu_budget <= 0:
-            raise ConfigError("scraping_service.config_validation_cpu_budget must be greater than 0s")
-
-
-@dataclass
 class MetricsConfig:
     __yaml_type__ = "metrics.Config"
 
@@ -190,8 +75,13 @@ class MetricsConfig:
     # Ours: accept configs using a service discovery this node does not run (consul, ec2, ...), e.g. while
     # migrating. They then discover no targets from it; the targets API, a metric and config-check say so.
     accept_unsupported_sd: bool = False
+    # Ours: processes that decode and check remote write bodies beside the serving process (0: none, decode
+    # in the serving process); unset: the CPU limit the node sees (service/metrics/decode_pool.py).
+    ingest_workers: int | None = None
 
     def check(self) -> None:
+        if self.ingest_workers is not None and not 0 <= self.ingest_workers <= 64:
+            raise ConfigError(f"metrics.ingest_workers must be between 0 and 64, got {self.ingest_workers}")
         if self.instance_mode not in ("shared", "distinct"):
             raise ConfigError(f"unsupported instance_mode '{self.instance_mode}'. supported values 'shared', "
                               "'distinct'")
@@ -286,14 +176,3 @@ def parse_node_config(data: str | bytes, *, expand: bool = False) -> NodeConfig:
     if not data.strip():
         return NodeConfig()
     return loads(NodeConfig, data)
-
-
-def load_node_config(path: str, *, expand: bool = False) -> NodeConfig:
-    """The node file as the node starts (and reloads) with it: every check of `config-check` passed.
-    Raises ConfigError with one `file:line:column: problem` line per problem."""
-    from service.nodecheck import check_node_file
-
-    result = check_node_file(path, expand=expand)
-    if result.config is None:
-        raise result.error()
-    return result.config

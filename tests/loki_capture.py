@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import snappy
 
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,11 @@ class NodeProcess:
         )
         log.close()
         if wait_ready:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except AssertionError:
+                self.stop(signal.SIGKILL)  # a node that was late must not outlive the failed test
+                raise
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:

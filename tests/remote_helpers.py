@@ -17,8 +17,8 @@ from aiohttp import web
 
 from service.config.schema import loads
 from service.metrics.config.remote_write import RemoteWriteConfig
-from service.metrics.proto.remote_pb2 import WriteRequest
 from service.metrics.remote.codec import encode_labels, encode_timeseries
+from service.proto.remote_pb2 import WriteRequest
 from service.wal import WAL
 
 RECORD = 1

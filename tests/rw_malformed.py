@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from service.metrics.remote.codec import encode_varint
+from service.proto.wire import encode_varint
 
 
 def ld(tag: int, payload: bytes) -> bytes:

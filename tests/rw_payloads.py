@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import snappy
 
-from service.metrics.proto.remote_pb2 import WriteRequest
 from service.metrics.remote.codec import encode_labels, encode_timeseries
+from service.proto.remote_pb2 import WriteRequest
 
 
 def write_body(series: list[list[tuple[str, str]]], ts_ms: int = 1_700_000_000_000, value: float = 1.0) -> bytes:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from service.config import schema
 from service.metrics.config.scrape import ScrapeConfig
-from service.metrics.proto.remote_pb2 import WriteRequest
+from service.proto.remote_pb2 import WriteRequest
 
 STALE_BITS = 0x7FF0000000000002
 TEXT = (b"# HELP requests_total Requests.\n# TYPE requests_total counter\n"

@@ -254,7 +254,7 @@ def _fill_wals(root: Path) -> tuple[Path, Path]:
 
     from service.logs.record import RECORD_TYPE, encode_record
     from service.metrics import records
-    from service.metrics.proto.remote_pb2 import WriteRequest
+    from service.proto.remote_pb2 import WriteRequest
     from service.wal import WAL
 
     def request(*series: tuple[str, str]) -> bytes:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from service.cluster.lease_keeper import LeaseKeeper
+from service.kv.config import EtcdConfig
 from service.kv.etcd import EtcdKV
 from service.kv.store import LeaseExpired
-from service.settings import EtcdConfig
 from tests.etcd_server import EtcdServer
 
 TTL = 2.0

@@ -10,12 +10,13 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from service.cluster.cluster import Cluster
+from service.cluster.config import ScrapingServiceConfig
 from service.cluster.ring import Ring
 from service.configapi.store import encode_value
 from service.kv.memory import MemoryKV
 from service.metrics.config import GlobalConfig, InstanceConfig
 from service.metrics.manager import InstanceManager
-from service.settings import ScrapingServiceConfig, parse_node_config
+from service.settings import parse_node_config
 from tests.polling import wait_until
 
 PREFIX = "configurations/"

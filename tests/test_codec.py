@@ -8,19 +8,10 @@ import struct
 import pytest
 import snappy
 
-from service.metrics.proto import push_pb2, remote_pb2
-from service.metrics.remote.codec import (
-    CodecError,
-    TooLarge,
-    decode_write_request,
-    encode_labels,
-    encode_sample,
-    encode_timeseries,
-    encode_varint,
-    read_varint,
-    snappy_declared_length,
-)
+from service.metrics.remote.codec import TooLarge, decode_write_request, encode_labels, encode_sample, encode_timeseries
 from service.metrics.remote.rewrite import SeriesRewriter
+from service.proto import push_pb2, remote_pb2
+from service.proto.wire import CodecError, encode_varint, read_varint, snappy_declared_length
 from service.relabel import RelabelConfig
 
 STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]

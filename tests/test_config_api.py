@@ -1,4 +1,4 @@
-"""SPEC §1 against real node subprocesses, on the embedded store and on a real etcd."""
+"""The config API (docs/config-api.md) against real node subprocesses, on the embedded store and on a real etcd."""
 
 from __future__ import annotations
 

@@ -363,7 +363,7 @@ def test_notes_render_with_the_first_commands(helm: Helm, tmp_path: Path) -> Non
     assert "bundled etcd (3 members)" in notes
 
 
-# --- secrets stay in Secrets (issue 11, defect 12) -----------------------------------------------------------
+# --- secrets stay in Secrets ---------------------------------------------------------------------------------
 
 RW_SECRETS = ("urlpass", "ba$pass", "sigsecret", "agentpass", "rootpass", "CLIENT-KEY", "SERVER-KEY")
 SECURE_VALUES: dict[str, Any] = {

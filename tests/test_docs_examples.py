@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
+from service.cluster.config import ScrapingServiceConfig
 from service.logs.config import LogsInstanceConfig
 from service.logs.search.config import SearchConfig
 from service.metrics.config import InstanceConfig
 from service.nodecheck import check_node_file, decode_checked
-from service.settings import MetricsConfig, NodeConfig, ScrapingServiceConfig
+from service.settings import MetricsConfig, NodeConfig
 from tests.node_process import REPO, NodeProcess
 from tests.polling import wait_for
 from tests.test_cli import run_cli
@@ -173,7 +174,7 @@ CURL_DOCS = [REPO / "README.md", REPO / "docs" / "http-api.md", REPO / "docs" / 
 def test_curl_examples_run_against_the_example_node(tmp_path: Path) -> None:
     import snappy
 
-    from service.metrics.proto.remote_pb2 import WriteRequest
+    from service.proto.remote_pb2 import WriteRequest
 
     node = NodeProcess(tmp_path / "node", (REPO / "examples" / "agent.yaml").read_text()).start()
     # the files the examples send (`@node.yaml`, `@body.snappy`)

@@ -70,8 +70,8 @@ def test_repeated_warning_counts_instead_of_repeating() -> None:
 
 def test_a_bad_certificate_path_names_the_file() -> None:
     """The client side (remote_write, scrape, Loki clients): the error that is logged names the file."""
+    from service.config.http_client import TLSConfig
     from service.http.client import HTTPClientError, ssl_context
-    from service.metrics.config.http_client import TLSConfig
 
     with pytest.raises(HTTPClientError, match=r"unable to load ca_file /nope/ca\.pem: "):
         ssl_context(TLSConfig(ca_file="/nope/ca.pem"))

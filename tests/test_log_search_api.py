@@ -1,4 +1,4 @@
-"""The log search API (SPEC §4) served by a real uvicorn server over a real store."""
+"""The log search API (docs/http-api.md) served by a real uvicorn server over a real store."""
 
 from __future__ import annotations
 

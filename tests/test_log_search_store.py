@@ -10,7 +10,7 @@ import pytest
 
 from service.config.errors import ConfigError
 from service.config.schema import loads
-from service.logs.search.config import SearchConfig, parse_size
+from service.logs.search.config import SearchConfig, max_size_bytes
 from service.logs.search.query import Filters, fts_expression
 from service.logs.search.schema import connect, used_bytes
 from tests.aio import run
@@ -128,7 +128,7 @@ def test_config_decoding():
     assert cfg.retention == 3 * 86400 and cfg.max_size_bytes == 512 * 1024**2 and cfg.source_label == "app"
     assert cfg.chat.model == "m" and cfg.enabled is True
     assert loads(SearchConfig, "enabled: false\n").max_size_bytes == 1024**3
-    assert parse_size("1GB") == 10**9 and parse_size("1048576") == 1 << 20
+    assert max_size_bytes("1GB") == 10**9 and max_size_bytes("1048576") == 1 << 20
     for bad in ("max_size: lots\n", "unknown: 1\n", "chat:\n  url: ftp://x\n", "chat:\n  url: http://x\n",
                 "retention: 5\n"):
         with pytest.raises(ConfigError):
@@ -186,7 +186,7 @@ def test_writer_survives_any_push(tmp_path):
     """Pushes the ingest path would refuse (out-of-range times, undecodable bytes) reach the writer directly:
     what it cannot hold is skipped and counted, the rest of the push and every later push are written."""
     from service.logs.search.store import encode_entries
-    from service.metrics.proto.push_pb2 import PushRequest
+    from service.proto.push_pb2 import PushRequest
 
     store = make_store(tmp_path)
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from service.http.tls import ServerTLSConfig
 from service.logs.grpc_server import retry_details, server_credentials, status_label
-from service.metrics.remote.codec import next_field, read_varint
+from service.proto.wire import next_field, read_varint
 
 
 def test_status_labels_are_dskit_s() -> None:

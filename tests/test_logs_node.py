@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import snappy
 
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from tests.loki_capture import LokiCapture
 from tests.node_process import NodeProcess, free_port, request, wait_for
 

@@ -9,10 +9,11 @@ import orjson
 import pytest
 import snappy
 
+from service.http.errors import HTTPError
 from service.logs.labels import format_labels
-from service.logs.push import PushError, PushRules
-from service.logs.wire import read_varint, varint
-from service.metrics.proto.push_pb2 import PushRequest
+from service.logs.push import PushRules
+from service.proto.push_pb2 import PushRequest
+from service.proto.wire import encode_varint, read_varint
 from service.relabel import RelabelConfig
 
 NOW = 1_800_000_123_456_789_012
@@ -68,12 +69,12 @@ def reference_json(doc: dict, rules: PushRules, stamp: bool) -> PushRequest:
 
 
 def test_varint_matches_upb_and_decodes() -> None:
-    assert varint(0) == b"\x00"
+    assert encode_varint(0) == b"\x00"
     for n in [1, 127, 128, 16383, 16384, 2**21 - 1, 2**21, 2**28, 999_999_999, 2**35 + 5, 2**63 - 1, 2**64 - 1]:
         req = PushRequest()
         req.streams.add().hash = n
-        assert req.SerializeToString() == b"\x0a" + bytes((len(varint(n)) + 1,)) + b"\x18" + varint(n)
-        assert read_varint(varint(n), 0) == (n, len(varint(n)))
+        assert req.SerializeToString() == b"\x0a" + bytes((len(encode_varint(n)) + 1,)) + b"\x18" + encode_varint(n)
+        assert read_varint(encode_varint(n), 0) == (n, len(encode_varint(n)))
 
 
 @pytest.mark.parametrize("stamp", [False, True])
@@ -126,7 +127,7 @@ def test_json_labels_with_rules_quotes_and_gzip() -> None:
     (b'{"streams": [{"stream": {"a": "b"}, "values": [["1", "x"]]}, 5]}', "stream is not an object"),
 ])
 def test_json_errors_reject_the_whole_push(body: bytes, message: str) -> None:
-    with pytest.raises(PushError) as err:
+    with pytest.raises(HTTPError) as err:
         PushRules().ingest(body, JSON, None, LIMIT)
     assert err.value.status == 400
     assert err.value.message.startswith("loghttp.PushRequest.ReadJSON: ") and message in err.value.message
@@ -162,7 +163,7 @@ def test_protobuf_timestamps_outside_loki_range_are_400(seconds: int, nanos: int
     req = PushRequest()
     e = req.streams.add(labels='{a="b"}').entries.add(line="x")
     e.timestamp.seconds, e.timestamp.nanos = seconds, nanos
-    with pytest.raises(PushError) as err:
+    with pytest.raises(HTTPError) as err:
         PushRules(use_incoming_timestamp=True).ingest(snappy.compress(req.SerializeToString()), PROTO, None, LIMIT)
     assert err.value.status == 400 and message in err.value.message
     e.timestamp.seconds, e.timestamp.nanos = 253402300799, 999_999_999  # the last valid instant
@@ -176,7 +177,7 @@ def test_json_empty_bodies_store_nothing() -> None:
 
 
 def field(tag: int, data: bytes) -> bytes:
-    return bytes((tag,)) + varint(len(data)) + data
+    return bytes((tag,)) + encode_varint(len(data)) + data
 
 
 def awkward_proto() -> bytes:

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from service.logs.wire_errors import push_request_error
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 
 
 def _request() -> bytes:

@@ -1,4 +1,5 @@
-"""SPEC §2 `/write` against real node subprocesses: answers, WAL contents, durability, faults, real Prometheus."""
+"""The remote write receiver `/write` (docs/http-api.md) against real node subprocesses: answers, WAL contents,
+durability, faults, real Prometheus."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from pathlib import Path
 import pytest
 import snappy
 
-from service.metrics.proto import push_pb2
-from service.metrics.proto.remote_pb2 import WriteRequest
-from service.metrics.walstats import instance_wal_stats
+from service.proto import push_pb2
+from service.proto.remote_pb2 import WriteRequest
 from service.wal import wal_dir_for
+from service.walstats import instance_wal_stats
 from tests.node_process import REPO, NodeProcess, free_port, wait_for
 from tests.prometheus_server import require_prometheus
 from tests.rw_payloads import simple_series, write_body

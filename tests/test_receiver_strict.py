@@ -1,5 +1,5 @@
 """`/write` refuses what Prometheus 2.42's receiver refuses: the same malformed bodies go to a real
-Prometheus (`--web.enable-remote-write-receiver`) and to a node, and both must refuse them (issue 11.1)."""
+Prometheus (`--web.enable-remote-write-receiver`) and to a node, and both must refuse them."""
 
 from __future__ import annotations
 

@@ -10,9 +10,9 @@ import pytest
 import snappy
 from prometheus_client import REGISTRY
 
-from service.metrics.proto.remote_pb2 import MetricMetadata, WriteRequest
 from service.metrics.remote.client import parse_retry_after
 from service.metrics.remote.queue import ISOLATE_SENDS, RemoteWriteQueue
+from service.proto.remote_pb2 import MetricMetadata, WriteRequest
 from service.wal import WAL
 from tests.polling import wait_until
 from tests.prometheus_server import free_port
@@ -91,7 +91,7 @@ def _has_series_3_of_record_0(wr: WriteRequest) -> bool:
 
 def test_400_drops_only_what_is_refused_alone_and_marker_advanced(tmp_path: Path) -> None:
     """A refused batch is split until the series the remote refuses stands alone: that one is dropped and
-    counted, the other 29 samples are delivered (issue 11.1: one bad part never takes its batch with it)."""
+    counted, the other 29 samples are delivered (one bad part never takes its batch with it)."""
     async def scenario() -> None:
         wal = await _open(tmp_path)
         peer = await CapturePeer(refuse=_has_series_3_of_record_0).start()

@@ -3,9 +3,9 @@
 import pytest
 
 from service.config import schema
-from service.metrics.proto.remote_pb2 import TimeSeries
 from service.metrics.scrape.cache import DROPPED, LabelLimits, ScrapeCache, merge_target_labels
 from service.metrics.scrape.parser import ParseError
+from service.proto.remote_pb2 import TimeSeries
 from service.relabel import RelabelConfig
 
 TARGET = {"job": "j", "instance": "h:1"}

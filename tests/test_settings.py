@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from service.config.errors import ConfigError
-from service.settings import expand_env, load_node_config, parse_node_config
+from service.nodecheck import load_node_config
+from service.settings import expand_env, parse_node_config
 
 DATA = Path(__file__).parent / "data"
 

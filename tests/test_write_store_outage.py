@@ -1,5 +1,5 @@
 """After a restart during a config store outage, writes to an existing instance are asked to retry
-(503 + Retry-After), never refused (400), until the store is back (issue 11.4). Real etcd, stopped or frozen
+(503 + Retry-After), never refused (400), until the store is back. Real etcd, stopped or frozen
 (SIGSTOP), and a real node restarted meanwhile."""
 
 from __future__ import annotations

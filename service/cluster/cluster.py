@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from service.cluster.claims import Claims
+from service.cluster.config import ScrapingServiceConfig
 from service.cluster.lease_keeper import LeaseKeeper
 from service.cluster.membership import Membership, State, parse_members
 from service.cluster.ring import Ring
@@ -19,7 +20,6 @@ from service.kv.store import KVError, KVStore
 from service.log import get_logger
 from service.metrics.config import GlobalConfig
 from service.metrics.manager import InstanceManager
-from service.settings import ScrapingServiceConfig
 
 _log = get_logger("cluster")
 

@@ -18,9 +18,9 @@ import time
 import grpc
 from aetcd import rpc
 
+from service.kv.config import EtcdConfig
 from service.kv.etcd_conn import parse_endpoint
 from service.log import get_logger
-from service.settings import EtcdConfig
 
 _log = get_logger("cluster.lease_keeper")
 

@@ -1,1 +1,2 @@
-"""Config schema machinery shared by the node file (agent.yaml) and instance configs."""
+"""Config schema machinery shared by the node file (agent.yaml) and instance configs, and the settings
+both metrics and logs configs embed (`http_client`: Prometheus' inline HTTP client block)."""

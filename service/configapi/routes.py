@@ -1,4 +1,4 @@
-"""Config management API (SPEC §1): list, get, put and delete named metrics instance configs."""
+"""Config management API (docs/config-api.md): list, get, put and delete named metrics instance configs."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from service.config.errors import ConfigError
-from service.configapi.names import InvalidName, decode_name, raw_segment
 from service.configapi.store import ConfigStore, UniquenessError
-from service.configapi.validation import Rejected
 from service.configapi.worker import RETRY_AFTER, Busy, ValidationWorker
-from service.http.body import BodyTooLarge, read_body
-from service.http.envelope import APIError, error, success
+from service.http.body import read_body
+from service.http.envelope import success
+from service.http.errors import HTTPError, guarded, render_agent
+from service.http.paths import InvalidName, decode_name, raw_segment
 from service.kv.store import KVError, KVUnavailable
 from service.log import get_logger
 from service.metrics.config import GlobalConfig, apply_defaults, job_names, parse_instance, render_instance
@@ -37,49 +37,49 @@ UNREADABLE = Counter("agent_configapi_unreadable_stored_configs_total",
                      "GETs of a stored config whose value could not be decoded or parsed.")
 UNREADABLE_STORED = Gauge("agent_configapi_unreadable_stored_config",
                           "1 while the last GET of this stored config found it unreadable.", ["config"])
-Handler = Callable[["ConfigAPI", Request], Awaitable[Response]]
 
 
 def stored_job_names(yaml_text: str, name: str) -> set[str]:
     return job_names(parse_instance(yaml_text, name))
 
 
-def _guarded(handler: Handler) -> Handler:
-    """Map failures to the envelope: APIError as given, KV unreachable 503, anything else 500."""
+def _http_error(exc: Exception, request: Request) -> HTTPError:
+    """The config API's domain failures in the envelope: validation busy 503 + Retry-After, KV unreachable
+    503, anything else 500 (the envelope, never a bare 500 page; the traceback goes to the log)."""
+    if isinstance(exc, Busy):
+        return HTTPError(503, f"config validation is busy, retry later: {exc}", {"Retry-After": str(RETRY_AFTER)})
+    if isinstance(exc, KVUnavailable):
+        return HTTPError(503, f"KV store unavailable: {exc}")
+    if isinstance(exc, KVError):
+        _log.error("KV store error", err=str(exc))
+        return HTTPError(500, f"KV store error: {exc}")
+    _log.exception("config API request failed", path=request.url.path)
+    return HTTPError(500, f"internal error: {exc}")
 
+
+Handler = Callable[["ConfigAPI", Request], Awaitable[Response]]
+
+
+def _guarded(handler: Handler) -> Handler:
+    """404 while no config store runs; every failure answered in the envelope (see _http_error)."""
+
+    @guarded(render_agent, _http_error)
     @functools.wraps(handler)
     async def wrapper(self: ConfigAPI, request: Request) -> Response:
         if self.store is None:
-            return error(404, "no config store running")
-        try:
-            return await handler(self, request)
-        except (APIError, Rejected) as exc:
-            return error(exc.status, exc.message)
-        except Busy as exc:
-            resp = error(503, f"config validation is busy, retry later: {exc}")
-            resp.headers["Retry-After"] = str(RETRY_AFTER)
-            return resp
-        except BodyTooLarge as exc:
-            return error(413, str(exc))
-        except KVUnavailable as exc:
-            return error(503, f"KV store unavailable: {exc}")
-        except KVError as exc:
-            _log.error("KV store error", err=str(exc))
-            return error(500, f"KV store error: {exc}")
-        except Exception as exc:  # the envelope, never a bare 500 page; the traceback goes to the log
-            _log.exception("config API request failed", path=request.url.path)
-            return error(500, f"internal error: {exc}")
+            raise HTTPError(404, "no config store running")
+        return await handler(self, request)
 
     return wrapper
 
 
-def _unreadable(name: str, reason: str) -> APIError:
+def _unreadable(name: str, reason: str) -> HTTPError:
     """A stored value this node cannot read (written around the API, or by a newer Agent): 422 naming the
     reason, never a 500; logged and counted so the operator sees it."""
     _log.warning("stored config cannot be read", config=name, err=reason)
     UNREADABLE.inc()
     UNREADABLE_STORED.labels(name).set(1)
-    return APIError(422, f"failed to get config {name}: stored value cannot be read: {reason}")
+    return HTTPError(422, f"failed to get config {name}: stored value cannot be read: {reason}")
 
 
 def _not_found() -> Response:
@@ -113,7 +113,7 @@ class ConfigAPI:
         try:
             return decode_name(segment)
         except InvalidName as exc:
-            raise APIError(400, f"could not decode config name: {exc}") from None
+            raise HTTPError(400, f"could not decode config name: {exc}") from None
 
     @_guarded
     async def list_configs(self, request: Request) -> Response:
@@ -136,7 +136,7 @@ class ConfigAPI:
         except (ValueError, OSError, EOFError, zlib.error) as exc:  # not gzip YAML, or not UTF-8
             raise _unreadable(name, f"the stored value cannot be decoded: {exc}") from None
         if text is None:
-            raise APIError(404, f"configuration {name} does not exist")
+            raise HTTPError(404, f"configuration {name} does not exist")
         # In a thread: a stored config may be large (a PUT's parse runs in the validation worker).
         value = await asyncio.to_thread(self._render_stored, text, name)
         with contextlib.suppress(KeyError):
@@ -165,7 +165,7 @@ class ConfigAPI:
         try:
             created = await self.store.put(name, checked.stored, set(checked.jobs))
         except UniquenessError as exc:
-            raise APIError(400, f"failed to check uniqueness of config: {exc}") from None
+            raise HTTPError(400, f"failed to check uniqueness of config: {exc}") from None
         _CHANGES["created" if created else "updated"].inc()
         _log.info("config stored", config=name, created=created)
         return success(status=201 if created else 200)
@@ -177,7 +177,7 @@ class ConfigAPI:
         if name is None:
             return _not_found()
         if not await self.store.delete(name):
-            raise APIError(404, f"configuration {name} does not exist")
+            raise HTTPError(404, f"configuration {name} does not exist")
         _CHANGES["deleted"].inc()
         _log.info("config deleted", config=name)
         return success()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from service.config.errors import ConfigError
 from service.config.yamlnodes import load_node
 from service.configapi.stored import stored_yaml
+from service.http.errors import HTTPError
 from service.metrics.config import GlobalConfig, apply_defaults, check_reading_files, job_names, parse_instance
 from service.metrics.config.discovery import sd_entries
 from service.metrics.config.sdcheck import refusal, unsupported
@@ -21,13 +22,8 @@ class Validated:
     jobs: frozenset[str]
 
 
-class Rejected(Exception):
-    """The body is refused: the status and the envelope message."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class Rejected(HTTPError):
+    """The body is refused: the status and the envelope message (the worker sends both back as data)."""
 
 
 def validate_put(body: bytes, name: str, global_cfg: GlobalConfig, allow_reading_files: bool,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from service.http.errors import HTTPError
 
-class BodyTooLarge(Exception):
+
+class BodyTooLarge(HTTPError):
+    """413, answered in the envelope of the route that read the body."""
+
     def __init__(self, limit: int) -> None:
-        super().__init__(f"request body too large: the limit is {limit} bytes")
+        super().__init__(413, f"request body too large: the limit is {limit} bytes")
         self.limit = limit
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from service.metrics.config.http_client import HTTPClientFields, TLSConfig
+from service.config.http_client import HTTPClientFields, TLSConfig
 
 USER_AGENT = "scraping-service/0.1.0"
 _TLS_VERSIONS = {

@@ -1,4 +1,5 @@
-"""The Agent API envelope: {"status": "success"|"error", "data": ...} (SPEC §1-§2)."""
+"""The Agent API envelope: {"status": "success"|"error", "data": ...} (docs/http-api.md). Handlers raise
+`service.http.errors.HTTPError`; `render_agent` there answers it with `error()`."""
 
 from __future__ import annotations
 
@@ -8,15 +9,6 @@ import orjson
 from starlette.responses import Response
 
 JSON = "application/json"
-
-
-class APIError(Exception):
-    """Raised by handlers to answer with the error envelope."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def success(data: Any = None, status: int = 200) -> Response:

@@ -13,9 +13,9 @@ import asyncio
 import aiohttp
 import orjson
 
+from service.config.http_client import HTTPClientFields, TLSConfig
 from service.http.client import HTTPClient
 from service.http.tls import ServerTLSConfig
-from service.metrics.config.http_client import HTTPClientFields, TLSConfig
 
 PEER_HEADER = "X-Scraping-Service-Forwarded"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
+from service.kv.config import KVStoreConfig
 from service.kv.memory import MemoryKV
 from service.kv.store import KVStore
-from service.settings import KVStoreConfig
 
 
 def open_store(cfg: KVStoreConfig, wal_directory: str) -> KVStore:

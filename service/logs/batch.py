@@ -13,7 +13,7 @@ import snappy
 
 from service.logs.labels import format_labels, parse_labels
 from service.logs.record import decode_record
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from service.wal import Position, Record
 
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from service.config.durations import GoDuration
 from service.config.errors import ConfigError
+from service.config.http_client import HTTPClientFields, check_url
 from service.config.schema import yaml_field
 from service.config.secrets import redact_url
 from service.http.tls import ServerTLSConfig
 from service.logs.search.config import SearchConfig
-from service.metrics.config.http_client import HTTPClientFields, check_url
 from service.relabel import RelabelConfig
 
 

@@ -14,7 +14,7 @@ from service.logs.entry import Entry
 from service.logs.labels import format_labels
 from service.logs.tail.manager import FileTargetManager
 from service.logs.tail.positions import Positions
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from service.wal.naming import safe_name
 
 TENANT_LABEL = "__tenant_id__"

@@ -25,13 +25,14 @@ import grpc
 import snappy
 
 from service.http.auth import HTTPAuthConfig, authorized
+from service.http.errors import HTTPError
 from service.http.tls import ServerTLSConfig
 from service.log import get_logger
 from service.logs import metrics
-from service.logs.instance import Overloaded
-from service.logs.push import PushError, PushRules, check_tenant
-from service.logs.wire import field_bytes, varint
+from service.logs.push import NoPushTarget, PushRules, check_tenant
+from service.logs.wire import field_bytes
 from service.logs.wire_errors import push_request_error
+from service.proto.wire import encode_varint
 from service.wal import WALError
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ _PROTO = "application/x-protobuf"
 _RETRY_INFO = b"type.googleapis.com/google.rpc.RetryInfo"
 
 Resolve = Callable[[], "tuple[LogsInstance, PushRules, int]"]
-"""(instance, rules, max message size) for a call, or PushError (as the HTTP push's resolver)."""
+"""(instance, rules, max message size) for a call, or NoPushTarget (as the HTTP push's resolver)."""
 
 
 @dataclass
@@ -73,9 +74,9 @@ def status_label(code: grpc.StatusCode) -> str:
 
 def retry_details(code: grpc.StatusCode, message: str, seconds: int) -> bytes:
     """``grpc-status-details-bin``: a google.rpc.Status carrying a google.rpc.RetryInfo (retry_delay)."""
-    retry_info = field_bytes(0x0A, b"\x08" + varint(seconds))  # RetryInfo.retry_delay: Duration{seconds}
+    retry_info = field_bytes(0x0A, b"\x08" + encode_varint(seconds))  # RetryInfo.retry_delay: Duration{seconds}
     detail = field_bytes(0x0A, _RETRY_INFO) + field_bytes(0x12, retry_info)  # google.protobuf.Any
-    return b"\x08" + varint(code.value[0]) + field_bytes(0x12, message.encode()) + field_bytes(0x1A, detail)
+    return b"\x08" + encode_varint(code.value[0]) + field_bytes(0x12, message.encode()) + field_bytes(0x1A, detail)
 
 
 def server_credentials(tls: ServerTLSConfig) -> grpc.ServerCredentials:
@@ -175,27 +176,27 @@ class GrpcPushServer:
         header = metadata.get("x-scope-orgid")
         try:
             tenant = check_tenant(header if isinstance(header, str) else None)
-        except PushError as exc:
+        except HTTPError as exc:
             return grpc.StatusCode.INVALID_ARGUMENT, f"x-scope-orgid: {exc.message}", ()
         try:
             instance, rules, limit = self.resolve()
             instance.check_capacity()
             errors = await instance.accept(rules, snappy.compress(raw), _PROTO, None, limit, tenant)
-        except PushError as exc:
+        except NoPushTarget as exc:
+            return self._push_error(HTTPError(400, str(exc)), raw)
+        except HTTPError as exc:  # a refused push, or Overloaded (503/429 with its Retry-After)
             return self._push_error(exc, raw)
-        except Overloaded as exc:
-            return self._unavailable(str(exc), exc.retry_after)
         except WALError as exc:
             return grpc.StatusCode.INTERNAL, f"WAL append failed: {exc}", ()
         if errors:
             return grpc.StatusCode.INVALID_ARGUMENT, f"streams: {errors[-1]}", ()
         return grpc.StatusCode.OK, "", ()
 
-    def _push_error(self, exc: PushError, raw: bytes) -> tuple[grpc.StatusCode, str, tuple]:
+    def _push_error(self, exc: HTTPError, raw: bytes) -> tuple[grpc.StatusCode, str, tuple]:
         if exc.status == 413:
             return grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, ()
         if exc.status in (429, 503):
-            return self._unavailable(exc.message, 1)
+            return self._unavailable(exc.message, int(exc.headers.get("Retry-After", "1")))
         where = push_request_error(raw)  # upb's own message names no field
         return grpc.StatusCode.INVALID_ARGUMENT, where or exc.message, ()
 

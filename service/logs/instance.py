@@ -15,13 +15,14 @@ from typing import Any
 import snappy
 
 from service.http.auth import HTTPAuthConfig
+from service.http.errors import HTTPError
 from service.log import get_logger
 from service.logs import metrics
 from service.logs.client import LokiClient
 from service.logs.config import LogsInstanceConfig, ScrapeConfig
 from service.logs.push import PushRules
 from service.logs.record import RECORD_TYPE, encode_record
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from service.tasks import cancel_and_wait
 from service.wal import WAL, wal_dir_for
 
@@ -35,11 +36,11 @@ DEFAULT_MAX_BACKLOG_BYTES = 512 << 20
 TRUNCATE_INTERVAL = 30.0
 
 
-class Overloaded(Exception):
+class Overloaded(HTTPError):
+    """A push refused for now: 503 or 429 with Retry-After (gRPC answers UNAVAILABLE with that pushback)."""
+
     def __init__(self, status: int, retry_after: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
+        super().__init__(status, message, {"Retry-After": str(retry_after)})
 
 
 def rules_for(sc: ScrapeConfig | None) -> PushRules:
@@ -137,7 +138,7 @@ class LogsInstance:
             raise
 
     def targets(self) -> list[dict[str, Any]]:
-        """File targets in the SPEC §2 shape."""
+        """File targets in the shape of the Agent API targets list (docs/http-api.md)."""
         if self.files is None:
             return []
         return [{"instance": self.name, **t} for t in self.files.targets()]

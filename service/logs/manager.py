@@ -13,10 +13,10 @@ from service.log import get_logger
 from service.logs.config import LogsConfig, LogsInstanceConfig
 from service.logs.grpc_server import GrpcPushServer, GrpcSettings
 from service.logs.instance import LogsInstance, Sink
-from service.logs.push import DEFAULT_MAX_MESSAGE_SIZE, PushError, PushRules
+from service.logs.push import DEFAULT_MAX_MESSAGE_SIZE, NoPushTarget, PushRules
 
 TargetsProvider = Callable[[], list[dict[str, Any]]]
-"""Returns target dicts in the SPEC §2 shape: {instance, target_group, type, labels, discovered_labels,
+"""Returns target dicts in the Agent API targets shape: {instance, target_group, type, labels, discovered_labels,
 ready, details}. File tailing registers one with :meth:`LogsManager.add_targets_provider`."""
 
 _log = get_logger("logs.manager")
@@ -67,17 +67,17 @@ class LogsManager:
         return {"healthy": all(i["healthy"] for i in instances.values()), "instances": instances}
 
     def default_instance(self) -> LogsInstance:
-        """``default``, or the only instance; PushError 400 naming the choices otherwise."""
+        """``default``, or the only instance; NoPushTarget naming the choices otherwise (answered 400)."""
         inst = self.instances.get("default")
         if inst is not None:
             return inst
         if len(self.instances) == 1:
             return next(iter(self.instances.values()))
         if not self.instances:
-            raise PushError(400, "no logs instance is running")
+            raise NoPushTarget("no logs instance is running")
         names = ", ".join(sorted(self.instances))
-        raise PushError(400, f"several logs instances and none named default: choose one of {names} with "
-                             "/agent/api/v1/logs/instance/<name>/push")
+        raise NoPushTarget(f"several logs instances and none named default: choose one of {names} with "
+                           "/agent/api/v1/logs/instance/<name>/push")
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def _main_port_target(self) -> tuple[LogsInstance, PushRules, int]:

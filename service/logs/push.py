@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import snappy
 
+from service.http.errors import HTTPError
 from service.logs.labels import LabelParseError, format_labels, parse_labels
 from service.logs.push_json import JsonPushError, encode_entries, json_streams
 from service.logs.wire import (
@@ -30,10 +31,9 @@ from service.logs.wire import (
     may_hold_bad_timestamp,
     restamp_stream,
     stamp_field,
-    varint,
 )
-from service.metrics.proto.push_pb2 import PushRequest
-from service.metrics.remote.codec import CodecError, next_field, snappy_declared_length
+from service.proto.push_pb2 import PushRequest
+from service.proto.wire import CodecError, encode_varint, next_field, snappy_declared_length
 from service.relabel import RelabelConfig, Relabeler
 
 DEFAULT_MAX_MESSAGE_SIZE = 100 << 20
@@ -46,13 +46,8 @@ _CACHE_MAX = 65536
 _DROPPED = ""  # cache value for a stream the rules drop
 
 
-class PushError(Exception):
-    """A push answered with ``status`` and a text/plain ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class NoPushTarget(LookupError):
+    """The main port's push has no instance to go to: none runs, or several and none is ``default``."""
 
 
 def check_tenant(header: str | None) -> str:
@@ -61,12 +56,12 @@ def check_tenant(header: str | None) -> str:
         return ""
     ids = {part.split(":", 1)[0] for part in header.split("|")}
     if len(ids) != 1:
-        raise PushError(400, "multiple org IDs present")
+        raise HTTPError(400, "multiple org IDs present")
     tenant = ids.pop()
     if len(tenant.encode()) > 150:
-        raise PushError(400, "tenant ID is too long: max 150 characters")
+        raise HTTPError(400, "tenant ID is too long: max 150 characters")
     if tenant in (".", "..") or not _TENANT_CHARS.match(tenant):
-        raise PushError(400, f"tenant ID '{tenant}' contains unsupported character or is a reserved name")
+        raise HTTPError(400, f"tenant ID '{tenant}' contains unsupported character or is a reserved name")
     return tenant
 
 
@@ -80,21 +75,21 @@ def decode_content(body: bytes, encoding: str | None, limit: int) -> bytes:
     elif enc == "deflate":
         d = zlib.decompressobj()
     else:
-        raise PushError(400, f'Content-Encoding "{encoding}" not supported')
+        raise HTTPError(400, f'Content-Encoding "{encoding}" not supported')
     try:
         out = d.decompress(body, limit + 1)
         if len(out) > limit:
-            raise PushError(413, f"message size too large than max ({len(out)} vs {limit})")
+            raise HTTPError(413, f"message size too large than max ({len(out)} vs {limit})")
         if not d.eof:
-            raise PushError(400, f"{enc}: unexpected EOF")
+            raise HTTPError(400, f"{enc}: unexpected EOF")
     except zlib.error as exc:
-        raise PushError(400, f"{enc}: {exc}") from None
+        raise HTTPError(400, f"{enc}: {exc}") from None
     return out
 
 
 def media_type(content_type: str | None) -> str:
     if not content_type:
-        raise PushError(400, "mime: no media type")
+        raise HTTPError(400, "mime: no media type")
     return content_type.split(";", 1)[0].strip().lower()
 
 
@@ -102,18 +97,18 @@ def decode_protobuf(body: bytes, limit: int) -> tuple[PushRequest, bytes]:
     """(request, its uncompressed bytes) of a snappy-block PushRequest; 413 before decompressing anything
     larger than ``limit``."""
     if len(body) > limit:
-        raise PushError(413, f"message size too large than max ({len(body)} vs {limit})")
+        raise HTTPError(413, f"message size too large than max ({len(body)} vs {limit})")
     try:
         size = snappy_declared_length(body)
     except CodecError as exc:
-        raise PushError(400, str(exc)) from None
+        raise HTTPError(400, str(exc)) from None
     if size > limit:
-        raise PushError(413, f"message size too large than max ({size} vs {limit})")
+        raise HTTPError(413, f"message size too large than max ({size} vs {limit})")
     try:
         raw = snappy.uncompress(body)
         return PushRequest.FromString(raw), raw
     except Exception as exc:  # corrupt snappy or protobuf: the decoder's words
-        raise PushError(400, f"{type(exc).__name__}: {exc}") from None
+        raise HTTPError(400, f"{type(exc).__name__}: {exc}") from None
 
 
 def check_timestamps(req: PushRequest) -> None:
@@ -127,11 +122,11 @@ def check_timestamps(req: PushRequest) -> None:
             ts = e.timestamp
             seconds, nanos = ts.seconds, ts.nanos
             if seconds < lo:
-                raise PushError(400, f"timestamp: seconds:{seconds} nanos:{nanos} before 0001-01-01")
+                raise HTTPError(400, f"timestamp: seconds:{seconds} nanos:{nanos} before 0001-01-01")
             if seconds >= hi:
-                raise PushError(400, f"timestamp: seconds:{seconds} nanos:{nanos} after 10000-01-01")
+                raise HTTPError(400, f"timestamp: seconds:{seconds} nanos:{nanos} after 10000-01-01")
             if not 0 <= nanos < 1_000_000_000:
-                raise PushError(400, f"timestamp: seconds:{seconds} nanos:{nanos}: nanos not in range [0, 1e9)")
+                raise HTTPError(400, f"timestamp: seconds:{seconds} nanos:{nanos}: nanos not in range [0, 1e9)")
 
 
 @dataclass
@@ -229,7 +224,7 @@ class PushRules:
 
     def _json(self, body: bytes, limit: int, now_ns: int | None) -> Accepted:
         if len(body) > limit:
-            raise PushError(413, f"message size too large than max ({len(body)} vs {limit})")
+            raise HTTPError(413, f"message size too large than max ({len(body)} vs {limit})")
         stamp = None if self.use_incoming_timestamp else stamp_field(*_stamp(now_ns))
         parts: list[bytes] = []
         errors: list[str] = []
@@ -241,12 +236,12 @@ class PushRules:
                 if kept is None:
                     continue
                 lf = self.label_field(kept)
-                parts += (b"\x0a", varint(len(lf) + size), lf)
+                parts += (b"\x0a", encode_varint(len(lf) + size), lf)
                 parts += encoded
                 entries += count
                 streams += 1
         except JsonPushError as exc:
-            raise PushError(400, str(exc)) from None
+            raise HTTPError(400, str(exc)) from None
         raw = b"".join(parts)
         return Accepted(snappy.compress(raw) if streams else b"", streams, entries, errors, raw)
 
@@ -316,7 +311,7 @@ class PushRules:
         """``/raw``: one entry per non-blank line, stamped now, labels from the rules (ours: relabel too)."""
         labels = self.final_labels({})
         if not labels or labels.startswith("\x00"):
-            raise PushError(400, "no labels: the raw endpoint needs static labels that survive relabeling")
+            raise HTTPError(400, "no labels: the raw endpoint needs static labels that survive relabeling")
         seconds, nanos = divmod(now_ns if now_ns is not None else time.time_ns(), 1_000_000_000)
         req = PushRequest()
         stream = req.streams.add()
@@ -324,7 +319,7 @@ class PushRules:
         try:
             text = body.decode()
         except UnicodeDecodeError as exc:
-            raise PushError(400, f"invalid UTF-8 at byte {exc.start}") from None
+            raise HTTPError(400, f"invalid UTF-8 at byte {exc.start}") from None
         for line in text.split("\n"):
             line = line.rstrip("\r")
             if not line:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from service.logs.wire import _CONT, _VAR, varint
+from service.proto.wire import LEN12, VARINT, VARINT_CONT, encode_varint
 
 PREFIX = "loghttp.PushRequest.ReadJSON: "
 MAX_NS = (1 << 63) - 1  # Loki parses a timestamp with strconv.ParseInt(s, 10, 64)
@@ -58,8 +58,7 @@ def json_streams(body: bytes) -> Iterator[tuple[dict[str, str], Any]]:
 
 
 # tag byte + varint length, for lengths < 2**14: the entry (0x12), line (0x12), metadata (0x1a) headers
-_LEN12: list[bytes] = [b"\x12" + v for v in _VAR]
-_LEN1A: list[bytes] = [b"\x1a" + v for v in _VAR]
+_LEN1A: list[bytes] = [b"\x1a" + v for v in VARINT]
 
 
 def _ts_prefixes(s: int) -> tuple[bytes, ...]:
@@ -69,9 +68,9 @@ def _ts_prefixes(s: int) -> tuple[bytes, ...]:
     if out is None:
         if len(_SECONDS) > 4096:
             _SECONDS.clear()
-        sec = b"\x08" + varint(s) if s else b""
-        out = _SECONDS[s] = (b"\x0a" + _VAR[len(sec)] + sec,
-                             *(b"\x0a" + _VAR[len(sec) + 1 + k] + sec + b"\x10" for k in range(1, 6)))
+        sec = b"\x08" + encode_varint(s) if s else b""
+        out = _SECONDS[s] = (b"\x0a" + VARINT[len(sec)] + sec,
+                             *(b"\x0a" + VARINT[len(sec) + 1 + k] + sec + b"\x10" for k in range(1, 6)))
     return out
 
 
@@ -80,7 +79,7 @@ def _name(k: str) -> bytes:
     if len(_NAMES) > 4096:
         _NAMES.clear()
     kb = k.encode()
-    out = _NAMES[k] = b"\x0a" + varint(len(kb)) + kb if kb else b""
+    out = _NAMES[k] = b"\x0a" + encode_varint(len(kb)) + kb if kb else b""
     return out
 
 
@@ -89,7 +88,7 @@ def _metadata(meta: Any) -> bytes:
     if type(meta) is not dict:
         raise JsonPushError("structured metadata must be an object of strings")
     out = b""
-    names, len12, len1a = _NAMES, _LEN12, _LEN1A
+    names, len12, len1a = _NAMES, LEN12, _LEN1A
     for k, x in meta.items():
         if type(x) is not str:
             raise JsonPushError("structured metadata must be an object of strings")
@@ -97,12 +96,12 @@ def _metadata(meta: Any) -> bytes:
         xb = x.encode()
         n = len(xb)
         if n:
-            h = len12[n] if n < 0x4000 else b"\x12" + varint(n)
+            h = len12[n] if n < 0x4000 else b"\x12" + encode_varint(n)
             m = len(name) + len(h) + n
         else:
             h = b""
             m = len(name)
-        out += (len1a[m] if m < 0x4000 else b"\x1a" + varint(m)) + name + h + xb
+        out += (len1a[m] if m < 0x4000 else b"\x1a" + encode_varint(m)) + name + h + xb
     return out
 
 
@@ -132,7 +131,7 @@ def encode_entries(values: Any, stamp: bytes | None) -> tuple[list[bytes], int, 
     encoded. Every value is validated either way, as Alloy decodes the whole body first.
     """
     parts: list[bytes] = []
-    var, cont, len12 = _VAR, _CONT, _LEN12
+    var, cont, len12 = VARINT, VARINT_CONT, LEN12
     seconds = _SECONDS
     total = count = 0
     tsf = stamp or b""
@@ -166,15 +165,15 @@ def encode_entries(values: Any, stamp: bytes | None) -> tuple[list[bytes], int, 
                 tsf = pre[0]
         lb = line.encode()
         n = len(lb)
-        lh = (len12[n] if n < 0x4000 else b"\x12" + varint(n)) if n else b""
+        lh = (len12[n] if n < 0x4000 else b"\x12" + encode_varint(n)) if n else b""
         if len(v) > 2 and v[2] is not None:
             meta = _metadata(v[2])
             size = len(tsf) + len(lh) + n + len(meta)
-            hdr = len12[size] if size < 0x4000 else b"\x12" + varint(size)
+            hdr = len12[size] if size < 0x4000 else b"\x12" + encode_varint(size)
             parts += (hdr, tsf, lh, lb, meta)
         else:
             size = len(tsf) + len(lh) + n
-            hdr = len12[size] if size < 0x4000 else b"\x12" + varint(size)
+            hdr = len12[size] if size < 0x4000 else b"\x12" + encode_varint(size)
             parts += (hdr, tsf, lh, lb)
         total += len(hdr) + size
         count += 1

@@ -15,22 +15,28 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from service.http.body import BodyTooLarge, read_body
+from service.http.body import read_body
 from service.http.envelope import success
+from service.http.errors import HTTPError, guarded, render_text
 from service.logs import metrics
-from service.logs.instance import LogsInstance, Overloaded
-from service.logs.push import DEFAULT_MAX_MESSAGE_SIZE, PushError, PushRules, check_tenant
+from service.logs.instance import LogsInstance
+from service.logs.push import DEFAULT_MAX_MESSAGE_SIZE, NoPushTarget, PushRules, check_tenant
 from service.wal import WALError
 
 if TYPE_CHECKING:
     from service.logs.manager import LogsManager
 
 Resolve = Callable[[Request], tuple[LogsInstance, PushRules, int]]
-"""(instance, rules, max message size) for a request, or PushError."""
+"""(instance, rules, max message size) for a request, or HTTPError / NoPushTarget."""
 
 
-def _text(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    return PlainTextResponse(message + "\n", status_code=status, headers=headers)
+def _http_error(exc: Exception, request: Request) -> HTTPError | None:
+    """A push's domain failures as Loki answers them (text/plain); anything else is not ours to map."""
+    if isinstance(exc, NoPushTarget):
+        return HTTPError(400, str(exc))
+    if isinstance(exc, WALError):
+        return HTTPError(500, f"WAL append failed: {exc}")
+    return None
 
 
 def _observe(request: Request, route: str, status: int, start: float, body_len: int, resp_len: int) -> None:
@@ -41,32 +47,29 @@ def _observe(request: Request, route: str, status: int, start: float, body_len: 
 
 
 def push_endpoint(resolve: Resolve, route: str, *, raw: bool = False) -> Callable:
+    @guarded(render_text, _http_error)
+    async def accept(request: Request) -> Response:
+        instance, rules, limit = resolve(request)
+        instance.check_capacity()
+        tenant = check_tenant(request.headers.get("x-scope-orgid"))
+        body = await read_body(request, limit)
+        request.state.push_bytes = len(body)
+        errors: list[str] = []
+        if raw:
+            req = rules.raw_request(body)
+            if req.streams:
+                await instance.push(req, tenant, sum(len(s.entries) for s in req.streams))
+        else:
+            errors = await instance.accept(rules, body, request.headers.get("content-type"),
+                                           request.headers.get("content-encoding"), limit, tenant)
+        if errors:
+            raise HTTPError(400, errors[-1])
+        return Response(status_code=204)
+
     async def handler(request: Request) -> Response:
         start = time.perf_counter()
-        body = b""
-        try:
-            instance, rules, limit = resolve(request)
-            instance.check_capacity()
-            tenant = check_tenant(request.headers.get("x-scope-orgid"))
-            body = await read_body(request, limit)
-            errors: list[str] = []
-            if raw:
-                req = rules.raw_request(body)
-                if req.streams:
-                    await instance.push(req, tenant, sum(len(s.entries) for s in req.streams))
-            else:
-                errors = await instance.accept(rules, body, request.headers.get("content-type"),
-                                               request.headers.get("content-encoding"), limit, tenant)
-            resp = _text(400, errors[-1]) if errors else Response(status_code=204)
-        except PushError as exc:
-            resp = _text(exc.status, exc.message)
-        except BodyTooLarge as exc:
-            resp = _text(413, str(exc))
-        except Overloaded as exc:
-            resp = _text(exc.status, str(exc), {"Retry-After": str(exc.retry_after)})
-        except WALError as exc:
-            resp = _text(500, f"WAL append failed: {exc}")
-        _observe(request, route, resp.status_code, start, len(body), len(resp.body))
+        resp = await accept(request)
+        _observe(request, route, resp.status_code, start, getattr(request.state, "push_bytes", 0), len(resp.body))
         return resp
 
     return handler
@@ -98,7 +101,7 @@ def logs_routes(manager: LogsManager) -> list[Route]:
         name = request.path_params["name"]
         inst = manager.instances.get(name)
         if inst is None:
-            raise PushError(400, f"instance {name} does not exist")
+            raise HTTPError(400, f"instance {name} does not exist")
         return inst, inst.default_rules, DEFAULT_MAX_MESSAGE_SIZE
 
     async def instances(request: Request) -> Response:

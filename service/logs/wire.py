@@ -13,42 +13,27 @@ from __future__ import annotations
 
 import re
 
-from service.metrics.remote.codec import CodecError, next_field, read_varint
-
-# varint(n) for n < 2**14, and the two low groups of a longer varint (continuation bits set on both)
-_VAR: list[bytes] = [bytes((i,)) if i < 0x80 else bytes((i & 0x7F | 0x80, i >> 7)) for i in range(1 << 14)]
-_CONT: list[bytes] = [bytes((i & 0x7F | 0x80, i >> 7 | 0x80)) for i in range(1 << 14)]
+from service.proto.wire import LEN12, VARINT, CodecError, encode_varint, next_field, read_varint
 
 
 class WireError(CodecError):
-    """Bytes that are not the logproto they should be (the codec's read_varint and next_field, shared with
-    remote_write, raise its base class CodecError)."""
-
-
-def varint(n: int) -> bytes:
-    """The canonical varint of a non-negative integer (table lookups for the common sizes)."""
-    if n < 0x4000:
-        return _VAR[n]
-    out = b""
-    while n >= 0x4000:
-        out += _CONT[n & 0x3FFF]
-        n >>= 14
-    return out + _VAR[n]
+    """Bytes that are not the logproto they should be (read_varint and next_field from service/proto/wire.py,
+    shared with remote_write, raise its base class CodecError)."""
 
 
 def field_bytes(tag: int, data: bytes) -> bytes:
     """A length-delimited field: tag byte, varint length, data."""
     n = len(data)
-    return bytes((tag,)) + (_VAR[n] if n < 0x4000 else varint(n)) + data
+    return bytes((tag,)) + (VARINT[n] if n < 0x4000 else encode_varint(n)) + data
 
 
 def timestamp_bytes(seconds: int, nanos: int) -> bytes:
     """A Timestamp message body in upb's canonical form (zero fields left out)."""
     out = b""
     if seconds:
-        out = b"\x08" + varint(seconds & 0xFFFFFFFFFFFFFFFF)
+        out = b"\x08" + encode_varint(seconds & 0xFFFFFFFFFFFFFFFF)
     if nanos:
-        out += b"\x10" + varint(nanos)
+        out += b"\x10" + encode_varint(nanos)
     return out
 
 
@@ -56,11 +41,8 @@ def stamp_field(seconds: int, nanos: int) -> bytes:
     """The timestamp field (EntryAdapter field 1) that re-stamps an entry when written after its other
     fields: both members are explicit (even when zero), so it overrides whatever came before it, as the
     last occurrence of a singular field does in every protobuf parser."""
-    ts = b"\x08" + varint(seconds & 0xFFFFFFFFFFFFFFFF) + b"\x10" + varint(nanos)
+    ts = b"\x08" + encode_varint(seconds & 0xFFFFFFFFFFFFFFFF) + b"\x10" + encode_varint(nanos)
     return field_bytes(0x0A, ts)
-
-
-_LEN12: list[bytes] = [b"\x12" + v for v in _VAR]
 
 
 def restamp_stream(buf: bytes, start: int, end: int, labels: bytes, stamp: bytes) -> bytes:
@@ -68,7 +50,7 @@ def restamp_stream(buf: bytes, start: int, end: int, labels: bytes, stamp: bytes
     ``labels`` field replaces every labels field, each entry gets ``stamp`` (a :func:`stamp_field`)
     appended and loses a leading timestamp field, other fields are kept (after the entries)."""
     entries: list[bytes] = []  # each entry's header and fields; joined with the stamp between them
-    append, len12, slen = entries.append, _LEN12, len(stamp)
+    append, len12, slen = entries.append, LEN12, len(stamp)
     other = b""
     p = start
     while p < end:
@@ -88,7 +70,7 @@ def restamp_stream(buf: bytes, start: int, end: int, labels: bytes, stamp: bytes
             if q < p and buf[q] == 0x0A and buf[q + 1] < 0x80:  # leading timestamp: drop it
                 q += 2 + buf[q + 1]
             n = p - q + slen
-            append((len12[n] if n < 0x4000 else b"\x12" + varint(n)) + buf[q:p])
+            append((len12[n] if n < 0x4000 else b"\x12" + encode_varint(n)) + buf[q:p])
             continue
         tag, _, fend = next_field(buf, p)
         if tag != 0x0A:  # hash or unknown fields: kept
@@ -98,7 +80,7 @@ def restamp_stream(buf: bytes, start: int, end: int, labels: bytes, stamp: bytes
         raise WireError("stream runs past its length")
     body = stamp.join(entries) + stamp if entries else b""
     n = len(labels) + len(body) + len(other)
-    return b"".join((b"\x0a", varint(n), labels, body, other))
+    return b"".join((b"\x0a", encode_varint(n), labels, body, other))
 
 
 # Every encoding of a google.protobuf.Timestamp member that Loki refuses matches one of these byte patterns

@@ -8,7 +8,7 @@ protobuf parsers skip them.
 
 from __future__ import annotations
 
-from service.metrics.remote.codec import CodecError, next_field, read_varint
+from service.proto.wire import CodecError, next_field, read_varint
 
 # message -> field number -> (name, kind, repeated); a kind is "string", "varint" or a message name
 _SCHEMA: dict[str, dict[int, tuple[str, str, bool]]] = {

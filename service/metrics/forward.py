@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from starlette.responses import Response
 
 from service.http.client import HTTPClientError
+from service.http.errors import HTTPError, render_text
 from service.http.peers import PEER_HEADER, PeerClient
 from service.http.tls import ServerTLSConfig
 
@@ -52,8 +53,7 @@ class WriteForwarder:
             FORWARDED.labels("503").inc()
             reason = str(exc) or type(exc).__name__
             message = f"could not forward to node {owner} at {address}, which runs this instance: {reason}"
-            return Response(message + "\n", status_code=503, media_type="text/plain",
-                            headers={"Retry-After": "1"})
+            return render_text(HTTPError(503, message, {"Retry-After": "1"}))
 
     async def close(self) -> None:
         await self.peers.close()

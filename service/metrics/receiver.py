@@ -10,29 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import unquote_to_bytes
 
 from prometheus_client import Counter, Histogram
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
-from service.cluster.placement import Location, Where
-from service.configapi.names import InvalidName, decode_name
-from service.http.body import BodyTooLarge, read_body
+from service.http.body import read_body
+from service.http.errors import HTTPError, guarded, render_text
+from service.http.paths import InvalidName, decode_name
 from service.log import get_logger
-from service.metrics.forward import FORWARDED_HEADER, WriteForwarder
+from service.metrics.decode_pool import DecodePool, DecodeUnavailable
+from service.metrics.forward import FORWARDED_HEADER
 from service.metrics.ingest import CodecError, IngestStats, SeriesChecker, TooLarge
+from service.metrics.routing import Verdict, WriteRouter
 from service.wal import Position, WALError
 
 PREFIX = "/agent/api/v1/metrics/instance/"
 SUFFIX = "/write"
 DEFAULT_MAX_BODY_BYTES = 32 << 20
 DEFAULT_MAX_DECODED_BYTES = 128 << 20
-ABSENT_TTL = 2.0
-ABSENT_MAX = 4096
-UNREACHABLE_TTL = 1.0
+_RETRY = {"Retry-After": "1"}
 
 REQUESTS = Counter("agent_remote_write_receiver_requests_total",
                    "Remote write requests received, by HTTP status code.", ["code"])
@@ -42,6 +42,8 @@ DURATION = Histogram("agent_remote_write_receiver_request_duration_seconds",
 RECEIVED_BYTES = Counter("agent_remote_write_receiver_received_bytes_total",
                          "Compressed bytes of remote write bodies accepted into a WAL.")
 SAMPLES = Counter("agent_remote_write_receiver_samples_total", "Samples in accepted remote write requests.")
+WORKER_DECODES = Counter("agent_remote_write_receiver_worker_decodes_total",
+                         "Remote write bodies decoded and checked by an ingest worker process.")
 _log = get_logger("metrics.receiver")
 
 
@@ -65,8 +67,20 @@ def instance_name(request: Request) -> str | None:
         return unquote_to_bytes(segment).decode("utf-8", "replace")  # unknown anyway: answered 400
 
 
-def _text(status: int, message: str) -> Response:
-    return PlainTextResponse(message + "\n", status_code=status)
+def _http_error(exc: Exception, request: Request) -> HTTPError | None:
+    """A body that is not a valid (or too large a) WriteRequest, and a WAL that failed, as Prometheus'
+    write handler answers them (text/plain)."""
+    if isinstance(exc, TooLarge):
+        return HTTPError(413, str(exc))
+    if isinstance(exc, CodecError):
+        return HTTPError(400, str(exc))
+    if isinstance(exc, DecodeUnavailable):  # an ingest worker died: nothing stored, the sender retries
+        return HTTPError(503, str(exc), _RETRY)
+    if isinstance(exc, WALError):
+        name = instance_name(request)
+        _log.error("WAL append failed", instance=name, err=str(exc))
+        return HTTPError(500, f"failed to append to the WAL of instance {name}: {exc}")
+    return None
 
 
 class WriteReceiver:
@@ -74,23 +88,19 @@ class WriteReceiver:
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
                  checker: SeriesChecker | None = None, offload_bytes: int = 1 << 20,
-                 locate: Callable[[str], Location | None] | None = None,
-                 forwarder: WriteForwarder | None = None,
-                 stored: Callable[[str], Awaitable[bool | None]] | None = None) -> None:
+                 router: WriteRouter | None = None, decode_pool: DecodePool | None = None) -> None:
         """``offload_bytes``: bodies at least this large are decoded in a worker thread so one huge
         request does not stall the event loop (snappy and upb release the GIL only partly).
-        ``locate`` (the cluster's placement) and ``forwarder`` serve writes for instances not running here;
-        ``stored`` asks the KV store about a name the placement does not know yet (None: it cannot say)."""
+        ``router`` says where a write for an instance not running here goes (none: such a write is refused).
+        ``decode_pool``: ingest worker processes that decode the bodies they take (service.metrics.decode_pool);
+        the WAL append and the answer stay here."""
         self.lookup = lookup
-        self.locate = locate
-        self.forwarder = forwarder
-        self.stored = stored
-        self._absent: dict[str, float] = {}  # names the store did not hold, until when that answer stands
-        self._unreachable_until = 0.0  # the store did not answer: 503 without asking it again until then
+        self.router = router or WriteRouter()
         self.max_body_bytes = max_body_bytes
         self.max_decoded_bytes = max_decoded_bytes
         self.checker = checker or SeriesChecker()
         self.offload_bytes = offload_bytes
+        self.decode_pool = decode_pool
 
     async def handle(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -100,30 +110,19 @@ class WriteReceiver:
         DURATION.labels(code).observe(time.perf_counter() - start)
         return response
 
+    @guarded(render_text, _http_error)
     async def _handle(self, request: Request) -> Response:
         name = instance_name(request)
         if name is None:
-            return _text(404, "404 page not found")
+            raise HTTPError(404, "404 page not found")
         instance = self.lookup(name)
         if instance is None:
             return await self._not_here(request, name)
-        try:
-            body = await read_body(request, self.max_body_bytes)
-        except BodyTooLarge as exc:
-            return _text(413, str(exc))
-        try:
-            stats = await self._decode(body)
-        except TooLarge as exc:
-            return _text(413, str(exc))
-        except CodecError as exc:
-            return _text(400, str(exc))
+        body = await read_body(request, self.max_body_bytes)
+        stats = await self._decode(body)
         if not stats.series and not stats.metadata:
             return Response(status_code=204)  # nothing to keep (Prometheus accepts it too)
-        try:
-            await instance.append(body, samples=stats.samples, exemplars=stats.exemplars)
-        except WALError as exc:
-            _log.error("WAL append failed", instance=name, err=str(exc))
-            return _text(500, f"failed to append to the WAL of instance {name}: {exc}")
+        await instance.append(body, samples=stats.samples, exemplars=stats.exemplars)
         RECEIVED_BYTES.inc(len(body))
         SAMPLES.inc(stats.samples)
         return Response(status_code=204)
@@ -132,61 +131,30 @@ class WriteReceiver:
         """A write for an instance this node does not run: forward it to its owner, ask the sender to
         retry while it is being placed or while nobody can tell whether it exists, or refuse it when the
         store says no such config exists."""
-        location = self.locate(name) if self.locate is not None else None
-        if location is None:
-            return _text(400, f"instance {name} does not exist")
-        if location.where is Where.UNKNOWN:
-            stored = await self._stored_now(name)
-            if stored is None:
-                # e.g. restarted while the store is down: the placement is empty, and a 400 would make the
-                # sender drop samples for an instance that may well exist
-                response = _text(503, f"cannot tell whether instance {name} exists: the config store is "
-                                      "unreachable; retry")
-                response.headers["Retry-After"] = "1"
-                return response
-            if not stored:
-                return _text(400, f"instance {name} does not exist")
+        destination = await self.router.route(name)
+        if destination.verdict is Verdict.ABSENT:
+            raise HTTPError(400, f"instance {name} does not exist")
+        if destination.verdict is Verdict.UNREACHABLE:
+            # e.g. restarted while the store is down: the placement is empty, and a 400 would make the
+            # sender drop samples for an instance that may well exist
+            raise HTTPError(503, f"cannot tell whether instance {name} exists: the config store is "
+                                 "unreachable; retry", _RETRY)
         forwarded = FORWARDED_HEADER.lower() in request.headers
-        if location.where is Where.ELSEWHERE and self.forwarder is not None and not forwarded:
-            try:
-                body = await read_body(request, self.max_body_bytes)
-            except BodyTooLarge as exc:
-                return _text(413, str(exc))
+        if destination.verdict is Verdict.PEER and not forwarded:
+            body = await read_body(request, self.max_body_bytes)
             raw_path = (request.scope.get("raw_path") or request.scope["path"].encode()).decode("latin-1")
             query = request.scope.get("query_string", b"").decode("latin-1")
-            return await self.forwarder.forward(location.address, raw_path + (f"?{query}" if query else ""),
-                                                dict(request.headers), body, location.node)
+            return await self.router.forward(destination, raw_path + (f"?{query}" if query else ""),
+                                             request.headers, body)
         # Owned here and starting, owned by nobody for a moment, or nodes disagree about the owner: the
         # config exists, so the sender keeps the samples and retries.
-        response = _text(503, f"instance {name} is not running on any node yet (it is being placed); retry")
-        response.headers["Retry-After"] = "1"
-        return response
-
-    async def _stored_now(self, name: str) -> bool | None:
-        """Whether the store holds `name` although the last reshard did not see it (a config PUT a moment
-        ago, or no reshard has succeeded since this node started); None when the store cannot say. A name
-        found missing is not asked about again for ABSENT_TTL seconds, so a sender writing to a name that
-        does not exist costs the store one read every few seconds, not one per request; after the store
-        failed to answer, it is not asked again for UNREACHABLE_TTL seconds."""
-        if self.stored is None:
-            return False
-        now = time.monotonic()
-        if self._absent.get(name, 0.0) > now:
-            return False
-        if self._unreachable_until > now:
-            return None
-        stored = await self.stored(name)
-        if stored is None:
-            self._unreachable_until = time.monotonic() + UNREACHABLE_TTL
-            return None
-        if stored:
-            return True
-        if len(self._absent) >= ABSENT_MAX:
-            self._absent.clear()
-        self._absent[name] = now + ABSENT_TTL
-        return False
+        raise HTTPError(503, f"instance {name} is not running on any node yet (it is being placed); retry", _RETRY)
 
     async def _decode(self, body: bytes) -> IngestStats:
+        pool = self.decode_pool
+        if pool is not None and pool.takes(body):
+            WORKER_DECODES.inc()
+            return await pool.decode(body, self.max_decoded_bytes)
         if len(body) >= self.offload_bytes:
             return await asyncio.to_thread(self.checker.decode, body, self.max_decoded_bytes)
         return self.checker.decode(body, self.max_decoded_bytes)

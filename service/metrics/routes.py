@@ -1,9 +1,8 @@
-"""Agent API routes of the metrics subsystem (SPEC §2)."""
+"""Agent API routes of the metrics subsystem (docs/http-api.md, Agent API)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -11,12 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.cluster.placement import Location
 from service.http.envelope import JSON, success
 from service.metrics.config import InstanceConfig
-from service.metrics.forward import WriteForwarder
+from service.metrics.decode_pool import DecodePool
 from service.metrics.manager import InstanceManager
 from service.metrics.receiver import PREFIX, WriteReceiver
+from service.metrics.routing import WriteRouter
 from service.metrics.scrape.routes import targets_routes
 
 
@@ -29,12 +28,12 @@ def failed_targets(configs: dict[str, InstanceConfig], reasons: dict[str, str]) 
 
 
 def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None = None, *,
-                       locate: Callable[[str], Location | None] | None = None,
-                       forwarder: WriteForwarder | None = None,
-                       stored: Callable[[str], Awaitable[bool | None]] | None = None) -> list[Route]:
-    """`locate` and `forwarder` let the write endpoint pass writes on to the node that runs the instance."""
+                       router: WriteRouter | None = None, decode_pool: DecodePool | None = None) -> list[Route]:
+    """`router` lets the write endpoint pass writes on to the node that runs the instance; `decode_pool`
+    decodes large write bodies in ingest worker processes."""
     async def instances(request: Request) -> Response:
-        """`data` stays the running names (SPEC); instances that failed to start are listed beside it."""
+        """`data` stays the running names (as Grafana Agent answers); instances that failed to start are
+        listed beside it."""
         failed = manager.failures()
         if not failed:
             return success(manager.running())
@@ -50,7 +49,7 @@ def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None 
         found = list(itertools.chain.from_iterable(i.targets() for i in running if i is not None))
         return found + failed_targets(manager.failed_configs(), manager.failures())
 
-    receiver = receiver or WriteReceiver(lookup, locate=locate, forwarder=forwarder, stored=stored)
+    receiver = receiver or WriteReceiver(lookup, router=router, decode_pool=decode_pool)
     return [
         *targets_routes(all_targets),
         Route("/agent/api/v1/metrics/instances", instances, methods=["GET"]),

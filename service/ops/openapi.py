@@ -1,4 +1,4 @@
-"""`GET /api/openapi.json`: an OpenAPI 3.1 document of every endpoint of SPEC §1-§4 (ours).
+"""`GET /api/openapi.json`: an OpenAPI 3.1 document of every endpoint of docs/http-api.md (ours).
 
 Written out by hand from the spec rather than derived from the routes, so the document states the contract
 and a test (tests/test_openapi.py) checks that the served routes and the document name the same operations.

@@ -1,4 +1,4 @@
-"""The inputs of the defects listed in issue 11, one case each, so that every one of them stays fixed.
+"""The inputs of known defects, one case each, so that every one of them stays fixed.
 
 Cases that break a node (a regex freeze, a dead search writer, a stalled event loop) get a node of their own.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import snappy
 
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from tests.e2e_helpers import RW_HEADERS, WRITE
 from tests.fuzz.client import send
 from tests.fuzz.conftest import LOGS, RW_INSTANCE, FuzzEnv

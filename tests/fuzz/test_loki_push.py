@@ -19,7 +19,7 @@ import snappy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from tests.fuzz.client import send
 from tests.fuzz.conftest import FuzzEnv
 from tests.node_process import wait_for

@@ -1,4 +1,4 @@
-"""schemathesis against a live node, driven by the node's own /api/openapi.json (SPEC §2).
+"""schemathesis against a live node, driven by the node's own /api/openapi.json (docs/http-api.md).
 
 Every documented operation gets generated requests, valid and invalid (schemathesis' positive and negative
 modes); the checks are: no 5xx, status codes and content types as documented. Bounded by examples per

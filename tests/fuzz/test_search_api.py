@@ -2,7 +2,7 @@
 
 Rules: 200 with the documented envelope, or 400 INVALID_PARAMETER naming the problem; never a 5xx, never a
 reset; a page never holds more than `limit` entries and a histogram never more than 10,000 buckets.
-Inputs of known defects (issue 11, defects 7 and 8) are in test_known_defects.py, not here.
+Inputs of known defects are in test_known_defects.py, not here.
 """
 
 from __future__ import annotations

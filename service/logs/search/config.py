@@ -17,25 +17,20 @@ search:
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 from service.config.durations import Duration
 from service.config.errors import ConfigError
 from service.config.schema import yaml_field
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-          "t": 1000**4, "tb": 1000**4, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2,
-          "gi": 1024**3, "gib": 1024**3, "ti": 1024**4, "tib": 1024**4}
+from service.config.sizes import SI_OR_IEC, parse_size
 
 
-def parse_size(text: str) -> int:
+def max_size_bytes(text: str) -> int:
     """`1GiB`, `500MB`, `1048576` → bytes."""
-    match = _SIZE.match(text)
-    if not match:
+    size = parse_size(text, SI_OR_IEC)
+    if size is None:
         raise ConfigError(f'invalid size "{text}"')
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+    return size
 
 
 @dataclass
@@ -87,7 +82,7 @@ class SearchConfig:
     peer_concurrency: int = 8
 
     def check(self) -> None:
-        if parse_size(self.max_size) <= 0:
+        if max_size_bytes(self.max_size) <= 0:
             raise ConfigError("search max_size must be positive")
         if self.retention < 0:
             raise ConfigError("search retention must not be negative")
@@ -104,7 +99,7 @@ class SearchConfig:
 
     @property
     def max_size_bytes(self) -> int:
-        return parse_size(self.max_size)
+        return max_size_bytes(self.max_size)
 
     def directory(self, wal_directory: str, instance: str) -> str:
         """The data directory: as configured, else under the node's WAL directory, named safely."""

@@ -1,68 +1,47 @@
 """The log search API envelope (Loggator's documented one) and request parameter parsing.
 
-`{"success": true, "data": ...}`; errors `{"success": false, "error": "<msg>", "code": "<CODE>"}`. Every bad
-parameter is a 400 INVALID_PARAMETER whose message starts with the parameter's name.
+`{"success": true, "data": ...}`; errors `{"success": false, "error": "<msg>", "code": "<CODE>"}`, rendered by
+`service.http.errors.render_loggator` from an HTTPError (the code follows the status). Every bad parameter is
+a 400 INVALID_PARAMETER whose message starts with the parameter's name.
 """
 
 from __future__ import annotations
 
-import functools
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.http.envelope import JSON
+from service.http.errors import HTTPError, guarded, render_loggator
 from service.log import get_logger
 
 _log = get_logger("logs.search")
-JSON = "application/json"
-STATUS = {"INVALID_PARAMETER": 400, "NOT_FOUND": 404, "INTERNAL_ERROR": 500, "SERVICE_UNAVAILABLE": 503}
 MAX_TENANT = 150
 
 
-class SearchAPIError(Exception):
-    def __init__(self, code: str, message: str, status: int | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status or STATUS[code]
-        self.headers = dict(headers or {})
-
-
-def invalid(message: str) -> SearchAPIError:
-    return SearchAPIError("INVALID_PARAMETER", message)
+def invalid(message: str) -> HTTPError:
+    """A bad parameter: 400 INVALID_PARAMETER."""
+    return HTTPError(400, message)
 
 
 def ok(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps({"success": True, "data": data}), status_code=status, media_type=JSON)
 
 
-def fail(exc: SearchAPIError) -> Response:
-    return Response(orjson.dumps({"success": False, "error": exc.message, "code": exc.code}),
-                    status_code=exc.status, media_type=JSON, headers=exc.headers)
+def _http_error(exc: Exception, request: Request) -> HTTPError:
+    """The API answers every failure with its envelope: a store that cannot be read 503, anything else 500."""
+    if isinstance(exc, sqlite3.OperationalError):
+        _log.error("log search failed", err=str(exc), path=request.url.path)
+        return HTTPError(503, f"log store unavailable: {exc}")
+    _log.error("log search request failed", err=repr(exc), path=request.url.path)
+    return HTTPError(500, "internal error")
 
 
-def handler(fn: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Turns SearchAPIError and unexpected failures into the error envelope."""
-
-    @functools.wraps(fn)
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await fn(request)
-        except SearchAPIError as exc:
-            return fail(exc)
-        except sqlite3.OperationalError as exc:
-            _log.error("log search failed", err=str(exc), path=request.url.path)
-            return fail(SearchAPIError("SERVICE_UNAVAILABLE", f"log store unavailable: {exc}"))
-        except Exception as exc:  # the API answers every failure with its envelope
-            _log.error("log search request failed", err=repr(exc), path=request.url.path)
-            return fail(SearchAPIError("INTERNAL_ERROR", "internal error"))
-
-    return wrapped
+handler = guarded(render_loggator, _http_error)
 
 
 def tenant_of(request: Request) -> str:

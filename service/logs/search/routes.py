@@ -1,4 +1,4 @@
-"""Loggator's documented API (SPEC §4) over the local log store.
+"""Loggator's documented API (docs/http-api.md, Log search API) over the local log store.
 
 Choices where Loggator's docs leave room (see docs of the functions):
 - a container id is `source_id(name)` (12 hex digits of SHA-256 of the name); `/api/containers/{id}` also
@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service import __version__
+from service.http.errors import HTTPError
 from service.logs.search.cluster import (
     ANY_WORDS_PARAM,
     KEYS_PARAM,
@@ -34,7 +35,6 @@ from service.logs.search.cluster import (
     SearchBackend,
 )
 from service.logs.search.envelope import (
-    SearchAPIError,
     handler,
     int_param,
     invalid,
@@ -75,7 +75,7 @@ def bucket_count(from_ms: int, to_ms: int, bucket_ms: int) -> int:
 def _store(ref: StoreRef) -> LogStore:
     store = ref() if callable(ref) and not isinstance(ref, LogStore) else ref
     if store is None or not store.running:
-        raise SearchAPIError("SERVICE_UNAVAILABLE", "log store is not running")
+        raise HTTPError(503, "log store is not running")
     return store
 
 
@@ -201,11 +201,10 @@ def search_routes(store: StoreRef, *, status_provider: StatusProvider | None = N
         found = await s.source(tenant_of(request), ident)
         if found is None:
             if view is not None and view.missing:
-                raise SearchAPIError("SERVICE_UNAVAILABLE",
-                                     f"container {ident} not found on the nodes that answered; "
+                raise HTTPError(503, f"container {ident} not found on the nodes that answered; "
                                      f"not answering: {', '.join(sorted(view.missing))}",
                                      headers={"Retry-After": "1"})
-            raise SearchAPIError("NOT_FOUND", f"container {ident} not found")
+            raise HTTPError(404, f"container {ident} not found")
         return answer(found, view)
 
     routes = [

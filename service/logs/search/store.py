@@ -39,7 +39,7 @@ from service.logs.search.query import Filters
 from service.logs.search.schema import DB_FILE, MINUTE_MS, connect, covering_index_ready, rollup_ready
 from service.logs.search.writer import Writer
 from service.logs.search.writer_proc import DELETED_AGE, DELETED_SIZE, SIZE
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 from service.wal import WAL
 
 ERROR_WORDS = ("error", "exception", "fail", "fatal", "panic")

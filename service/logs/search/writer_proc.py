@@ -25,7 +25,7 @@ import snappy
 from service.logs.labels import LabelParseError, parse_labels
 from service.logs.search.retention import Retention
 from service.logs.search.schema import MINUTE_OF_TS, connect, migrate, write_progress
-from service.metrics.proto.push_pb2 import PushRequest
+from service.proto.push_pb2 import PushRequest
 
 MAX_TXN_ENTRIES = 20_000
 # Indices into the shared counter array.

@@ -12,22 +12,20 @@ import orjson
 
 from service.config.durations import parse_go_duration
 from service.config.errors import ConfigError
+from service.config.sizes import DATASIZE, parse_size
 from service.logs.stages.common import Record, Stage, drop, opt_str, options, register, to_str
 from service.logs.stages.extract import compile_re2
 from service.relabel import compile_regex
 
-_SIZE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*")
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
-
-def parse_size(value: Any) -> int:
+def longer_than_bytes(value: Any) -> int:
     """Bytes from 1024, "1024", "8KB", "8kib", "1.5MB" (units of 1024, as Promtail's datasize)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    m = _SIZE.fullmatch(str(value))
-    if m is None:
+    size = parse_size(str(value), DATASIZE)
+    if size is None:
         raise ConfigError(f"drop stage: invalid size {value!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()[:1]])
+    return size
 
 
 @register("drop")
@@ -49,7 +47,7 @@ def drop_stage(cfg: Any) -> Stage:
         raise ConfigError("drop stage config must contain `source` if `value` is specified")
     rx = compile_re2("drop", expression) if expression else None
     older = parse_go_duration(str(cfg["older_than"])) if cfg.get("older_than") else None
-    longer = parse_size(cfg["longer_than"]) if cfg.get("longer_than") is not None else None
+    longer = longer_than_bytes(cfg["longer_than"]) if cfg.get("longer_than") is not None else None
     reason = opt_str("drop", cfg, "drop_counter_reason", "drop_stage")
 
     def should_drop(record: Record) -> bool:

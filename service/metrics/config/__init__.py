@@ -1,10 +1,11 @@
 """Metrics instance configs (Grafana Agent's `metrics_instance_config`) and the `metrics.global` block.
 
-Modules: http_client (inline HTTP client settings), discovery (service discovery blocks), scrape
-(scrape_config), remote_write, instance (the instance config, parsing and apply_defaults), validate (the
-no-files rule), render (the YAML shown back, secrets masked).
+Modules: discovery (service discovery blocks), scrape (scrape_config), remote_write, instance (the instance
+config, parsing and apply_defaults), validate (the no-files rule), render (the YAML shown back, secrets
+masked). The inline HTTP client settings are shared with logs clients: `service/config/http_client.py`.
 """
 
+from service.config.http_client import Authorization, BasicAuth, HTTPClientFields, OAuth2, TLSConfig
 from service.metrics.config.discovery import (
     DNSSDConfig,
     FileSDConfig,
@@ -12,7 +13,6 @@ from service.metrics.config.discovery import (
     StaticConfig,
     sd_entries,
 )
-from service.metrics.config.http_client import Authorization, BasicAuth, HTTPClientFields, OAuth2, TLSConfig
 from service.metrics.config.instance import (
     GlobalConfig,
     InstanceConfig,

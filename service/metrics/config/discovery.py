@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from service.config.durations import Duration
 from service.config.errors import ConfigError
-from service.metrics.config.http_client import HTTPClientFields, check_url
+from service.config.http_client import HTTPClientFields, check_url
 from service.metrics.config.kubernetes import KubernetesSDConfig
 from service.metrics.config.sdcheck import check_entry
 

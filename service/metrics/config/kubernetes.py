@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from service.config.errors import ConfigError
-from service.metrics.config.http_client import HTTPClientFields, check_url
+from service.config.http_client import HTTPClientFields, check_url
 from service.metrics.config.kubernetes_selectors import parse_field_selector, parse_label_selector
 
 ROLES = ("node", "pod", "service", "endpoints", "endpointslice", "ingress")

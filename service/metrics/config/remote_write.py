@@ -11,7 +11,7 @@ from typing import Any
 
 from service.config.durations import Duration
 from service.config.errors import ConfigError
-from service.metrics.config.http_client import HTTPClientFields, check_url
+from service.config.http_client import HTTPClientFields, check_url
 from service.relabel import RelabelConfig
 
 # Lower-case names Prometheus refuses in `headers` (it sets them itself). Authorization has its own message.

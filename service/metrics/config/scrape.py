@@ -7,17 +7,15 @@ global block, as Grafana Agent does.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from service.config.durations import Duration
 from service.config.errors import ConfigError
+from service.config.http_client import HTTPClientFields
+from service.config.sizes import BASE2, parse_size
 from service.metrics.config.discovery import SDFields
-from service.metrics.config.http_client import HTTPClientFields
 from service.relabel import RelabelConfig
 
-_SIZE = re.compile(r"^(\d+)([KMGTPE]i?B|B)?$")
-_SIZE_POWER = {"": 0, "B": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
 SCHEMES = ("http", "https")
 LIMIT_FIELDS = ("sample_limit", "target_limit", "label_limit", "label_name_length_limit",
                 "label_value_length_limit", "native_histogram_bucket_limit", "keep_dropped_targets")
@@ -35,11 +33,10 @@ class ByteSize(str):
 def parse_byte_size(text: str) -> int:
     if not text:
         return 0
-    match = _SIZE.match(text.strip())
-    if not match:
+    size = parse_size(text.strip(), BASE2)
+    if size is None:
         raise ConfigError(f"units: unknown unit in {text}")
-    number, unit = match.group(1), match.group(2) or ""
-    return int(number) * 1024 ** _SIZE_POWER[unit[:1]]
+    return size
 
 
 _NO_LIMIT = ByteSize("")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from service.config.errors import ConfigError
+from service.config.http_client import HTTPClientFields
 from service.metrics.config.discovery import FileSDConfig, HTTPSDConfig, sd_entries
-from service.metrics.config.http_client import HTTPClientFields
 from service.metrics.config.instance import InstanceConfig
 from service.metrics.config.kubernetes import KubernetesSDConfig
 

@@ -1,6 +1,6 @@
 """Turning WAL records into send batches without decoding series.
 
-A record of type :data:`RECORD_WRITE_REQUEST` is a snappy-compressed WriteRequest as received. Serialized
+A record of type ``records.WRITE_REQUEST`` is a snappy-compressed WriteRequest as received. Serialized
 WriteRequests concatenate into one, so a batch is the concatenation of its records' decompressed bytes,
 compressed once (snappy runs at GB/s; a single untouched record is forwarded as stored).
 
@@ -19,11 +19,12 @@ import snappy
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from service.metrics.proto import remote_pb2
-from service.metrics.remote.codec import CodecError
+from service.metrics.records import WRITE_REQUEST as RECORD_WRITE_REQUEST  # the name the queue checks
+from service.proto import remote_pb2
+from service.proto.wire import CodecError
 from service.wal import Position, Record
 
-RECORD_WRITE_REQUEST = 1  # WAL record type: a snappy-compressed remote write 1.0 WriteRequest
+__all__ = ["RECORD_WRITE_REQUEST", "Batch", "Counts", "count", "decode_record"]
 
 
 def _view_class() -> type:

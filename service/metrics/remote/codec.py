@@ -22,16 +22,13 @@ from operator import attrgetter
 import snappy
 from google.protobuf.message import DecodeError
 
-from service.metrics.proto.remote_pb2 import WriteRequest
+from service.proto.remote_pb2 import WriteRequest
+from service.proto.wire import VARINT, CodecError, encode_varint, snappy_declared_length
 
 __all__ = [
-    "CodecError", "TooLarge", "WriteStats", "decode_write_request", "encode_labels", "encode_sample",
-    "encode_timeseries", "encode_varint", "read_varint", "snappy_declared_length",
+    "TooLarge", "WriteStats", "decode_write_request", "decompress_body", "encode_labels", "encode_sample",
+    "encode_timeseries",
 ]
-
-
-class CodecError(ValueError):
-    """The body is not a valid snappy-compressed WriteRequest (answer 400)."""
 
 
 class TooLarge(CodecError):
@@ -41,6 +38,9 @@ class TooLarge(CodecError):
         super().__init__(f"decoded body would be {declared} bytes, more than the limit of {limit} bytes")
         self.declared = declared
         self.limit = limit
+
+    def __reduce__(self) -> tuple[type, tuple[int, int]]:
+        return TooLarge, (self.declared, self.limit)  # pickles across ingest worker processes
 
 
 @dataclass(slots=True)
@@ -53,21 +53,6 @@ class WriteStats:
     histograms: int
     metadata: int
     decoded_bytes: int
-
-
-def snappy_declared_length(body: bytes) -> int:
-    """The decoded length a snappy block declares in its varint preamble (at most 2^32-1), read without
-    decompressing anything."""
-    result = shift = 0
-    for i in range(min(len(body), 5)):
-        byte = body[i]
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            if result > 0xFFFFFFFF:
-                break
-            return result
-        shift += 7
-    raise CodecError("snappy: corrupt input: bad length preamble")
 
 
 _series_parts = attrgetter("samples", "exemplars", "histograms")
@@ -107,59 +92,7 @@ def decode_write_request(body: bytes, max_decoded_bytes: int) -> tuple[WriteRequ
 
 # --- encoding -------------------------------------------------------------------------------------------
 
-def encode_varint(value: int) -> bytes:
-    """Protobuf base-128 varint; negative int64 values take their 10-byte two's complement form."""
-    if 0 <= value < 0x80:
-        return _SMALL[value]
-    if value < 0:
-        value += 1 << 64
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-_SMALL = [bytes((i,)) for i in range(0x80)]
 _cached_varint = lru_cache(maxsize=8192)(encode_varint)  # sample timestamps repeat across series
-
-
-def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """(value, position after it). Raises CodecError on a truncated or over-long varint."""
-    result = shift = 0
-    end = len(data)
-    while pos < end:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            break
-    raise CodecError("protobuf: truncated or over-long varint")
-
-
-def next_field(buf: bytes | memoryview, pos: int) -> tuple[int, int, int]:
-    """(tag, start of the field's payload, end of the field) of the protobuf field at ``pos``: a varint or
-    fixed-width field's payload is its value bytes, a length-delimited field's is what follows the length."""
-    tag, p = read_varint(buf, pos)
-    wire = tag & 7
-    if wire == 2:
-        n, p = read_varint(buf, p)
-        end = p + n
-    elif wire == 0:
-        end = read_varint(buf, p)[1]
-    elif wire == 1:
-        end = p + 8
-    elif wire == 5:
-        end = p + 4
-    else:  # groups: in neither remote_write nor logproto
-        raise CodecError(f"protobuf: unsupported wire type {wire}")
-    if end > len(buf):
-        raise CodecError("protobuf: field runs past the end")
-    return tag, p, end
 
 
 def _string_field(tag: bytes, value: str) -> bytes:
@@ -190,7 +123,7 @@ def encode_sample(ts_ms: int, value: float) -> bytes:
         body = b"\x09" + packed
     if ts_ms:
         body += b"\x10" + _cached_varint(ts_ms)
-    return b"\x12" + _SMALL[len(body)] + body  # at most 20 bytes: a one-byte length
+    return b"\x12" + VARINT[len(body)] + body  # at most 20 bytes: a one-byte length
 
 
 def encode_timeseries(label_bytes: bytes, samples: list[tuple[int, float]] | tuple[tuple[int, float], ...]

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import snappy
 
-from service.metrics.proto.remote_pb2 import TimeSeries
-from service.metrics.remote.codec import CodecError, encode_labels, encode_varint, read_varint
+from service.metrics.remote.codec import encode_labels
+from service.proto.remote_pb2 import TimeSeries
+from service.proto.wire import CodecError, encode_varint, read_varint
 from service.relabel import RelabelConfig, Relabeler
 
 _DROPPED = b""  # cached label bytes of a dropped series

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import zlib
 
-from service.metrics.remote.codec import CodecError, next_field, read_varint
+from service.proto.wire import CodecError, next_field, read_varint
 
 
 def split_by_series(raw: bytes, shards: int) -> list[bytes]:

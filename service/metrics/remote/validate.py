@@ -26,8 +26,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from service.metrics.proto import remote_pb2
-from service.metrics.remote.codec import CodecError
+from service.proto import remote_pb2
+from service.proto.wire import CodecError
 
 __all__ = ["check_series_key", "check_write_request", "walk"]
 

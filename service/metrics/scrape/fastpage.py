@@ -15,8 +15,8 @@ import struct
 from itertools import compress, repeat
 from operator import getitem, itemgetter, not_
 
-from service.metrics.remote.codec import encode_varint
 from service.metrics.scrape.parser import _comment
+from service.proto.wire import encode_varint
 
 _ZERO = struct.pack("<d", 0.0)
 _pack = struct.Struct("<d").pack

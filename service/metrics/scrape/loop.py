@@ -18,18 +18,18 @@ import snappy
 
 from service.http.client import HTTPClient
 from service.log import get_logger
-from service.metrics.remote.codec import encode_labels, encode_varint
+from service.metrics.remote.codec import encode_labels
 from service.metrics.scrape.cache import ScrapeCache, SeriesSyntaxError, merge_target_labels
 from service.metrics.scrape.fastpage import Frames, build_fast
 from service.metrics.scrape.parser import ACCEPT_HEADER, ParseError, is_openmetrics, split_samples
 from service.metrics.scrape.target import Target
+from service.proto.wire import VARINT, encode_varint
 from service.tasks import cancel_and_wait
 
 STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 _STALE_BYTES = struct.pack("<Q", 0x7FF0000000000002)
 _ZERO = b"\x00" * 8
 _pack = struct.Struct("<d").pack
-_LEN = [encode_varint(i) for i in range(1 << 14)]
 REPORT_NAMES = ("up", "scrape_duration_seconds", "scrape_samples_scraped",
                 "scrape_samples_post_metric_relabeling", "scrape_series_added")
 Append = Callable[[bytes], Awaitable[None]]
@@ -53,12 +53,12 @@ class _Encoder:
         sample = self.zero if packed == _ZERO else self.prefix + packed + self.tsf
         body = label_bytes + sample
         n = len(body)
-        return b"\x0a" + (_LEN[n] if n < 16384 else encode_varint(n)) + body
+        return b"\x0a" + (VARINT[n] if n < 16384 else encode_varint(n)) + body
 
     def stale(self, label_bytes: bytes) -> bytes:
         body = label_bytes + self.prefix + _STALE_BYTES + self.tsf
         n = len(body)
-        return b"\x0a" + (_LEN[n] if n < 16384 else encode_varint(n)) + body
+        return b"\x0a" + (VARINT[n] if n < 16384 else encode_varint(n)) + body
 
 
 def _explicit(label_bytes: bytes, value: float, ts_ms: int) -> bytes:

@@ -1,4 +1,4 @@
-"""Targets API (SPEC §2): `/agent/api/v1/metrics/targets` and its `/agent/api/v1/targets` alias."""
+"""Targets API (docs/http-api.md): `/agent/api/v1/metrics/targets` and its `/agent/api/v1/targets` alias."""
 
 from __future__ import annotations
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 import snappy
 from google.protobuf.message import DecodeError
 
-from service.metrics.proto.remote_pb2 import WriteRequest
+from service.metrics.records import WRITE_REQUEST
+from service.proto.remote_pb2 import WriteRequest
 from service.wal import read_records
-
-WRITE_REQUEST = 1
 
 
 @dataclass
@@ -65,7 +64,7 @@ def collect(directory: str, job: str, instance: str) -> TargetStats:
 
 
 def main(argv: Sequence[str]) -> int:
-    from service.cli import Parser
+    from service.cliparser import Parser
 
     parser = Parser(prog="scraping-service target-stats",
                     description="Series per metric name for one target (job and instance labels), read from "

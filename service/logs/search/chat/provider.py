@@ -13,9 +13,9 @@ import aiohttp
 import orjson
 
 from service.http.client import HTTPClient
+from service.http.errors import HTTPError
 from service.logs.search.chat.tools import SCHEMAS, Tools
 from service.logs.search.config import ChatConfig
-from service.logs.search.envelope import SearchAPIError
 
 MAX_ITERATIONS = 5
 SYSTEM_PROMPT = (
@@ -25,7 +25,7 @@ SYSTEM_PROMPT = (
 )
 
 
-def _upstream_error(status: int, body: bytes, headers: Any) -> SearchAPIError:
+def _upstream_error(status: int, body: bytes, headers: Any) -> HTTPError:
     try:
         detail = orjson.loads(body).get("error")
         message = detail.get("message") if isinstance(detail, dict) else detail
@@ -34,10 +34,10 @@ def _upstream_error(status: int, body: bytes, headers: Any) -> SearchAPIError:
     text = f"chat provider answered HTTP {status}" + (f": {str(message)[:300]}" if message else "")
     if status == 429:
         retry = headers.get("Retry-After")
-        return SearchAPIError("RATE_LIMITED", text, 429, {"Retry-After": retry} if retry else None)
+        return HTTPError(429, text, {"Retry-After": retry} if retry else None)
     if status == 503:
-        return SearchAPIError("SERVICE_UNAVAILABLE", text, 503)
-    return SearchAPIError("UPSTREAM_ERROR", text, 502)
+        return HTTPError(503, text)
+    return HTTPError(502, text)
 
 
 class Provider:
@@ -54,7 +54,7 @@ class Provider:
         try:
             key = self.config.api_key()
         except OSError as exc:
-            raise SearchAPIError("INTERNAL_ERROR", f"cannot read chat api_key_file: {exc.strerror}") from None
+            raise HTTPError(500, f"cannot read chat api_key_file: {exc.strerror}") from None
         if key:
             headers["Authorization"] = f"Bearer {key}"
         body = {"model": self.config.model, "messages": messages, "tools": SCHEMAS, "tool_choice": "auto",
@@ -67,12 +67,12 @@ class Provider:
                 if resp.status // 100 != 2:
                     raise _upstream_error(resp.status, raw, resp.headers)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise SearchAPIError("SERVICE_UNAVAILABLE", f"chat provider unreachable: {exc!r}"[:300]) from None
+            raise HTTPError(503, f"chat provider unreachable: {exc!r}"[:300]) from None
         try:
             data = orjson.loads(raw)
             data["choices"][0]["message"]
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise SearchAPIError("UPSTREAM_ERROR", "chat provider answered an invalid completion", 502) from None
+            raise HTTPError(502, "chat provider answered an invalid completion") from None
         return data
 
     async def answer(self, messages: list[dict[str, str]], tools: Tools) -> dict[str, Any]:

@@ -14,12 +14,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service.http.errors import HTTPError
 from service.logs.search.chat import offline
 from service.logs.search.chat.provider import Provider
 from service.logs.search.chat.tools import Tools
 from service.logs.search.cluster import ClusterSearch, SearchBackend
 from service.logs.search.config import ChatConfig
-from service.logs.search.envelope import SearchAPIError, invalid, tenant_of
+from service.logs.search.envelope import invalid, tenant_of
 from service.logs.search.scope import answer, scope_of
 from service.logs.search.store import LogStore
 
@@ -77,7 +78,7 @@ class ChatService:
     def _current(self) -> LogStore:
         store = self._store() if callable(self._store) and not isinstance(self._store, LogStore) else self._store
         if store is None or not store.running:
-            raise SearchAPIError("SERVICE_UNAVAILABLE", "log store is not running")
+            raise HTTPError(503, "log store is not running")
         return store
 
     async def ask(self, messages: list[dict[str, str]], tenant: str,

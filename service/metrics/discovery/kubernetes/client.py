@@ -21,9 +21,9 @@ import aiohttp
 import orjson
 import yaml
 
+from service.config.http_client import Authorization, BasicAuth, HTTPClientFields, TLSConfig
 from service.config.schema import Secret
 from service.http.client import USER_AGENT, HTTPClient
-from service.metrics.config.http_client import Authorization, BasicAuth, HTTPClientFields, TLSConfig
 from service.metrics.config.kubernetes import SERVICE_ACCOUNT_DIR, KubernetesSDConfig
 
 ACCEPT = "application/json"

@@ -4,7 +4,7 @@
 # are committed so the service itself needs only the protobuf runtime. The protos are registered under
 # their path from the repository root, so they cannot clash by file name with other protos in the pool.
 set -eu
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" -m grpc_tools.protoc -I. --python_out=. \
-    service/metrics/proto/remote.proto service/metrics/proto/push.proto
+    service/proto/remote.proto service/proto/push.proto

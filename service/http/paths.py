@@ -1,7 +1,9 @@
-"""Config names from URLs: matched on the raw (still-escaped) path segment, then percent-decoded.
+"""Names in URL paths (config and instance names): matched on the raw (still-escaped) path segment, then
+percent-decoded.
 
-`hello%2Fworld` is the config `hello/world`; `+` stays `+`. A name is user data: it is stored as a KV key
-suffix and shown, but never used as a file path (WAL directories are derived with wal_dir_for).
+`hello%2Fworld` is the name `hello/world`; `+` stays `+`. A name is user data: it is stored as a KV key
+suffix and shown, but never used as a file path (WAL directories are derived with wal_dir_for). Shared by the
+config API and the remote write receiver, so both read a name the same way.
 """
 
 from __future__ import annotations

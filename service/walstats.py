@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 from service.logs.record import RECORD_TYPE as LOGS_RECORD
 from service.logs.record import decode_record as decode_logs_record
 from service.metrics import records
-from service.metrics.proto.remote_pb2 import WriteRequest
+from service.proto.remote_pb2 import WriteRequest
 from service.wal import Record, WALStats, wal_stats
 from service.wal.reader import Corruption
 from service.wal.segment import list_segments
@@ -184,7 +184,7 @@ def wal_dirs(path: str, depth: int = 3) -> list[str]:
 
 
 def main(argv: Sequence[str]) -> int:
-    from service.cli import Parser
+    from service.cliparser import Parser
 
     parser = Parser(prog="scraping-service wal-stats",
                     description="Summarise a WAL, or every metrics and logs WAL under a wal_directory. "
