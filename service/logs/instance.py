@@ -70,6 +70,7 @@ class LogsInstance:
         self.files: Any = None  # FileTailing when the instance tails files
         self.store: Any = None  # LogStore when `search.enabled`
         self.wal_root = wal_root
+        self.wal_metrics_name = f"logs/{cfg.name}"  # the `instance` label of its WAL's self metrics
         push = cfg.push_configs()
         self.default_rules = rules_for(push[0] if push else None)
         self._sinks: list[Sink] = []
@@ -90,7 +91,7 @@ class LogsInstance:
         from service.logs.server import PushServer  # the server imports routes, which import this module
 
         self.wal = await asyncio.to_thread(WAL.open, self.wal_dir, sync_interval=self.wal_sync_interval,
-                                           instance=f"logs/{self.name}")
+                                           instance=self.wal_metrics_name)
         seen: set[str] = set()
         for cc in self.cfg.clients:
             if cc.display_name() in seen:

@@ -6,24 +6,20 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
-from service.config.schema import encode
+from service.instancediff import config_hash, diff
 from service.log import get_logger
-from service.logs.config import LogsConfig, LogsInstanceConfig
+from service.logs.config import LogsConfig
 from service.logs.grpc_server import GrpcPushServer, GrpcSettings
 from service.logs.instance import LogsInstance, Sink
 from service.logs.push import DEFAULT_MAX_MESSAGE_SIZE, PushError, PushRules
+from service.logs.search.store import LogStore
+from service.wal import metrics as wal_metrics
 
 TargetsProvider = Callable[[], list[dict[str, Any]]]
 """Returns target dicts in the SPEC §2 shape: {instance, target_group, type, labels, discovered_labels,
 ready, details}. File tailing registers one with :meth:`LogsManager.add_targets_provider`."""
 
 _log = get_logger("logs.manager")
-
-
-def _key(cfg: LogsInstanceConfig) -> bytes:
-    return orjson.dumps(encode(cfg, show_secrets=True), option=orjson.OPT_SORT_KEYS, default=str)
 
 
 class LogsManager:
@@ -34,7 +30,7 @@ class LogsManager:
         self.grpc: GrpcPushServer | None = None
         self.wal_root = wal_root
         self.instances: dict[str, LogsInstance] = {}
-        self._keys: dict[str, bytes] = {}
+        self._digests: dict[str, str] = {}
         self._providers: list[TargetsProvider] = []
         self._sinks: list[Sink] = []
         self._options = instance_options
@@ -99,24 +95,31 @@ class LogsManager:
         async with self._lock:
             self.cfg = cfg or LogsConfig()
             wanted = {c.name: c for c in self.cfg.configs}
-            for name in list(self.instances):
-                if name not in wanted or _key(wanted[name]) != self._keys[name]:
-                    await self._stop_one(name)
-            for name, icfg in wanted.items():
-                if name in self.instances:
-                    continue
+            change = diff(self._digests, {name: config_hash(c) for name, c in wanted.items()})
+            for name in change.stop:
+                await self._stop_one(name, removed=True)
+            for name in change.restart:
+                await self._stop_one(name, removed=False)
+            for name in change.restart + change.start:
+                icfg = wanted[name]
                 inst = LogsInstance(icfg, self.cfg.positions_directory, self.wal_root, **self._options)
                 for sink in self._sinks:
                     inst.add_sink(sink)
                 await inst.start()
                 self.instances[name] = inst
-                self._keys[name] = _key(icfg)
+                self._digests[name] = config_hash(icfg)
+                if not icfg.search.enabled:  # restarted without search: its store's series went with it
+                    LogStore.forget_metrics(name)
                 _log.info("logs instance running", instance=name)
 
-    async def _stop_one(self, name: str) -> None:
+    async def _stop_one(self, name: str, *, removed: bool = True) -> None:
+        """Stop ``name``; a ``removed`` instance's self metrics go with it (a restarted one's stay)."""
         inst = self.instances.pop(name)
-        self._keys.pop(name, None)
+        self._digests.pop(name, None)
         await inst.stop()
+        if removed:
+            wal_metrics.forget(inst.wal_metrics_name)
+            LogStore.forget_metrics(name)
 
     async def stop(self) -> None:
         if self.grpc is not None:

@@ -57,6 +57,8 @@ MARKER_ERRORS = Counter("logs_search_marker_errors_total", "Failed writes of the
 
 _log = get_logger("logs.search")
 
+SERIES = (LAG_BYTES, LAG_SECONDS, UP, RESTARTS, BAD_RECORDS, MARKER_ERRORS)  # each labelled by instance only
+
 
 def wal_bytes_between(directory: str, start: Position, end: Position) -> int:
     """WAL bytes from `start` to `end` (segment files counted by their size on disk)."""

@@ -33,12 +33,15 @@ import orjson
 import snappy
 
 from service.logs.labels import format_labels
+from service.logs.search import indexer as indexer_metrics
+from service.logs.search import writer as writer_metrics
 from service.logs.search.config import SearchConfig
 from service.logs.search.indexer import SearchIndexer
 from service.logs.search.query import Filters
 from service.logs.search.schema import DB_FILE, MINUTE_MS, connect, covering_index_ready, rollup_ready
 from service.logs.search.writer import Writer
 from service.logs.search.writer_proc import DELETED_AGE, DELETED_SIZE, SIZE
+from service.metricnames import remove_series
 from service.metrics.proto.push_pb2 import PushRequest
 from service.wal import WAL
 
@@ -146,6 +149,14 @@ class LogStore:
     @property
     def running(self) -> bool:
         return self.writer is not None
+
+    @staticmethod
+    def forget_metrics(instance: str) -> None:
+        """Remove the self-metric series of ``instance``'s store (its instance was removed, or runs on without
+        search)."""
+        remove_series((*indexer_metrics.SERIES, *writer_metrics.SERIES), instance)
+        for reason in ("age", "size"):
+            remove_series((writer_metrics.DELETED,), instance, reason)
 
     # ------------------------------------------------------------------------------------------ ingest
 

@@ -78,7 +78,7 @@ class RemoteWriteQueue:
         self._rewriter = rewriter if rewriter.active else None
         self._client = WriteClient(cfg, http)
         self._marker = wal.marker(self.name)
-        self._labels = (self.name, self.url, instance)
+        self._labels = self.labels = (self.name, self.url, instance)  # of its self metrics
         self._batches: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, qc.capacity // self.max_samples))
         self._records: deque[Record] = deque()
         self._drain = asyncio.Event()
