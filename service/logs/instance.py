@@ -98,7 +98,7 @@ class LogsInstance:
                 raise ValueError(f"logs instance {self.name}: two clients named {cc.display_name()!r}")
             seen.add(cc.display_name())
             client = LokiClient(cc, self.wal, self.name)
-            client.start()
+            await client.start()
             self.clients.append(client)
         try:
             for sc in self.cfg.push_configs():
@@ -177,7 +177,7 @@ class LogsInstance:
         wal = self.wal
         if wal is None:
             return
-        consumers = [c.marker.load() for c in self.clients]
+        consumers = [c.stored_position for c in self.clients]
         if self.store is not None and self.store.indexer is not None:
             consumers.append(self.store.indexer.marker.load())
         try:

@@ -101,7 +101,8 @@ class MetricsInstance:
         assert self.wal is not None
         for rw in self.cfg.remote_write:
             queue = RemoteWriteQueue(self.wal, rw, instance=self.name,
-                                     external_labels=dict(self.global_cfg.external_labels))
+                                     external_labels=dict(self.global_cfg.external_labels),
+                                     flush_deadline=float(self.cfg.remote_flush_deadline))
             await queue.start()
             self.queues.append(queue)
             self.endpoints.add(queue.labels)
@@ -130,9 +131,8 @@ class MetricsInstance:
         return self.scrape.targets() if self.scrape is not None else []
 
     def consumer_positions(self) -> list[Position | None]:
-        """Each remote_write endpoint's progress marker (None: it has read nothing yet)."""
-        assert self.wal is not None
-        return [self.wal.marker(rw.name).load() for rw in self.cfg.remote_write]
+        """What each remote_write queue's progress marker holds (None: it has read nothing yet)."""
+        return [queue.stored_position for queue in self.queues]
 
     async def truncate_once(self) -> None:
         wal = self.wal

@@ -8,12 +8,10 @@ errors so the caller can honour it.
 
 from __future__ import annotations
 
-import email.utils
-import time
-
 import aiohttp
 
 from service.http.client import HTTPClient, HTTPClientError
+from service.http.retry import parse_retry_after
 from service.metrics.config.remote_write import RemoteWriteConfig
 
 RW_HEADERS = {
@@ -39,22 +37,6 @@ class NonRecoverableError(Exception):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date); None when absent or invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class WriteClient:
