@@ -96,7 +96,7 @@ class LokiClient:
         if self._url_auth is not None and self.cfg.basic_auth is not None:
             self._log.warning("both basic_auth and credentials in the url: the url's are used, as Promtail does")
         self.sent = await self._progress.load()
-        self._tail = self.wal.tail(self.sent)
+        self._tail = WALTail(self.wal, self.sent)
         self._task = asyncio.create_task(self._run(), name=f"loki-client[{self.instance}/{redacted(self.name)}]")
 
     def status(self) -> dict[str, Any]:
@@ -149,7 +149,7 @@ class LokiClient:
             if self._stopping.is_set():
                 return
             self._tail.close()
-            self._tail = self.wal.tail(self.sent)
+            self._tail = WALTail(self.wal, self.sent)
 
     async def _loop(self, tail: WALTail) -> None:
         while True:

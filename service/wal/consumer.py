@@ -46,16 +46,18 @@ class MarkerPolicy:
         return self.stored
 
     async def store(self, position: Position | None, *, force: bool = False) -> bool:
-        """Store ``position`` unless it is stored already or the last store is under ``interval`` old (and not
-        ``force``). True when the marker holds it afterwards. An OSError (disk full) propagates: the caller
-        reports it, and its next call tries again."""
+        """Store ``position`` unless it is stored already or the last attempt is under ``interval`` old (and
+        not ``force``). True when the marker holds it afterwards. An OSError (disk full) propagates: the caller
+        reports it, and a later call tries again (a failed attempt counts for the interval too, so a full disk
+        costs one attempt per interval)."""
         if position is None or position == self.stored:
             return True
         now = time.monotonic()
         if not force and now - self._stored_at < self.interval:
             return False
+        self._stored_at = now
         await self.marker.store_async(position)
-        self.stored, self._stored_at = position, now
+        self.stored = position
         return True
 
 

@@ -43,7 +43,7 @@ from service.logs.search.writer import Writer
 from service.logs.search.writer_proc import DELETED_AGE, DELETED_SIZE, SIZE
 from service.metricnames import remove_series
 from service.metrics.proto.push_pb2 import PushRequest
-from service.wal import WAL
+from service.wal import WAL, Position
 
 ERROR_WORDS = ("error", "exception", "fail", "fatal", "panic")
 
@@ -81,6 +81,9 @@ class RetentionView:
     @property
     def last_size(self) -> int:
         return int(self._shared[SIZE])
+
+
+STOP_DEADLINE = 10.0  # seconds a stopping store may spend writing what it read
 
 
 class LogStore:
@@ -137,8 +140,15 @@ class LogStore:
         if self.indexer is not None:
             self.indexer.start()
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Stop indexing, write what was read (within `timeout` in all), store the WAL marker; never raises."""
+    @property
+    def stored_position(self) -> Position | None:
+        """What the store's WAL marker holds: the WAL keeps every record after it (a WAL consumer)."""
+        return self.indexer.stored_position if self.indexer is not None else None
+
+    async def stop(self, flush_deadline: float | None = None) -> None:
+        """Stop indexing, write what was read (within `flush_deadline`, default 10 s, in all), store the WAL
+        marker; never raises."""
+        timeout = STOP_DEADLINE if flush_deadline is None else flush_deadline
         deadline = time.monotonic() + timeout
         if self.indexer is not None:
             await self.indexer.stop(timeout / 2)

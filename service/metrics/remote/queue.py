@@ -107,7 +107,7 @@ class RemoteWriteQueue:
         if self._tasks:
             raise RuntimeError("queue already started")
         start = self.acked_position = await self._progress.load()
-        self._tail = self.wal.tail(start)
+        self._tail = WALTail(self.wal, start)
         self._resharding.start(time.monotonic())
         tag = f"{self.instance}/{self.name}"
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"rw-read[{tag}]"),
@@ -340,7 +340,7 @@ class RemoteWriteQueue:
         """Send until answered 2xx (None) or refused for good (the error); recoverable failures are retried,
         in place."""
         labels = self._labels
-        backoff = Backoff(self.min_backoff, self.max_backoff)
+        backoff: Backoff | None = None  # made on the first failure: nothing extra per batch sent at once
         while True:
             started = time.monotonic()
             try:
@@ -348,6 +348,7 @@ class RemoteWriteQueue:
             except RecoverableError as exc:
                 m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
                 self._count_retry(counts)
+                backoff = backoff or Backoff(self.min_backoff, self.max_backoff)
                 delay = backoff.next(exc.retry_after)
                 self.last_error = str(exc)
                 self._retry_warning.failed(**self._extra(error=str(exc), retry_in=round(delay, 3)))
