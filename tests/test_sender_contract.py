@@ -1,7 +1,8 @@
-"""The contract every WAL → HTTP sender shares (issue 15.4): the backoff of service/http/retry.py (Retry-After in
-seconds or as an HTTP date, jitter, the cap), the marker policy and the stop/flush contract of
+"""The contract every WAL → HTTP sender shares (issue 15.4): the backoff of service/http/retry.py (Retry-After
+in seconds or as an HTTP date, jitter, the cap), the marker policy and the stop/flush contract of
 service/wal/consumer.py, checked on both real senders (remote_write queue and Loki client) with a remote that
-never answers: nothing listens on the port, so every send fails as a connection error."""
+never answers: nothing listens on the port, so every send fails as a connection error, which both report as
+the shared RecoverableError."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import snappy
 
 from service.config.schema import loads
-from service.http.retry import MAX_RETRY_AFTER, Backoff, parse_retry_after
+from service.http.retry import MAX_RETRY_AFTER, Backoff, RecoverableError, parse_retry_after
 from service.logs.client import LokiClient
 from service.logs.config import ClientConfig
 from service.logs.record import RECORD_TYPE, encode_record
@@ -153,3 +154,22 @@ def test_a_sender_stops_within_its_flush_deadline_and_keeps_what_it_did_not_send
         await asyncio.to_thread(wal.close)
 
     run(scenario(), 60)
+
+
+def test_both_senders_report_a_failed_send_as_the_same_outcome(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        wal = await asyncio.to_thread(WAL.open, str(tmp_path / "wal"), instance="inst")
+        url = f"http://127.0.0.1:{free_port()}/push"
+        queue, loki = await _queue(wal, url), await _loki_client(wal, url)
+        try:
+            with pytest.raises(RecoverableError) as rw:
+                await queue._client.store(b"")
+            with pytest.raises(RecoverableError) as lk:
+                await loki._post(b"", "")
+            assert rw.value.status == lk.value.status == 0 and rw.value.retry_after is lk.value.retry_after is None
+        finally:
+            await queue.stop(0)
+            await loki.stop(0)
+            await asyncio.to_thread(wal.close)
+
+    run(scenario())

@@ -1,4 +1,8 @@
-"""When to send a failed request again: one backoff for every sender from a WAL (remote_write, Loki).
+"""When to send a failed request again: one backoff and one way to report an outcome for every sender from a
+WAL (remote_write, Loki).
+
+A sender's request either returns (accepted) or raises :class:`RecoverableError` (send it again after a wait)
+or :class:`NonRecoverableError` (drop it); each carries the HTTP status, 0 when there was none.
 
 Exponential backoff with jitter, as dskit's (Loki's clients): the n-th wait is drawn from ``[d, 2d)`` with ``d``
 doubling from ``min_delay``; the range stops growing once its top reaches ``max_delay``, and no wait exceeds it.
@@ -13,6 +17,24 @@ import random
 import time
 
 MAX_RETRY_AFTER = 300.0  # seconds: a longer Retry-After is capped (a misconfigured server never parks a sender)
+
+
+class RecoverableError(Exception):
+    """The request may succeed if sent again; ``retry_after`` is the server's hint in seconds, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None, status: int = 0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class NonRecoverableError(Exception):
+    """The remote refused the data for good (e.g. 400): the batch is dropped. ``status`` is the HTTP
+    status (0 when there was none)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

@@ -31,7 +31,7 @@ import aiohttp
 
 from service.config.secrets import url_host
 from service.http.client import HTTPClient
-from service.http.retry import Backoff, parse_retry_after
+from service.http.retry import Backoff, NonRecoverableError, RecoverableError, parse_retry_after
 from service.log import RepeatedWarning, get_logger
 from service.logs import metrics
 from service.logs.batch import Batch, ExternalLabels, TenantBatch, encode_tenant_batch
@@ -223,17 +223,22 @@ class LokiClient:
         attempt = 0
         while True:
             attempt += 1
-            status, retry_after = await self._post(body, tenant)
-            if 200 <= status < 300:
+            try:
+                await self._post(body, tenant)
+            except (RecoverableError, NonRecoverableError) as exc:
+                failure = exc
+            else:
                 self._failing.recovered("Loki accepts batches again")
                 metrics.SENT_ENTRIES.labels(self.host, tenant).inc(tb.entries)
                 metrics.SENT_BYTES.labels(self.host, tenant).inc(tb.size)
                 if self._progress.stored == self.sent:
                     self.failing = False
                 return
+            status = failure.status
+            self._reason = str(failure)
             self.failing = True
             self.last_error = f"HTTP {status}" if status else "connection error"
-            retry = status <= 0 or status == 429 or status >= 500
+            retry = isinstance(failure, RecoverableError)
             if not retry or (backoff.max_retries > 0 and attempt >= backoff.max_retries):
                 reason = "rate_limited" if status == 429 else "ingester_error"
                 metrics.DROPPED_ENTRIES.labels(self.host, tenant, reason).inc(tb.entries)
@@ -242,12 +247,13 @@ class LokiClient:
                                 attempts=attempt)
                 return
             metrics.BATCH_RETRIES.labels(self.host, tenant).inc()
-            wait = waits.next(retry_after)
+            wait = waits.next(failure.retry_after if isinstance(failure, RecoverableError) else None)
             self._failing.failed(status=status, reason=self._reason, retry_in=round(wait, 3))
             await asyncio.sleep(wait)
 
-    async def _post(self, body: bytes, tenant: str) -> tuple[int, float | None]:
-        """(the HTTP status or 0 on a connection-level or request error, its Retry-After in seconds)."""
+    async def _post(self, body: bytes, tenant: str) -> None:
+        """Send one batch. 429, 5xx, connection and request errors raise RecoverableError (status 0 when there
+        was none), any other non-2xx NonRecoverableError."""
         headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
         if tenant:
             headers["X-Scope-OrgID"] = tenant
@@ -264,16 +270,17 @@ class LokiClient:
                                     **self.http.request_options()) as resp:
                 status = resp.status
                 status_label = str(status)
-                if status // 100 != 2:
-                    text = (await resp.content.read(1024)).decode("utf-8", "replace").split("\n", 1)[0]
-                    self._reason = f"Loki answered {status}: {text}"
-                return status, parse_retry_after(resp.headers.get("Retry-After"))
+                if status // 100 == 2:
+                    return
+                text = (await resp.content.read(1024)).decode("utf-8", "replace").split("\n", 1)[0]
+                message = f"Loki answered {status}: {text}"
+                if status == 429 or status >= 500:
+                    raise RecoverableError(message, parse_retry_after(resp.headers.get("Retry-After")), status)
+                raise NonRecoverableError(message, status)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self._reason = str(exc) or type(exc).__name__
-            return 0, None
+            raise RecoverableError(str(exc) or type(exc).__name__) from exc
         except (ValueError, TypeError) as exc:  # a request aiohttp refuses to build: retried, then dropped
-            self._reason = f"cannot build the request: {type(exc).__name__}: {exc}"
-            return 0, None
+            raise RecoverableError(f"cannot build the request: {type(exc).__name__}: {exc}") from exc
         finally:
             metrics.REQUEST_DURATION_WRITE.labels(status_label, self.host, tenant).observe(
                 time.perf_counter() - start)
