@@ -110,6 +110,7 @@ def _series(node: NodeProcess, name: str) -> set[str]:
             if not line.startswith("#") and any(m in line for m in marks)}
 
 
+@pytest.mark.slow
 def test_self_metrics_stay_through_an_update_and_go_with_a_deleted_config(tmp_path: Path) -> None:
     """Issue 15.6: a restarted instance keeps its series (only a dropped remote_write endpoint's go), a deleted
     one's series all go once it drained. The remotes never answer; remote_flush_deadline keeps drains short."""
@@ -128,10 +129,9 @@ def test_self_metrics_stay_through_an_update_and_go_with_a_deleted_config(tmp_pa
         assert node.request("PUT", CONFIG + "doomed", self_scrape(node, "doomed", second)).status == 200
         wait_for(lambda: any('remote_name="two"' in s for s in _series(node, "doomed")), 10,
                  what="the updated config's new endpoint")
-        wait_for(lambda: "agent_metrics_instances_draining 0.0" in node.get("/metrics").text, 10,
-                 what="the old instance finished draining")
+        wait_for(lambda: not any('remote_name="one"' in s for s in _series(node, "doomed")), 10,
+                 what="the dropped endpoint's series gone")
         after = _series(node, "doomed")
-        assert not any('remote_name="one"' in s for s in after), "the dropped endpoint's series stay"
         kept = {s for s in before if 'remote_name="one"' not in s}
         assert kept <= after, kept - after
 

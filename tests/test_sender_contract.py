@@ -25,6 +25,7 @@ from service.metrics.remote.queue import RemoteWriteQueue
 from service.wal import WAL, Position
 from service.wal.consumer import MarkerPolicy, finish_within
 from tests.aio import run
+from tests.polling import wait_until
 from tests.ports import free_port
 from tests.remote_helpers import fill_wal, rw_config
 
@@ -140,15 +141,16 @@ def test_a_sender_stops_within_its_flush_deadline_and_keeps_what_it_did_not_send
         wal = await asyncio.to_thread(WAL.open, str(tmp_path / "wal"), instance="inst")
         sender = await make(wal, f"http://127.0.0.1:{free_port()}/push")
         await sender.start()
-        await asyncio.sleep(0.2)  # a few failed attempts
+        await wait_until(lambda: bool(sender.last_error), 20, what="a failed attempt")
         began = time.monotonic()
         await sender.stop(0.3)  # the configured default (30 s) is overridden
         assert time.monotonic() - began < 10  # within the deadline (generous: a loaded machine)
         assert sender.stored_position is None  # nothing acknowledged: the next start sends it all again
         again = await make(wal, f"http://127.0.0.1:{free_port()}/push")
         await again.start()
+        await wait_until(lambda: bool(again.last_error), 20, what="a failed attempt")
         cutting = asyncio.ensure_future(again.stop())  # the default deadline: 30 s
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0)  # the stop is under way
         again.cut_flush()  # ends it at once
         await asyncio.wait_for(cutting, 10)
         await asyncio.to_thread(wal.close)
