@@ -175,3 +175,36 @@ def test_both_senders_report_a_failed_send_as_the_same_outcome(tmp_path: Path) -
             await asyncio.to_thread(wal.close)
 
     run(scenario())
+
+
+def test_instance_retention_follows_what_each_queue_stored(tmp_path: Path) -> None:
+    """MetricsInstance.consumer_positions asks its queues (issue 15.4): the position each one stored, None
+    while it has acknowledged nothing. A capture peer accepts one endpoint's writes; the other's never
+    answers."""
+    from service.metrics.config import GlobalConfig, apply_defaults, parse_instance
+    from service.metrics.instance import MetricsInstance
+    from tests.remote_helpers import CapturePeer, request_body
+
+    async def scenario() -> None:
+        peer = await CapturePeer().start()
+        stuck = f"http://127.0.0.1:{free_port()}/push"
+        queue = "{batch_send_deadline: 10ms, min_backoff: 10ms, max_backoff: 50ms}"
+        cfg = apply_defaults(parse_instance(
+            f"remote_write:\n  - {{url: '{peer.url}', name: ok, queue_config: {queue}}}\n"
+            f"  - {{url: '{stuck}', name: stuck, queue_config: {queue}}}\n", "inst"), GlobalConfig())
+        inst = MetricsInstance(cfg, GlobalConfig(), str(tmp_path / "wal"))
+        await inst.start()
+        try:
+            assert inst.consumer_positions() == [None, None]
+            end = await inst.append(request_body(10, int(time.time() * 1000)), samples=10)
+            await wait_until(lambda: peer.samples() == 10, 20, what="the ok endpoint's delivery")
+            await wait_until(lambda: inst.consumer_positions()[0] is not None, 20, what="its stored marker")
+            ok, stuck_pos = inst.consumer_positions()
+            assert ok is not None and ok.segment == end.segment and stuck_pos is None
+            assert [q.stored_position for q in inst.queues] == [ok, None]
+        finally:
+            await inst.halt()
+            await inst.drain(0.5)
+            await peer.stop()
+
+    run(scenario(), 60)
