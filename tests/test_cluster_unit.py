@@ -59,6 +59,9 @@ class Registry:
             def targets(self) -> list[dict[str, object]]:
                 return []
 
+            def forget_metrics(self, successor: object = None) -> None:
+                pass
+
         return Instance
 
 
