@@ -26,6 +26,7 @@ from service.metrics.config import InstanceConfig, apply_defaults
 from service.metrics.forward import WriteForwarder
 from service.metrics.instance import MetricsInstance
 from service.metrics.manager import InstanceManager
+from service.metrics.scrape.sharding import TargetShards
 from service.ops.nodemetrics import LoopLagMonitor, NodeCollector, register_node_collector
 from service.settings import NodeConfig, ServerConfig, load_node_config
 
@@ -62,6 +63,7 @@ class Node:
         self.ready = False
         self._reload_lock = asyncio.Lock()
         self.manager = InstanceManager(self._new_instance)
+        self.target_shards = TargetShards()  # sharding: targets configs; the cluster feeds it ring views
         self.config_api = ConfigAPI(None, cfg.metrics.global_, allow_reading_files=False,
                                     read_api_enabled=options.read_api_enabled)
         self._open_config_store()
@@ -88,7 +90,8 @@ class Node:
         self.config_api.validator.cpu_budget = float(service.config_validation_cpu_budget)
         self.config_api.accept_unsupported_sd = self.cfg.metrics.accept_unsupported_sd
         self.cluster = (Cluster(self.kv, self.manager, service, self.cfg.metrics.global_,
-                                default_address=self.options.advertise_address, on_synced=self._synced)
+                                default_address=self.options.advertise_address, on_synced=self._synced,
+                                target_shards=self.target_shards)
                         if self.kv is not None else None)
 
     def locate_instance(self, name: str) -> Location | None:
@@ -116,7 +119,8 @@ class Node:
             _log.info("node ready: first reshard done")
 
     def _new_instance(self, cfg: InstanceConfig) -> MetricsInstance:
-        return MetricsInstance(cfg, self.cfg.metrics.global_, self.cfg.metrics.wal_directory)
+        return MetricsInstance(cfg, self.cfg.metrics.global_, self.cfg.metrics.wal_directory,
+                               shards=self.target_shards)
 
     def static_configs(self) -> dict[str, InstanceConfig]:
         """`metrics.configs` from the node file, with the global defaults applied."""
