@@ -154,13 +154,20 @@ class ScrapeLoop:
         self._stale_written = True
         await self._append(out)
 
+    def first_slot(self, wall: float) -> float:
+        """The unix time of the first slot at or after `wall` and `not_before` (the previous owner of a
+        moved target scrapes the slots before not_before)."""
+        interval = self.target.interval
+        slot = wall + self.offset(wall)
+        if slot < self.not_before:
+            slot += -((slot - self.not_before) // interval) * interval
+        return slot
+
     async def _run(self) -> None:
         interval = self.target.interval
         wall = time.time()
-        delay = self.offset(wall)
-        if wall + delay < self.not_before:  # the previous owner still scrapes the slots before not_before
-            delay += -((wall + delay - self.not_before) // interval) * interval
-        self._slot = wall + delay
+        self._slot = self.first_slot(wall)
+        delay = self._slot - wall
         self._next_at = time.monotonic() + delay
         if self._handed_off():
             return
