@@ -17,8 +17,9 @@ from aiohttp import web
 
 
 class ManyTargets:
-    def __init__(self, count: int, series: int = 3) -> None:
+    def __init__(self, count: int, series: int = 3, *, identify: bool = True) -> None:
         self.count = count
+        self.identify = identify  # name the scraper of each request (off for benchmarks: /proc scans)
         self.body = b"".join(b'sharded_metric{n="%d"} %d\n' % (i, i) for i in range(series))
         self.port = 0
         self._requests: dict[str, list[tuple[float, int]]] = defaultdict(list)  # (time, peer port)
@@ -100,8 +101,8 @@ class ManyTargets:
 
         self._thread = threading.Thread(target=run, name="many-targets", daemon=True)
         self._thread.start()
-        self._resolver_thread = threading.Thread(target=self._resolver, name="many-targets-who", daemon=True)
-        self._resolver_thread.start()
+        if self.identify:
+            threading.Thread(target=self._resolver, name="many-targets-who", daemon=True).start()
         if not ready.wait(10):
             raise RuntimeError("target server did not start")
         return self
