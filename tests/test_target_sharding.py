@@ -175,8 +175,10 @@ def test_targets_split_move_and_take_over(cluster: NodeCluster, targets: ManyTar
         wait_seconds(4 * INTERVAL)
         window = targets.requests(start, time.time() - INTERVAL)
         assert sorted(window) == sorted(paths)
-        wrong = {p: (owner[p], window[p]) for p in paths if {w for _, w in window[p]} != {owner[p]}}
-        assert not wrong, list(wrong.items())[:3]  # each by its owner alone
+        # each by its owner alone ("?": a connection the server could not tie to a process in time)
+        wrong = {p: (owner[p], window[p]) for p in paths
+                 if owner[p] not in {w for _, w in window[p]} or {w for _, w in window[p]} - {owner[p], "?"}}
+        assert not wrong, list(wrong.items())[:3]
         doubles, _ = doubles_and_gaps(window, targets.requests())
         assert not doubles, doubles
 
@@ -215,22 +217,23 @@ def test_targets_split_move_and_take_over(cluster: NodeCluster, targets: ManyTar
         firsts = wait_for(resumed, TTL + INTERVAL + 20, interval=0.1, what="the dead node's targets scraped again")
         took = max(firsts.values())
         print(f"kill -9 takeover of {len(dead)} targets: {took:.2f}s (lease TTL {TTL:g}s, interval {INTERVAL:g}s)")
-        assert took <= TTL + INTERVAL + 2.5, took
+        assert took <= TTL + INTERVAL + 3.5, took  # + etcd's lease expiry check, the watch and a reshard
         wait_settled(cluster, paths, "two survivors splitting every target")
 
-        # the receiver: one series per target, never two samples of one series in one slot
+        # the receiver: one series per target; no sample twice, none two nodes took in one slot (those would
+        # be milliseconds apart; one node's samples are an interval apart, less a late scrape's delay)
         def series() -> list[dict] | None:
             result = prometheus.query(f'up{{job="{JOB}"}}[2m]')
             return result if len(result) == TARGETS else None
 
         result = wait_for(series, 30, interval=0.5, what="one series per target in Prometheus")
         assert len({r["metric"]["instance"] for r in result}) == TARGETS
-        def double(values: list[list]) -> int:
-            times = [float(v[0]) for v in values]
-            p = phase(times)
-            return sum(c - 1 for c in Counter(round((t - p) / INTERVAL) for t in times).values())
 
-        dup = {r["metric"]["instance"]: d for r in result if (d := double(r["values"]))}
+        def too_close(values: list[list]) -> list[float]:
+            times = sorted(float(v[0]) for v in values)
+            return [round(b - a, 3) for a, b in itertools.pairwise(times) if b - a < INTERVAL / 4]
+
+        dup = {r["metric"]["instance"]: d for r in result if (d := too_close(r["values"]))}
         assert not dup, dup
     finally:
         prometheus.stop()
