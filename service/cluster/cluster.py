@@ -137,10 +137,11 @@ class Cluster:
         }
 
     def _sharded_row(self, name: str, ring: Ring) -> dict[str, Any]:
-        """A `sharding: targets` config: it runs on every ACTIVE node; `targets` is how many of its
-        targets each one scrapes (every node discovers them all, so this node can tell)."""
+        """A `sharding: targets` config: it runs on every ACTIVE node (`running_on`, comma-separated);
+        `targets` is how many of its targets each one scrapes (every node discovers them all, so this node
+        can tell). `running` is whether it runs here."""
         instance = self.manager.get(name)
         split = getattr(instance, "target_split", None)
         return {"name": name, "owner": "", "sharding": "targets", "running": instance is not None,
-                "running_on": list(ring.members), "state": "running" if instance is not None else "pending",
+                "running_on": ",".join(ring.members), "state": "running" if instance is not None else "pending",
                 "targets": split() if split is not None else {}}
