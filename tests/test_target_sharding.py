@@ -23,6 +23,7 @@ from tests.cluster_harness import NodeCluster
 from tests.etcd_server import EtcdServer
 from tests.node_process import wait_for
 from tests.prometheus_server import PrometheusServer
+from tests.rw_payloads import write_body
 from tests.sharding_targets import ManyTargets
 
 TARGETS = 200
@@ -152,8 +153,8 @@ def targets() -> Iterator[ManyTargets]:
 def test_targets_split_move_and_take_over(cluster: NodeCluster, targets: ManyTargets, tmp_path: Path) -> None:
     """Exactly once after convergence; a join moves about 1/N and a graceful leave hands over, both without a
     double scrape or a gap longer than one slot; after kill -9 the dead node's targets are scraped again
-    within lease TTL + one interval (+ the reshard's own latency); Prometheus sees one series per target
-    and no two samples of a series in one slot."""
+    within lease TTL + one interval (+ the reshard's own latency); every node accepts /write for the config;
+    Prometheus sees one series per target and no two samples of a series in one slot."""
     prometheus = PrometheusServer(tmp_path / "prom").start()
     try:
         add_nodes(cluster, targets, 3)
@@ -171,6 +172,13 @@ def test_targets_split_move_and_take_over(cluster: NodeCluster, targets: ManyTar
         ring = n0.get("/agent/api/v1/cluster/ring").json()["data"]
         (row,) = [c for c in ring["configs"] if c["name"] == "big"]
         assert row["sharding"] == "targets" and row["targets"] == dict(shares), row
+        # /write for it is accepted by every node, into that node's own WAL (not passed on)
+        for node_id, node in cluster.nodes.items():
+            body = write_body([[("__name__", "rw_probe"), ("node", node_id)]], ts_ms=int(time.time() * 1000))
+            resp = node.request("POST", "/agent/api/v1/metrics/instance/big/write", body,
+                                headers={"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"})
+            assert resp.status == 204, resp.text
+            assert 'agent_wal_samples_appended_total{instance_name="big"} 1.0' in node.get("/metrics").text
         start = time.time() + INTERVAL  # the slots from the next one on
         wait_seconds(4 * INTERVAL)
         window = targets.requests(start, time.time() - INTERVAL)
@@ -227,6 +235,8 @@ def test_targets_split_move_and_take_over(cluster: NodeCluster, targets: ManyTar
             return result if len(result) == TARGETS else None
 
         result = wait_for(series, 30, interval=0.5, what="one series per target in Prometheus")
+        probes = {r["metric"]["node"] for r in prometheus.query("rw_probe[5m]")}
+        assert probes == {"n0", "n1", "n2"}, probes
         assert len({r["metric"]["instance"] for r in result}) == TARGETS
 
         def too_close(values: list[list]) -> list[float]:
