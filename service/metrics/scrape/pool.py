@@ -276,6 +276,8 @@ class ScrapePool:
         await self._stop_task()
         await self.discovery.stop()
         await self._stop_retiring(write_stale=True)
+        moving, self.moving = list(self.moving.values()), {}  # their client closes below: end them now
+        await asyncio.gather(*(loop.stop(write_stale=False) for loop in moving))
         old = self.loops
         self.loops = {}
         for loop in old.values():
