@@ -27,6 +27,7 @@ from service.metrics.forward import WriteForwarder
 from service.metrics.instance import MetricsInstance
 from service.metrics.manager import InstanceManager
 from service.metrics.routing import ABSENT, PENDING, Destination, Verdict, WriteRouter
+from service.metrics.scrape.sharding import TargetShards
 from service.nodecheck import load_node_config
 from service.ops.nodemetrics import LoopLagMonitor, NodeCollector, register_node_collector
 from service.settings import NodeConfig, ServerConfig
@@ -64,6 +65,7 @@ class Node:
         self.ready = False
         self._reload_lock = asyncio.Lock()
         self.manager = InstanceManager(self._new_instance)
+        self.target_shards = TargetShards()  # sharding: targets configs; the cluster feeds it ring views
         self.config_api = ConfigAPI(None, cfg.metrics.global_, allow_reading_files=False,
                                     read_api_enabled=options.read_api_enabled)
         self._open_config_store()
@@ -91,7 +93,8 @@ class Node:
         self.config_api.validator.cpu_budget = float(service.config_validation_cpu_budget)
         self.config_api.accept_unsupported_sd = self.cfg.metrics.accept_unsupported_sd
         self.cluster = (Cluster(self.kv, self.manager, service, self.cfg.metrics.global_,
-                                default_address=self.options.advertise_address, on_synced=self._synced)
+                                default_address=self.options.advertise_address, on_synced=self._synced,
+                                target_shards=self.target_shards)
                         if self.kv is not None else None)
 
     def locate_instance(self, name: str) -> Destination | None:
@@ -127,7 +130,8 @@ class Node:
             _log.info("node ready: first reshard done")
 
     def _new_instance(self, cfg: InstanceConfig) -> MetricsInstance:
-        return MetricsInstance(cfg, self.cfg.metrics.global_, self.cfg.metrics.wal_directory)
+        return MetricsInstance(cfg, self.cfg.metrics.global_, self.cfg.metrics.wal_directory,
+                               shards=self.target_shards)
 
     def static_configs(self) -> dict[str, InstanceConfig]:
         """`metrics.configs` from the node file, with the global defaults applied."""

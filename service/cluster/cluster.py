@@ -16,10 +16,12 @@ from service.cluster.lease_keeper import LeaseKeeper
 from service.cluster.membership import Membership, State, parse_members
 from service.cluster.ring import Ring
 from service.cluster.sharder import ReshardResult, Sharder
+from service.cluster.targetsharding import hand_off_on_leave
 from service.kv.store import KVError, KVStore
 from service.log import get_logger
 from service.metrics.config import GlobalConfig
 from service.metrics.manager import InstanceManager
+from service.metrics.scrape.sharding import TargetShards
 
 _log = get_logger("cluster")
 
@@ -34,7 +36,7 @@ def claims_prefix(service: ScrapingServiceConfig) -> str:
 class Cluster:
     def __init__(self, kv: KVStore, manager: InstanceManager, service: ScrapingServiceConfig,
                  global_cfg: GlobalConfig, *, default_address: str = "", debounce: float = 0.05,
-                 on_synced: Callable[[], None] | None = None) -> None:
+                 on_synced: Callable[[], None] | None = None, target_shards: TargetShards | None = None) -> None:
         lifecycler = service.lifecycler
         self.node_id = lifecycler.id or socket.gethostname()
         address = lifecycler.address or default_address or socket.gethostname()
@@ -54,7 +56,8 @@ class Cluster:
         self.sharder = Sharder(kv, manager, self.membership, self.claims, config_prefix=self.config_prefix,
                                global_cfg=global_cfg, reshard_interval=float(service.reshard_interval),
                                reshard_timeout=float(service.reshard_timeout), debounce=debounce,
-                               on_synced=on_synced)
+                               on_synced=on_synced, target_shards=target_shards)
+        self.target_shards = target_shards
         self.leave_timeout = max(float(service.cluster_reshard_event_timeout), 1.0)
         manager.on_failures_changed = lambda: self.sharder.request("instance-retry")
 
@@ -90,6 +93,9 @@ class Cluster:
                 await self.membership.set_state(State.LEAVING)
         except (KVError, TimeoutError) as exc:
             _log.warning("could not mark this node LEAVING", err=str(exc))
+        if self.target_shards is not None:  # sharded configs' targets: scraped here until their cutover
+            others = [n for n in self.sharder.placement.addresses if n != self.node_id]
+            await hand_off_on_leave(self.target_shards, self.node_id, others, self.membership.since)
         await self.sharder.stop()
         await self.sharder.release_all()
         await self.membership.leave(self.leave_timeout)
@@ -102,8 +108,12 @@ class Cluster:
         ring = Ring.of(members)
         owned: dict[str, int] = dict.fromkeys(members, 0)
         rows = []
+        sharded = self.sharder.sharded
         for pair in configs.pairs:
             name = pair.key[len(self.config_prefix):]
+            if name in sharded:
+                rows.append(self._sharded_row(name, ring))
+                continue
             owner = ring.owner(name) or ""
             claim = claims.get(name)
             holder = claim.node if claim is not None else ""
@@ -125,3 +135,13 @@ class Cluster:
             "configs": rows,
             "reshards": list(self.sharder.history),
         }
+
+    def _sharded_row(self, name: str, ring: Ring) -> dict[str, Any]:
+        """A `sharding: targets` config: it runs on every ACTIVE node (`running_on`, comma-separated);
+        `targets` is how many of its targets each one scrapes (every node discovers them all, so this node
+        can tell). `running` is whether it runs here."""
+        instance = self.manager.get(name)
+        split = getattr(instance, "target_split", None)
+        return {"name": name, "owner": "", "sharding": "targets", "running": instance is not None,
+                "running_on": ",".join(ring.members), "state": "running" if instance is not None else "pending",
+                "targets": split() if split is not None else {}}

@@ -41,10 +41,11 @@ class Member:
     state: State
     heartbeat: float  # unix seconds of the last heartbeat written
     lease: int = 0
+    since: float = 0.0  # unix seconds of the last state change (or registration): target handoffs time by it
 
     def encode(self) -> bytes:
         return orjson.dumps({"id": self.id, "address": self.address, "state": self.state.value,
-                             "heartbeat": self.heartbeat, "lease": self.lease})
+                             "heartbeat": self.heartbeat, "lease": self.lease, "since": self.since})
 
     @staticmethod
     def decode(raw: bytes) -> Member:
@@ -52,7 +53,8 @@ class Member:
         try:
             data = orjson.loads(raw)
             return Member(str(data["id"]), str(data.get("address", "")), State(data["state"]),
-                          float(data.get("heartbeat", 0)), int(data.get("lease", 0)))
+                          float(data.get("heartbeat", 0)), int(data.get("lease", 0)),
+                          float(data.get("since", 0)))
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"not a member record: {exc}") from None
 
@@ -82,6 +84,7 @@ class Membership:
         self.state = State.JOINING
         self.lease: Lease | None = None
         self.last_heartbeat = 0.0
+        self.since = 0.0
         self._task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
 
@@ -96,6 +99,7 @@ class Membership:
     async def register(self) -> None:
         """Grant a lease and write our record (raises KVError when the store cannot be reached)."""
         async with self._write_lock:
+            self.since = time.time()
             self.lease = await self.kv.grant_lease(self.lease_ttl)
             if self.keeper is not None:
                 self.keeper.watch(self.lease.id)
@@ -104,6 +108,8 @@ class Membership:
                   lease=self.lease.id)
 
     async def set_state(self, state: State) -> None:
+        if state is not self.state:
+            self.since = time.time()
         self.state = state
         async with self._write_lock:
             if self.lease is not None:
@@ -112,7 +118,7 @@ class Membership:
     async def _write(self) -> None:
         assert self.lease is not None
         self.last_heartbeat = time.time()
-        member = Member(self.node_id, self.address, self.state, self.last_heartbeat, self.lease.id)
+        member = Member(self.node_id, self.address, self.state, self.last_heartbeat, self.lease.id, self.since)
         await self.kv.put(self.key, member.encode(), lease=self.lease)
 
     def start(self) -> None:

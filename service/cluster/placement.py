@@ -35,10 +35,13 @@ class Placement:
     addresses: Mapping[str, str] = field(default_factory=dict)  # ACTIVE member id → host:port
     known: Collection[str] = ()  # names of the valid configs in the store
     leaving: bool = False
+    sharded: Collection[str] = ()  # sharding: targets configs: every ACTIVE node runs them
 
     def locate(self, name: str) -> Location:
         if name not in self.known:
             return Location(Where.UNKNOWN)
+        if name in self.sharded and not self.leaving:
+            return Location(Where.HERE, self.node_id)  # runs here too (starting): each node has its WAL
         owner = self.ring.owner(name) if self.ring is not None else None
         if owner is None:
             return Location(Where.UNPLACED)

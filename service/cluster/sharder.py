@@ -26,10 +26,12 @@ from service.cluster.configcache import ConfigCache
 from service.cluster.membership import Member, Membership, State, parse_members
 from service.cluster.placement import Placement
 from service.cluster.ring import Ring
+from service.cluster.targetsharding import ShardedConfigs, shard_view
 from service.kv.store import EventType, KVError, KVPair, KVStore, Lease, WatchEvent
 from service.log import RepeatedWarning, get_logger
 from service.metrics.config import GlobalConfig, InstanceConfig
 from service.metrics.manager import ApplyResult, InstanceManager
+from service.metrics.scrape.sharding import TargetShards
 
 _log = get_logger("cluster.sharder")
 
@@ -72,7 +74,8 @@ class ReshardResult:
 class Sharder:
     def __init__(self, kv: KVStore, manager: InstanceManager, membership: Membership, claims: Claims, *,
                  config_prefix: str, global_cfg: GlobalConfig, reshard_interval: float, reshard_timeout: float,
-                 debounce: float = 0.05, on_synced: Callable[[], None] | None = None) -> None:
+                 debounce: float = 0.05, on_synced: Callable[[], None] | None = None,
+                 target_shards: TargetShards | None = None) -> None:
         self.kv = kv
         self.manager = manager
         self.membership = membership
@@ -97,6 +100,10 @@ class Sharder:
         self._lock = asyncio.Lock()
         self._successors_key: tuple[object, ...] = ()
         self._successors_task: asyncio.Task[None] | None = None
+        # sharding: targets configs run on every ACTIVE node, claim-free; the view their pools shard by
+        self.target_shards = target_shards
+        self.sharded_configs = ShardedConfigs()
+        self.sharded: set[str] = set()
 
     @property
     def node_id(self) -> str:
@@ -255,13 +262,18 @@ class Sharder:
             self.cache.forget_missing({p.key for p in configs.pairs})
             if not leaving:
                 self._prewarm_successors(ring, pairs)
+            if self.target_shards is not None:
+                self.target_shards.update(shard_view(self.node_id, members))
+            self._step = "sharded configs to be found"
+            sharded = self.sharded = await self._find_sharded(pairs)
 
             result = ReshardResult(ok=True)
             invalid: set[str] = set()
             desired: dict[str, InstanceConfig] = {}
             digests: dict[str, str] = {}
             if not leaving:
-                owned = [(name, pair) for name, pair in pairs.items() if ring.owner(name) == self.node_id]
+                owned = [(name, pair) for name, pair in pairs.items()
+                         if name not in sharded and ring.owner(name) == self.node_id]
                 if any(not self.cache.fresh(pair) for _, pair in owned):
                     # off the event loop: one stored config may take seconds to parse (heartbeats, writes)
                     await asyncio.to_thread(self.cache.parse_missing, owned)
@@ -279,10 +291,15 @@ class Sharder:
                     if running is not None and digest is not None:  # the old version keeps running
                         desired[name], digests[name] = running.cfg, digest  # type: ignore[attr-defined]
 
+            for name in sharded:  # on every ACTIVE node; while leaving, until the targets are handed off
+                parsed = self.cache.get(name, pairs[name])
+                if parsed.cfg is not None and (not leaving or self.manager.get(name) is not None):
+                    desired[name], digests[name] = parsed.cfg, parsed.digest
             addresses = {mid: mem.address for mid, mem in members.items() if mem.state is State.ACTIVE}
-            self.placement = Placement(self.node_id, ring, addresses, pairs.keys() - invalid, leaving)
+            self.placement = Placement(self.node_id, ring, addresses, pairs.keys() - invalid, leaving,
+                                       sharded=frozenset(sharded))
 
-            held = {n for n in desired if self.claims.ours(claims.get(n), lease)}
+            held = {n for n in desired if n in sharded or self.claims.ours(claims.get(n), lease)}
             wanted = [n for n in desired if n not in held]
             self._step = f"the KV store to claim {len(wanted)} configs"
             won = await self.claims.acquire(wanted, lease, claims) if wanted else set()
@@ -318,6 +335,11 @@ class Sharder:
                           restarted=len(a.restarted), pending=result.pending, released=result.released,
                           members=len(ring.members))
             return result
+
+    async def _find_sharded(self, pairs: dict[str, KVPair]) -> set[str]:
+        if self.sharded_configs.fresh(pairs):
+            return self.sharded_configs.scan(pairs, self.cache)
+        return await asyncio.to_thread(self.sharded_configs.scan, pairs, self.cache)
 
     async def _mark_failures(self, final: dict[str, InstanceConfig], claims: dict[str, Claim],
                              lease: Lease) -> None:

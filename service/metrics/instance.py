@@ -22,6 +22,7 @@ from service.metrics.config import GlobalConfig, InstanceConfig
 from service.metrics.remote import metrics as remote_metrics
 from service.metrics.remote.queue import RemoteWriteQueue
 from service.metrics.scrape.manager import ScrapeManager
+from service.metrics.scrape.sharding import TargetShards
 from service.tasks import cancel_and_wait
 from service.wal import WAL, Position, WALError, wal_dir_for
 from service.wal import metrics as wal_metrics
@@ -59,9 +60,11 @@ def _absolute(root: str) -> str:
 
 class MetricsInstance:
     def __init__(self, cfg: InstanceConfig, global_cfg: GlobalConfig, wal_root: str, *,
-                 sync_interval: float | None = None) -> None:
-        """``cfg`` must already have the global defaults applied (``apply_defaults``)."""
+                 sync_interval: float | None = None, shards: TargetShards | None = None) -> None:
+        """``cfg`` must already have the global defaults applied (``apply_defaults``). ``shards``: this
+        node's share of target-sharded configs' targets (used when ``cfg.sharding`` is ``targets``)."""
         self.name = cfg.name
+        self.shards = shards if cfg.target_sharded else None
         self.cfg = cfg
         self.global_cfg = global_cfg
         self.wal_dir = wal_dir_for(_absolute(wal_root), cfg.name)
@@ -88,7 +91,8 @@ class MetricsInstance:
             self._retention = asyncio.create_task(self._retention_loop(), name=f"wal-retention[{self.name}]")
             self.scrape = ScrapeManager(self.name, list(self.cfg.scrape_configs), self._append_scrape,
                                         host_filter=self.cfg.host_filter,
-                                        host_filter_relabel_configs=self.cfg.host_filter_relabel_configs)
+                                        host_filter_relabel_configs=self.cfg.host_filter_relabel_configs,
+                                        shards=self.shards)
             await self.scrape.start()
         except BaseException:
             await self.halt(quiet=True)
@@ -129,6 +133,9 @@ class MetricsInstance:
 
     def targets(self) -> list[dict[str, Any]]:
         return self.scrape.targets() if self.scrape is not None else []
+
+    def target_split(self) -> dict[str, int]:
+        return self.scrape.target_split() if self.scrape is not None else {}
 
     def consumer_positions(self) -> list[Position | None]:
         """What each remote_write queue's progress marker holds (None: it has read nothing yet)."""

@@ -178,7 +178,8 @@ _AGENT_API: Schema = {
             "members": {"type": "array", "items": {"type": "object", "properties": {
                 "id": _STR, "address": _STR, "state": _STR, "heartbeat": {"type": "number"}, "owned": _INT}}},
             "configs": {"type": "array", "items": {"type": "object", "properties": {
-                "name": _STR, "owner": _STR, "running": {"type": "boolean"}, "running_on": _STR}}}}}),
+                "name": _STR, "owner": _STR, "running": {"type": "boolean"}, "running_on": _STR,
+                "sharding": _STR, "targets": {"type": "object", "additionalProperties": _INT}}}}}}),
         404: _agent_err("scraping service is not enabled"), 500: _agent_err("KV store error"),
         **_UNREACHABLE}, "ring")},
     "/agent/api/v1/cluster/reshard": {"post": _op("Reshard now", {

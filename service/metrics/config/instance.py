@@ -27,6 +27,7 @@ DEFAULT_WAL_TRUNCATE_FREQUENCY = GoDuration(3600)
 DEFAULT_MIN_WAL_TIME = GoDuration(300)
 DEFAULT_MAX_WAL_TIME = GoDuration(4 * 3600)
 DEFAULT_REMOTE_FLUSH_DEADLINE = GoDuration(60)
+SHARDING_MODES = ("", "config", "targets")
 
 
 @dataclass
@@ -77,10 +78,20 @@ class InstanceConfig:
     max_wal_time: GoDuration = DEFAULT_MAX_WAL_TIME
     remote_flush_deadline: GoDuration = DEFAULT_REMOTE_FLUSH_DEADLINE
     write_stale_on_shutdown: bool = False
+    # Ours (Grafana Agent has no such field): "targets" runs the config on every ACTIVE node, each scraping
+    # the targets the ring gives it; "" or "config" (default) runs it on the one node owning its name.
+    sharding: str = ""
 
     def check(self) -> None:
         if any(rule is None for rule in self.host_filter_relabel_configs):
             raise ConfigError("empty or null relabeling rule in host_filter_relabel_configs")
+        if self.sharding not in SHARDING_MODES:
+            raise ConfigError(f"sharding: unknown value {json.dumps(self.sharding)} "
+                              f"(want {' or '.join(m for m in SHARDING_MODES if m)})")
+
+    @property
+    def target_sharded(self) -> bool:
+        return self.sharding == "targets"
 
 
 def parse_instance(data: bytes | str, name: str, node: Any = None) -> InstanceConfig:

@@ -17,7 +17,7 @@ from service.metrics.config.instance import InstanceConfig
 OMIT_ZERO = frozenset({
     "host_filter", "write_stale_on_shutdown", "honor_labels", "sample_limit", "target_limit",
     "label_limit", "label_name_length_limit", "label_value_length_limit", "send_native_histograms",
-    "proxy_from_environment", "port", "modulus",
+    "proxy_from_environment", "port", "modulus", "sharding",
 })
 OPAQUE_KEYS = frozenset({*(k for k in SD_KEYS if k != STATIC_KEY), "sigv4", "azuread"}) - {
     "dns_sd_configs", "file_sd_configs", "http_sd_configs"}
@@ -36,7 +36,7 @@ def _prune(value: Any) -> Any:
         return value
     out: dict[str, Any] = {}
     for key, item in value.items():
-        if key in OMIT_ZERO and item in (0, False) and item is not None:
+        if key in OMIT_ZERO and item in (0, False, "") and item is not None:
             continue
         out[key] = mask_secret_keys(item) if key in OPAQUE_KEYS else _prune(item)
     return out

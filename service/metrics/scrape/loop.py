@@ -94,6 +94,12 @@ class ScrapeLoop:
         self._frames = Frames()  # per-series encodings for the fast path (fastpage.py)
         self._last_ok = 0  # samples in the last successful scrape
         self._next_at = 0.0  # monotonic time of the next scrape slot
+        # Per-target sharding (sharding.py): the first slot (unix time) this loop may scrape, and the slot
+        # from which another node scrapes the target (the loop ends before it, writing no stale markers).
+        self.not_before = 0.0
+        self.stop_at: float | None = None
+        self._slot = 0.0  # unix time of the next scrape slot
+        self._sleeping = False
         self._stale_written = False
         self._report = [encode_labels(sorted(merge_target_labels([("__name__", n)], target.labels, False).items()))
                         for n in REPORT_NAMES]
@@ -148,11 +154,24 @@ class ScrapeLoop:
         self._stale_written = True
         await self._append(out)
 
+    def first_slot(self, wall: float) -> float:
+        """The unix time of the first slot at or after `wall` and `not_before` (the previous owner of a
+        moved target scrapes the slots before not_before)."""
+        interval = self.target.interval
+        slot = wall + self.offset(wall)
+        if slot < self.not_before:
+            slot += -((slot - self.not_before) // interval) * interval
+        return slot
+
     async def _run(self) -> None:
         interval = self.target.interval
-        delay = self.offset(time.time())
+        wall = time.time()
+        self._slot = self.first_slot(wall)
+        delay = self._slot - wall
         self._next_at = time.monotonic() + delay
-        await asyncio.sleep(delay)
+        if self._handed_off():
+            return
+        await self._sleep(delay)
         next_at = time.monotonic()
         while True:
             try:
@@ -162,11 +181,39 @@ class ScrapeLoop:
             except Exception:  # a bug must not end the loop; it is logged and the next scrape runs
                 self._log.exception("scrape loop iteration failed")
             next_at += interval
+            self._slot += interval
             now = time.monotonic()
             if next_at < now:  # fell behind: skip missed slots rather than bursting
-                next_at += ((now - next_at) // interval + 1) * interval
+                skip = ((now - next_at) // interval + 1) * interval
+                next_at += skip
+                self._slot += skip
             self._next_at = next_at
-            await asyncio.sleep(next_at - now)
+            if self._handed_off():
+                return
+            await self._sleep(next_at - now)
+
+    async def _sleep(self, delay: float) -> None:
+        self._sleeping = True
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._sleeping = False
+
+    def _handed_off(self) -> bool:
+        return self.stop_at is not None and self._slot >= self.stop_at - 1e-6
+
+    def hand_off(self, stop_at: float) -> None:
+        """The target moved to another node, which scrapes it from the slot at or after `stop_at` on: scrape
+        the slots before it, then end without stale markers (the series go on from the other node)."""
+        self.stop_at = stop_at
+        self._stale_written = True
+        task = self._task
+        if task is not None and self._sleeping and self._slot and self._handed_off():
+            task.cancel()  # asleep until a slot that is no longer ours
+
+    @property
+    def handing_off(self) -> bool:
+        return self.stop_at is not None and self._task is not None and not self._task.done()
 
     # --- one scrape --------------------------------------------------------------------------------
     async def fetch(self) -> tuple[bytes, str]:

@@ -13,6 +13,7 @@ from service.metrics.config.scrape import ScrapeConfig
 from service.metrics.scrape.hostfilter import HostFilter, hostname
 from service.metrics.scrape.loop import Append
 from service.metrics.scrape.pool import ScrapePool
+from service.metrics.scrape.sharding import TargetShards
 from service.relabel import RelabelConfig
 
 
@@ -24,19 +25,24 @@ def _sort_key(t: dict) -> tuple[str, str, str, str]:
 class ScrapeManager:
     def __init__(self, instance: str, scrape_configs: list[ScrapeConfig], append: Append, *,
                  host_filter: bool = False, host_filter_relabel_configs: Sequence[RelabelConfig] = (),
-                 file_poll_interval: float = 1.0) -> None:
+                 file_poll_interval: float = 1.0, shards: TargetShards | None = None) -> None:
         self.instance = instance
         self.append = append
         self.scrape_configs = list(scrape_configs)
         self.host_filter = HostFilter(host_filter_relabel_configs) if host_filter else None
-        self.offset_seed = zlib.crc32(f"{hostname()}/{instance}".encode()) * 0x9E3779B97F4A7C15 % (1 << 64)
+        # A sharded config's nodes scrape each target at the same slots, whichever node it is on: that is
+        # what lets a target change hands between two slots (sharding.py), so its seed has no host in it.
+        seed_host = "" if shards is not None else hostname()
+        self.offset_seed = zlib.crc32(f"{seed_host}/{instance}".encode()) * 0x9E3779B97F4A7C15 % (1 << 64)
         self.file_poll_interval = file_poll_interval
+        self.shards = shards
         self.pools: dict[str, ScrapePool] = {}
         self.started = False
 
     def _pool(self, sc: ScrapeConfig) -> ScrapePool:
         return ScrapePool(self.instance, sc, self.append, host_filter=self.host_filter,
-                          offset_seed=self.offset_seed, file_poll_interval=self.file_poll_interval)
+                          offset_seed=self.offset_seed, file_poll_interval=self.file_poll_interval,
+                          shards=self.shards)
 
     async def start(self) -> None:
         for sc in self.scrape_configs:
@@ -71,6 +77,14 @@ class ScrapeManager:
                 pool.start()
             elif pool.sc != sc:
                 await pool.reload(sc)
+
+    def target_split(self) -> dict[str, int]:
+        """Per member, how many of this instance's targets it scrapes (sharding: targets only)."""
+        out: dict[str, int] = {}
+        for pool in self.pools.values():
+            for member, count in pool.split().items():
+                out[member] = out.get(member, 0) + count
+        return out
 
     def targets(self) -> list[dict[str, object]]:
         out = [t for pool in self.pools.values() for t in pool.targets()]

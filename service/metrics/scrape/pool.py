@@ -18,6 +18,7 @@ from service.metrics.scrape.cache import LabelLimits, ScrapeCache
 from service.metrics.scrape.hostfilter import HostFilter
 from service.metrics.scrape.loop import Append, ScrapeLoop
 from service.metrics.scrape.parser import ACCEPT_HEADER
+from service.metrics.scrape.sharding import ShardView, TargetShards
 from service.metrics.scrape.target import Target, TargetError, populate_labels
 from service.relabel import RelabelConfig, Relabeler, compile_rule
 from service.tasks import cancel_and_wait
@@ -70,7 +71,7 @@ UNSUPPORTED_SD = Gauge("agent_metrics_unsupported_sd_configs",
 
 class ScrapePool:
     def __init__(self, instance: str, sc: ScrapeConfig, append: Append, *, host_filter: HostFilter | None = None,
-                 offset_seed: int = 0, file_poll_interval: float = 1.0) -> None:
+                 offset_seed: int = 0, file_poll_interval: float = 1.0, shards: TargetShards | None = None) -> None:
         self.instance = instance
         self.append = append
         self.host_filter = host_filter
@@ -78,6 +79,11 @@ class ScrapePool:
         self.file_poll_interval = file_poll_interval
         self.loops: dict[bytes, ScrapeLoop] = {}
         self.retiring: dict[bytes, ScrapeLoop] = {}  # targets gone, their end-of-run staleness pending
+        # sharding: targets (sharding.py): this node scrapes only its share; moved ones are handed off
+        self.shards = shards
+        self.moving: dict[bytes, ScrapeLoop] = {}  # targets moved to another node, until their cutover
+        self.discovered_keys: list[bytes] = []  # every target this config has, on whichever node
+        self._synced_view: ShardView | None = None
         # The first DROPPED_KEPT targets relabeling dropped (not those the first keep/drop rule dropped early):
         # keeping thousands per pool would cost GBs on a node with many configs over one cluster.
         self.dropped: list[dict[str, str]] = []
@@ -105,6 +111,8 @@ class ScrapePool:
                                           host=self.host_filter.host if self.host_filter is not None else None)
 
     def start(self) -> None:
+        if self.shards is not None:
+            self.shards.subscribe(self._changed.set, self)
         self.discovery.start()
         self._changed.set()
         self._task = asyncio.get_running_loop().create_task(self._sync_loop(), name=f"scrape pool {self.sc.job_name}")
@@ -203,9 +211,39 @@ class ScrapePool:
                           accept=accept_header(sc.scrape_protocols) or ACCEPT_HEADER,
                           accept_encoding="gzip" if sc.enable_compression else "identity")
 
+    # sharding ---------------------------------------------------------------------------------------
+    def handing_off(self) -> int:
+        self.moving = {k: loop for k, loop in self.moving.items() if loop.handing_off}
+        return len(self.moving)
+
+    def synced_to(self) -> ShardView | None:
+        return self._synced_view
+
+    def split(self) -> dict[str, int]:
+        """How many of this config's targets each member scrapes (every node discovers them all)."""
+        if self.shards is None:
+            return {}
+        return self.shards.split(self.discovered_keys)
+
+    def _share(self, discovered: dict[bytes, Target]) -> dict[bytes, Target]:
+        """This node's share of the discovered targets; the loops of targets that moved away are handed off
+        (they scrape until the cutover, then end without stale markers)."""
+        shards = self.shards
+        if shards is None:
+            return discovered
+        self.discovered_keys = list(discovered)
+        self._synced_view = shards.view
+        wanted = {k: t for k, t in discovered.items() if shards.owns(k)}
+        for key in [k for k in self.loops if k in discovered and k not in wanted]:
+            loop = self.loops.pop(key)
+            loop.hand_off(shards.cutover)
+            self.moving[key] = loop
+        self.handing_off()
+        return wanted
+
     async def sync(self) -> None:
         targets = self.discover()
-        wanted = {t.key: t for t in targets}
+        wanted = self._share({t.key: t for t in targets})
         self.retiring = {k: loop for k, loop in self.retiring.items() if loop.retiring}
         for key in [k for k in self.loops if k not in wanted]:
             loop = self.loops.pop(key)
@@ -214,6 +252,9 @@ class ScrapePool:
         for key, target in wanted.items():
             if key not in self.loops:
                 loop = self._new_loop(target)
+                if self.shards is not None:
+                    # a target that moved here: its previous owner scrapes the slots before the cutover
+                    loop.not_before = self.shards.cutover
                 old = self.retiring.pop(key, None)
                 if old is not None:  # back before its stale markers: the new loop takes over its series
                     await old.stop(write_stale=False)
@@ -235,6 +276,8 @@ class ScrapePool:
         await self._stop_task()
         await self.discovery.stop()
         await self._stop_retiring(write_stale=True)
+        moving, self.moving = list(self.moving.values()), {}  # their client closes below: end them now
+        await asyncio.gather(*(loop.stop(write_stale=False) for loop in moving))
         old = self.loops
         self.loops = {}
         for loop in old.values():
@@ -255,9 +298,13 @@ class ScrapePool:
         await cancel_and_wait(task)
 
     async def stop(self, write_stale: bool) -> None:
+        if self.shards is not None:
+            self.shards.unsubscribe(self)
         await self._stop_task()
         await self.discovery.stop()
         await self._stop_retiring(write_stale)
+        moving, self.moving = list(self.moving.values()), {}
+        await asyncio.gather(*(loop.stop(write_stale=False) for loop in moving))
         loops, self.loops = list(self.loops.values()), {}
         await asyncio.gather(*(loop.stop(write_stale) for loop in loops))
         await self.client.close()
