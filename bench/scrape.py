@@ -171,6 +171,7 @@ def ours(config_path: str, wal_dir: str, sink_url: str | None) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, report)
+        print(json.dumps({"ready": True}), flush=True)  # SIGUSR1 may be sent from now on
         await stop.wait()
         if instance is not None:
             await instance.halt()
@@ -181,16 +182,28 @@ def ours(config_path: str, wal_dir: str, sink_url: str | None) -> None:
     uvloop.run(main())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all bound at once, so none is picked twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def ours_state(proc: subprocess.Popen) -> dict:
     """Ask our scraper (SIGUSR1) for its WAL end position, scrape count, target health and samples sent."""
     proc.send_signal(signal.SIGUSR1)
-    return json.loads(proc.stdout.readline())
+    while True:  # skip anything else it printed (log lines)
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"our scraper ended (exit code {proc.wait()})")
+        if line.startswith('{"dir"'):
+            return json.loads(line)
+        print("ours:", line.rstrip())
 
 
 def metrics_total(port: int, *names: str) -> dict[str, float]:
@@ -280,10 +293,11 @@ def run(args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen] = []
     which = [k for k in NAMES if k in args.only.split(",")]
     try:
-        ports = [free_port() for _ in range(args.targets)]
+        ports = free_ports(args.targets + 3)
+        sink_port = ports.pop()  # --pipeline: the shared receiver; otherwise a port nobody listens on
+        port_of = {"prom": ports.pop(), "vm": ports.pop()}
         procs.append(subprocess.Popen([sys.executable, __file__, "--series", str(args.series), "--serve",
                                        *map(str, ports)]))
-        sink_port = free_port()  # --pipeline: the shared receiver; otherwise a port nobody listens on
         if args.pipeline:
             procs.append(subprocess.Popen([sys.executable, __file__, "--sink", str(sink_port)]))
             wait_port(sink_port, time.time() + 20)
@@ -301,15 +315,16 @@ def run(args: argparse.Namespace) -> None:
         with open(os.path.join(tmp, "vm.yml"), "w") as fh:
             fh.write("scrape_configs:\n" + scrape)
         pids: dict[str, int] = {}
-        port_of: dict[str, int] = {}
         if "ours" in which:
             cmd = [sys.executable, __file__, "--ours", os.path.join(tmp, "ours.yml"), "--wal", os.path.join(tmp, "wal")]
             ours_p = subprocess.Popen(cmd + (["--sink-url", sink_url] if args.pipeline else []), cwd=ROOT,
                                       stdout=subprocess.PIPE, text=True)
             procs.append(ours_p)
             pids["ours"] = ours_p.pid
+            while not ours_p.stdout.readline().startswith('{"ready"'):  # until then SIGUSR1 would end it
+                if ours_p.poll() is not None:
+                    raise RuntimeError("our scraper did not start")
         if "prom" in which:
-            port_of["prom"] = free_port()
             prom = subprocess.Popen(["prometheus", "--enable-feature=agent", f"--config.file={tmp}/prom.yml",
                                      f"--storage.agent.path={tmp}/prom",
                                      f"--web.listen-address=127.0.0.1:{port_of['prom']}"],
@@ -317,16 +332,15 @@ def run(args: argparse.Namespace) -> None:
             procs.append(prom)
             pids["prom"] = prom.pid
         if "vm" in which:
-            port_of["vm"] = free_port()
             vm = subprocess.Popen(["vmagent", f"-promscrape.config={tmp}/vm.yml", f"-remoteWrite.url={sink_url}",
                                    f"-remoteWrite.tmpDataPath={tmp}/vm", f"-httpListenAddr=127.0.0.1:{port_of['vm']}",
                                    "-loggerLevel=ERROR"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(vm)
             pids["vm"] = vm.pid
-        for port in port_of.values():
-            wait_port(port, time.time() + 30)
-        time.sleep(args.warmup)
+        for k in which:
+            if k in port_of:
+                wait_port(port_of[k], time.time() + 30)
 
         def states() -> dict[str, dict]:
             out = {}
@@ -337,6 +351,10 @@ def run(args: argparse.Namespace) -> None:
             if "vm" in which:
                 out["vm"] = vm_state(port_of["vm"])
             return out
+        deadline = time.time() + 120  # on a loaded machine start-up takes a while: the warm-up starts after it
+        while time.time() < deadline and any(st["up"] != args.targets for st in states().values()):
+            time.sleep(1)
+        time.sleep(args.warmup)
         c0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         s0 = states()
         t0 = time.time()
