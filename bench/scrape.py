@@ -166,7 +166,8 @@ def ours(config_path: str, wal_dir: str, sink_url: str | None) -> None:
             print(json.dumps({"dir": wal.directory, "position": list(wal.durable_position),
                               "scrapes": sum(lp.scrapes for lp in loops),
                               "targets": len(loops), "up": sum(lp.health == "up" for lp in loops),
-                              "sent": sent(),
+                              "sent": sent(), "misses": sum(lp.cache.misses for lp in loops),
+                              "shards": [list(q._resharding.history) for q in instance.queues] if instance else [],
                               "errors": sorted({lp.last_error for lp in loops if lp.last_error})[:3]}), flush=True)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -380,6 +381,9 @@ def run(args: argparse.Namespace) -> None:
                   f"{s1[k]['scrapes'] - s0[k]['scrapes']:,.0f} scrapes; CPU {c1[k] - c0[k]:6.2f} s = "
                   f"{per_m[k]:5.2f} CPU s per million samples; RSS {rss[k] / 2**20:6.1f} MiB = "
                   f"{rss[k] / active[k]:5.0f} B/series")
+        if "ours" in which:
+            print(f"ours: {s1['ours']['misses'] - s0['ours']['misses']} scrape cache misses in the window"
+                  + (f"; remote_write shard changes: {s1['ours']['shards']}" if args.pipeline else ""))
         for k in which:
             if k != "ours" and "ours" in which:
                 print(f"ratio ours/{NAMES[k]} CPU per sample: {per_m['ours'] / per_m[k]:.2f}")

@@ -30,81 +30,78 @@ from service.metrics.scrape.parser import _comment
 _ZERO = struct.pack("<d", 0.0)
 _pack = struct.Struct("<d").pack
 _first, _second, _last = itemgetter(0), itemgetter(1), itemgetter(2)
-_ZERO_STRUCTS = 2  # compiled formats kept per layout for pages with zero values (the usual zeros recur)
 
 
 class Shape:
     """The layout of the last page the fast path wrote: where its comment lines are and what they say, its
-    series keys in page order, and per written series the frames and their `struct` formats.
+    series keys in page order, and per written series its frames; plus the `struct` format that packs the
+    whole page, compiled for where the page's zero values are (the usual page keeps them in place).
 
     Valid while the scrape cache has not changed since (`generation`): then the same keys resolve to the
-    same label bytes, none is new, and none repeats.
+    same label bytes, none is new, and none repeats. Masks are bytes (one byte per line) to keep it small.
     """
 
-    __slots__ = ("by_zeros", "comment_mask", "comments", "generation", "keep_mask", "keys", "n_lines",
-                 "nonzero_fmt", "nonzero_heads", "packer", "sample_mask", "seen", "tsf_len", "written",
-                 "zero_fmt", "zero_heads")
+    __slots__ = ("comment_mask", "comments", "formats", "generation", "keep_mask", "keys", "n_lines",
+                 "nonzero_heads", "packer", "packer_zeros", "sample_mask", "seen", "tsf_len", "written",
+                 "zero_heads")
 
     def __init__(self, n_lines: int, comment: list[bool] | None, comments: list[bytes], keys: list[bytes],
                  labels: list[bytes] | None, seen: set[bytes], pairs: list[tuple[bytes, bytes]],
                  tsf_len: int) -> None:
         self.generation = -1  # set by `Frames.confirm` once the loop has settled the cache
         self.n_lines = n_lines
-        self.comment_mask = comment
-        self.sample_mask = list(map(not_, comment)) if comment is not None else None
+        self.comment_mask = bytes(comment) if comment is not None else None
+        self.sample_mask = bytes(map(not_, comment)) if comment is not None else None
         self.comments = comments
         self.keys = keys
-        self.keep_mask = labels  # truthy where the series is written (None: none dropped)
+        self.keep_mask = bytes(map(bool, labels)) if labels is not None else None  # written or dropped
         self.seen = seen
         self.written = len(pairs)
         self.tsf_len = tsf_len
         self.nonzero_heads = list(map(_first, pairs))
         self.zero_heads = list(map(_second, pairs))
         tail = f"{tsf_len}s"
-        self.nonzero_fmt = [f"{len(h)}sd{tail}" for h in self.nonzero_heads]
-        self.zero_fmt = [f"{len(h)}s0s{tail}" for h in self.zero_heads]
-        self.packer = struct.Struct("<" + "".join(self.nonzero_fmt)).pack
-        self.by_zeros: dict[tuple[int, ...], object] = {}
+        self.formats = "|".join([f"{len(h)}sd{tail}" for h in self.nonzero_heads])  # per series, non-zero
+        self.packer_zeros: tuple[int, ...] | None = None
+        self.packer = self._compile(())
+
+    def _compile(self, zeros: tuple[int, ...]):  # type: ignore[no-untyped-def]
+        fmt = self.formats.split("|")
+        tail = f"0s{self.tsf_len}s"  # a positive zero's sample has no value field: an empty value instead
+        zero_heads = self.zero_heads
+        for i in zeros:
+            fmt[i] = f"{len(zero_heads[i])}s{tail}"
+        self.packer_zeros = zeros
+        return struct.Struct("<" + "".join(fmt)).pack
 
     def pack(self, values: list, tsf: bytes) -> bytes:
         """The encoded TimeSeries of `values` (floats, one per written series, in page order)."""
-        n = self.written
-        args = [tsf] * (3 * n)
-        if not values.count(0.0):
-            args[0::3] = self.nonzero_heads
-            args[1::3] = values
-            return self.packer(*args)
-        zeros = []  # positive zeros: their sample has no value field (a negative zero keeps its field)
-        i = -1
-        index = values.index
-        try:
-            while True:
-                i = index(0.0, i + 1)
-                if math.copysign(1.0, values[i]) > 0:
-                    zeros.append(i)
-        except ValueError:
-            pass
+        args = [tsf] * (3 * self.written)
+        zeros: tuple[int, ...] = ()
         heads = self.nonzero_heads
-        packer = self.packer
-        if zeros:
-            key = tuple(zeros)
-            packer = self.by_zeros.get(key)  # type: ignore[assignment]
-            if packer is None:
-                fmt = self.nonzero_fmt.copy()
-                zero_fmt = self.zero_fmt
+        if values.count(0.0):
+            found = []  # positive zeros only: a negative zero keeps its value field
+            i = -1
+            index = values.index
+            try:
+                while True:
+                    i = index(0.0, i + 1)
+                    if math.copysign(1.0, values[i]) > 0:
+                        found.append(i)
+            except ValueError:
+                pass
+            if found:
+                zeros = tuple(found)
+                heads = heads.copy()
+                zero_heads = self.zero_heads
                 for i in zeros:
-                    fmt[i] = zero_fmt[i]
-                if len(self.by_zeros) >= _ZERO_STRUCTS:
-                    self.by_zeros.clear()
-                packer = self.by_zeros[key] = struct.Struct("<" + "".join(fmt)).pack
-            heads = heads.copy()
-            zero_heads = self.zero_heads
-            for i in zeros:
-                heads[i] = zero_heads[i]
-                values[i] = b""
+                    heads[i] = zero_heads[i]
+                    values[i] = b""
+        if zeros != self.packer_zeros:
+            self.packer = self._compile(zeros)
         args[0::3] = heads
         args[1::3] = values
-        return packer(*args)
+        return self.packer(*args)
 
 
 class Frames:
