@@ -49,8 +49,15 @@ def test_formats_and_broken_targets() -> None:
         mgr = ScrapeManager("inst", scs, collector(bodies))
         await mgr.start()
         try:
-            await wait_until(lambda: all(t["last_scrape"] != "0001-01-01T00:00:00Z" for t in mgr.targets())
-                           and len(mgr.targets()) == len(jobs), timeout=30, what="every target scraped once")
+            # A loaded machine may time any scrape out (150 ms): wait for a moment when every target's last
+            # scrape shows what that target is about (up, or its own error).
+            def settled() -> bool:
+                ts = {t["target_group"]: t for t in mgr.targets()}
+                return (len(ts) == len(jobs) and all(t["last_scrape"] != "0001-01-01T00:00:00Z" for t in ts.values())
+                        and all(ts[j]["state"] == "up" for j in ("text", "gzip", "om"))
+                        and "sample limit exceeded" in ts["limit"]["scrape_error"]
+                        and "body size limit exceeded" in ts["sizelimit"]["scrape_error"])
+            await wait_until(settled, timeout=60, what="every target scraped, each showing its state")
             targets = {t["target_group"]: t for t in mgr.targets()}
         finally:
             await mgr.stop(write_stale=True)

@@ -7,8 +7,15 @@ compressed once (snappy runs at GB/s; a single untouched record is forwarded as 
 Counting what a body carries without walking it in Python: the body is parsed with a *view* message whose
 ``timeseries`` field (1) is declared singular. Protobuf merges repeated occurrences of a singular message
 field, so upb folds every series into one TimeSeries whose ``samples``/``exemplars``/``histograms`` lists
-hold all of them: counts are ``len()`` at C speed (about 0.35 ms per 2000 samples). The highest sample
-timestamp is a ``max`` over those merged samples (another 0.25 ms per 2000).
+hold all of them: counts are ``len()`` at C speed. The views skip what counting does not need: labels are
+unknown fields to them and a sample is an empty message, so nothing per label or per value is built. The
+highest sample timestamp comes from a second view whose merged ``samples`` is one message with a repeated
+``timestamp``: every sample's timestamp in one list, ``max`` at C speed. Both parses of a 2000-sample scrape
+took 0.47 ms against 1.1 ms for the full types and a Python ``max`` over the samples; the full-type view
+remains for the case where the timestamps do not line up with the samples (one omitted, as a zero
+timestamp is, or repeated). Only a request that both omits one sample's timestamp field and repeats
+another's, as no sender writes, could show a highest timestamp that the last-wins rule would not: it only
+feeds the highest-timestamp gauges.
 """
 
 from __future__ import annotations
@@ -50,6 +57,44 @@ def _view_class() -> type:
 _MergedView = _view_class()
 
 
+def _count_views() -> tuple[type, type]:
+    """(a request counting series parts, a request listing every sample timestamp): see the docstring."""
+    fdt = descriptor_pb2.FieldDescriptorProto
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="service/metrics/remote/count_view.proto", package="service.countview", syntax="proto3",
+        dependency=[remote_pb2.DESCRIPTOR.name],
+    )
+    fdp.message_type.add(name="Marker")  # a sample, counted; its fields are skipped
+    stamps = fdp.message_type.add(name="Stamps")
+    stamps.field.add(name="timestamp", number=2, type=fdt.TYPE_INT64, label=fdt.LABEL_REPEATED,
+                     options=descriptor_pb2.FieldOptions(packed=False))
+    series = fdp.message_type.add(name="Series")
+    for name, number, type_name in (("samples", 2, ".service.countview.Marker"),
+                                    ("exemplars", 3, ".prometheus.Exemplar"),
+                                    ("histograms", 4, ".prometheus.Histogram")):
+        series.field.add(name=name, number=number, type=fdt.TYPE_MESSAGE, type_name=type_name,
+                         label=fdt.LABEL_REPEATED)
+    stamp_series = fdp.message_type.add(name="StampSeries")
+    stamp_series.field.add(name="samples", number=2, type=fdt.TYPE_MESSAGE, type_name=".service.countview.Stamps",
+                           label=fdt.LABEL_OPTIONAL)
+    for name, series_type in (("Request", "Series"), ("StampRequest", "StampSeries")):
+        req = fdp.message_type.add(name=name)
+        req.field.add(name="timeseries", number=1, type=fdt.TYPE_MESSAGE,
+                      type_name=f".service.countview.{series_type}", label=fdt.LABEL_OPTIONAL)
+        req.field.add(name="metadata", number=3, type=fdt.TYPE_MESSAGE, type_name=".prometheus.MetricMetadata",
+                      label=fdt.LABEL_REPEATED)
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindMessageTypeByName("service.countview.Request")
+    except KeyError:
+        pool.Add(fdp)
+    return (message_factory.GetMessageClass(pool.FindMessageTypeByName("service.countview.Request")),
+            message_factory.GetMessageClass(pool.FindMessageTypeByName("service.countview.StampRequest")))
+
+
+_CountView, _StampView = _count_views()
+
+
 @dataclass(slots=True)
 class Counts:
     """What a (part of a) WriteRequest carries."""
@@ -71,18 +116,22 @@ class Counts:
 def count(raw: bytes, *, highest: bool = True) -> Counts:
     """Counts of a decoded WriteRequest (see the module docstring). Raises CodecError."""
     try:
-        view = _MergedView.FromString(raw)
+        view = _CountView.FromString(raw)
+        series = view.timeseries
+        n = len(series.samples)
+        top = 0
+        if highest:
+            if n:
+                stamps = _StampView.FromString(raw).timeseries.samples.timestamp
+                if len(stamps) == n:
+                    top = max(stamps)
+                else:  # a sample without (or with a repeated) timestamp field: read each sample
+                    top = max([s.timestamp for s in _MergedView.FromString(raw).timeseries.samples])
+            for h in series.histograms:
+                top = max(top, h.timestamp)
     except DecodeError as exc:
         raise CodecError(f"protobuf: cannot parse WriteRequest: {exc}") from None
-    series = view.timeseries
-    samples = series.samples
-    top = 0
-    if highest:
-        if samples:
-            top = max([s.timestamp for s in samples])
-        for h in series.histograms:
-            top = max(top, h.timestamp)
-    return Counts(len(samples), len(series.exemplars), len(series.histograms), len(view.metadata), top)
+    return Counts(n, len(series.exemplars), len(series.histograms), len(view.metadata), top)
 
 
 @dataclass(slots=True)

@@ -199,7 +199,12 @@ class RemoteWriteQueue:
                 due = time.monotonic() + self.deadline
             self._add(batch, rec)
             if batch.counts.samples >= self.max_samples * self.shards or batch.raw_bytes >= MAX_BATCH_BYTES:
-                batch.full = True
+                # Full only when more is waiting: a lone record over the limit (a scrape of more series than
+                # max_samples_per_send) does not mean the queue is behind, and must not add shards.
+                if not self._records:
+                    assert self._tail is not None
+                    self._records.extend(self._tail.read_available(_READ_RECORDS, _READ_BYTES))
+                batch.full = bool(self._records)
                 return batch
 
     async def _wait_records(self, timeout: float | None) -> list[Record] | None:

@@ -23,27 +23,41 @@ from service.proto.wire import CodecError, next_field, read_varint
 
 
 def split_by_series(raw: bytes, shards: int) -> list[bytes]:
-    """``shards`` decoded WriteRequests that together hold the fields of ``raw``; some may be empty."""
+    """``shards`` decoded WriteRequests that together hold the fields of ``raw``; some may be empty.
+
+    The walk is inlined for the usual case (a TimeSeries field and labels with one-byte lengths): it runs
+    once per series of every batch while the queue has more than one shard."""
     if shards <= 1:
         return [raw]
     view = memoryview(raw)
     out: list[list[memoryview]] = [[] for _ in range(shards)]
+    add = [parts.append for parts in out]
+    crc32 = zlib.crc32
     pos, end = 0, len(raw)
     while pos < end:
-        tag, start, stop = next_field(raw, pos)
-        shard = 0
-        if tag == 0x0A:  # a TimeSeries: hash its leading label fields
-            shard = zlib.crc32(view[start:_labels_end(raw, start, stop)]) % shards
-        out[shard].append(view[pos:stop])
+        if raw[pos] != 0x0A or pos + 1 >= end:  # not a TimeSeries (or a truncated one): shard 0
+            _, _, stop = next_field(raw, pos)
+            out[0].append(view[pos:stop])
+            pos = stop
+            continue
+        n = raw[pos + 1]
+        if n < 0x80:
+            start = pos + 2
+        else:
+            n, start = read_varint(raw, pos + 1)
+        stop = start + n
+        if stop > end:
+            raise CodecError("protobuf: field runs past the end")
+        p = start
+        while p < stop and raw[p] == 0x0A:  # its leading label fields
+            if p + 1 < stop and raw[p + 1] < 0x80:
+                p += 2 + raw[p + 1]
+            else:
+                length, p = read_varint(raw, p + 1)
+                p += length
+        add[crc32(view[start:min(p, stop)]) % shards](view[pos:stop])
         pos = stop
     return [b"".join(parts) for parts in out]
-
-
-def _labels_end(raw: bytes, pos: int, stop: int) -> int:
-    while pos < stop and raw[pos] == 0x0A:
-        length, pos = read_varint(raw, pos + 1)
-        pos += length
-    return min(pos, stop)
 
 
 def top_level_fields(raw: bytes) -> list[bytes]:

@@ -90,10 +90,12 @@ class ScrapeCache:
         self.entries: dict[bytes, bytes] = {}
         self.get = self.entries.get
         self.misses = 0
+        self.generation = 0  # bumped whenever entries change: a page layout remembered earlier is then stale
 
     def resolve(self, key: bytes, openmetrics: bool) -> bytes:
         """Parse and relabel a series missing from the cache, store and return its label bytes."""
         self.misses += 1
+        self.generation += 1
         try:
             labels = parse_series(key, openmetrics)
         except ParseError as exc:
@@ -116,6 +118,7 @@ class ScrapeCache:
         """After a successful scrape: keep only the entries of `keys` (that page's series), as Prometheus'
         cache does; a series coming back is then new again (`scrape_series_added`)."""
         entries = self.entries
+        self.generation += 1
         kept = {key: entries[key] for key in keys if key in entries}
         entries.clear()
         entries.update(kept)
@@ -123,4 +126,5 @@ class ScrapeCache:
     def trim(self, seen: int) -> None:
         """Forget everything when failed scrapes grew the cache far beyond the last successful page."""
         if len(self.entries) > 2 * seen + 256:
+            self.generation += 1
             self.entries.clear()

@@ -258,8 +258,8 @@ class ScrapeLoop:
                 error = str(exc) or type(exc).__name__
             if error is not None:
                 out, seen = [], set()  # the page's samples are rolled back; its counts are still reported
-        for lb in self._prev - seen:
-            out.append(enc.stale(lb))
+        if seen is not self._prev:  # the same set again (an unchanged page): nothing went stale
+            out.extend(map(enc.stale, self._prev - seen))
         self._prev = seen
         duration = time.time() - start
         report = (0.0 if error else 1.0, duration, float(scraped), float(added), float(new))
@@ -286,11 +286,12 @@ class ScrapeLoop:
         """
         cache = self.cache
         if not openmetrics:
-            fast = build_fast(body, cache.entries, self._frames, enc.tsf)
+            fast = build_fast(body, cache, self._frames, enc.tsf)
             if fast is not None and not (self.sample_limit and fast[3] > self.sample_limit):
                 data, seen, keys, written = fast
                 if len(cache.entries) > len(keys):  # entries this page did not show: forget them
                     cache.keep(keys)
+                self._frames.confirm(cache.generation)
                 self._last_ok = len(keys)
                 return [data], seen, len(keys), written, 0, None
         get = cache.get
