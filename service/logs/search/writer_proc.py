@@ -24,7 +24,7 @@ import snappy
 
 from service.logs.labels import LabelParseError, parse_labels
 from service.logs.search.retention import Retention
-from service.logs.search.schema import MINUTE_OF_TS, connect, migrate, write_progress
+from service.logs.search.schema import ADD_MINUTES, ADD_SLOTS, connect, migrate, write_progress
 from service.metrics.proto.push_pb2 import PushRequest
 
 MAX_TXN_ENTRIES = 20_000
@@ -104,10 +104,8 @@ def _write(conn: sqlite3.Connection, streams: _Streams, next_id: int, pushes: li
             "UPDATE streams SET count = streams.count + agg.n, last_ts = max(streams.last_ts, agg.ts) "
             "FROM (SELECT sid, count(*) AS n, max(ts) AS ts FROM logs WHERE id >= ? GROUP BY sid) AS agg "
             "WHERE streams.id = agg.sid", (first_id,))
-        conn.execute(  # grouped by stream id alone: a stream belongs to one tenant
-            f"INSERT INTO minute_counts (tenant, minute, sid, n) SELECT tenant, {MINUTE_OF_TS} AS m, sid, count(*) "
-            "FROM logs WHERE id >= ? GROUP BY sid, m "
-            "ON CONFLICT (tenant, minute, sid) DO UPDATE SET n = n + excluded.n", (first_id,))
+        conn.execute(ADD_MINUTES, (first_id,))  # grouped by stream id alone: a stream belongs to one tenant
+        conn.execute(ADD_SLOTS, (first_id,))
         if position is not None:
             write_progress(conn, position)
         shared[WRITTEN] += len(rows)
