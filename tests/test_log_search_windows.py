@@ -84,7 +84,7 @@ def test_vocabulary_totals_and_id_order_pages_equal_the_plain_path(tmp_path) -> 
     start = now_ms() - 2 * 60 * MINUTE
     rows: list[tuple[int, str, str]] = []
     ts = start
-    for i in range(8_000):
+    for i in range(4_000):
         ts += rng.randrange(0, 2_000)
         late = 400 <= i % 1000 < 500  # in every 1000 rows, 100 that arrive late (older times, random)
         stamp = rng.randrange(start, ts) if late else ts
@@ -95,14 +95,14 @@ def test_vocabulary_totals_and_id_order_pages_equal_the_plain_path(tmp_path) -> 
             add_entries(store, [entry(c, line, t) for t, c, line in rows[lo:lo + 1000]])
 
         def want(f: Filters) -> int:
-            needed = _fold(f.query).split()
+            *whole, prefix = _fold(f.query).split()
             return sum(1 for t, c, line in rows
                        if (f.from_ms is None or f.from_ms <= t <= f.to_ms) and f.source in (None, c)
-                       and all(any(w == n or (k == len(needed) - 1 and w.startswith(n)) for w in _fold(line).split())
-                               for k, n in enumerate(needed)))
+                       and (words := _fold(line).split()) and all(n in words for n in whole)
+                       and any(w.startswith(prefix) for w in words))
 
-        queries = ("alpha", "alph", "ALPHA", "bravo", "charlie", "élan", "elan", "delta", "delta9", "nothing",
-                   "alpha bravo", "bravo alpha", "n7", "n79", "n7999")
+        queries = ("alpha", "alph", "ALPHA", "bravo", "élan", "elan", "delta", "delta9", "nothing", "alpha bravo",
+                   "n3", "n3999")
 
         async def both(f: Filters, limit: int, offset: int) -> tuple:
             store.USE_VOCAB = store.USE_ID_ORDER = True
@@ -116,10 +116,11 @@ def test_vocabulary_totals_and_id_order_pages_equal_the_plain_path(tmp_path) -> 
             for q in queries:
                 for f in (Filters(query=q), Filters(query=q, source="db"),
                           Filters(query=q, from_ms=start + 30 * MINUTE, to_ms=start + 90 * MINUTE)):
-                    for limit, offset in ((50, 0), (20, 100), (7, 3000)):
+                    total = want(f)
+                    for limit, offset in ((50, 0), (20, 100), (7, 1500)):
                         fast, plain = await both(f, limit, offset)
                         assert fast == plain, (f, limit, offset)
-                        assert fast[0] == want(f), f
+                        assert fast[0] == total, f
 
         run(compare(), timeout=120)
         # The fast paths really answered: one word's total from the vocabulary, a common word's page by id.
@@ -146,7 +147,7 @@ def test_vocabulary_totals_and_id_order_pages_equal_the_plain_path(tmp_path) -> 
 
         store.writer.stop()
         writer = sqlite3.connect(store.path, isolation_level=None)
-        assert delete_oldest(writer, 2_500) == 2_500
+        assert delete_oldest(writer, 1_200) == 1_200
         rows[:] = writer.execute("SELECT l.ts, s.source, l.line FROM logs l JOIN streams s ON s.id = l.sid "
                                  "WHERE l.tenant = ''").fetchall()
         writer.close()

@@ -49,9 +49,7 @@ DB_FILE = "logs.db"
 SCHEMA_VERSION = 2
 MINUTE_MS = 60_000
 SLOT_MS = 5_000
-# A row's minute and slot in SQL: floor(ts / 60 000), floor(ts / 5 000) (SQLite's integer division truncates
-# toward zero).
-MINUTE_OF_TS = "(ts / 60000 - (ts % 60000 < 0))"
+# A row's slot in SQL: floor(ts / 5 000) (SQLite's integer division truncates toward zero).
 SLOT_OF_TS = "(ts / 5000 - (ts % 5000 < 0))"
 
 DDL = """
@@ -106,13 +104,32 @@ CREATE TABLE slot_counts (
 CREATE VIRTUAL TABLE logs_vocab USING fts5vocab(logs_fts, row);
 """
 
-# The counts of the rows with id >= ?, added to the tables (the writer, per batch; `migrate`, from id 1).
-ADD_MINUTES = (f"INSERT INTO minute_counts (tenant, minute, sid, n, lo_id, hi_id) SELECT tenant, {MINUTE_OF_TS} AS m, "
-               "sid, count(*), min(id), max(id) FROM logs WHERE id >= ? GROUP BY sid, m "
-               "ON CONFLICT (tenant, minute, sid) DO UPDATE SET n = n + excluded.n, "
-               "lo_id = min(lo_id, excluded.lo_id), hi_id = max(hi_id, excluded.hi_id)")
-ADD_SLOTS = (f"INSERT INTO slot_counts (tenant, slot, sid, n) SELECT tenant, {SLOT_OF_TS} AS m, sid, count(*) "
-             "FROM logs WHERE id >= ? GROUP BY sid, m ON CONFLICT (tenant, slot, sid) DO UPDATE SET n = n + excluded.n")
+BATCH_DDL = """CREATE TEMP TABLE IF NOT EXISTS batch_slots (
+    tenant TEXT, slot INTEGER, sid INTEGER, n INTEGER, lo_id INTEGER, hi_id INTEGER, last_ts INTEGER)"""
+
+
+def add_counts(conn: sqlite3.Connection, first_id: int, *, streams: bool = True) -> None:
+    """Raise the counts by the rows with ids from `first_id` on, in the caller's transaction (the writer per
+    batch; `migrate` from the first id, without the per-stream counts it already has). The rows are read once,
+    into a per-slot summary (a temp table of a few hundred rows per batch), and the per-stream, per-slot and
+    per-minute counts are raised from it: floor(slot / 12) is the minute."""
+    conn.execute(BATCH_DDL)
+    conn.execute("DELETE FROM temp.batch_slots")
+    conn.execute(  # grouped by stream id alone: a stream belongs to one tenant
+        f"INSERT INTO temp.batch_slots SELECT tenant, {SLOT_OF_TS} AS s, sid, count(*), min(id), max(id), max(ts) "
+        "FROM logs WHERE id >= ? GROUP BY sid, s", (first_id,))
+    if streams:
+        conn.execute(
+            "UPDATE streams SET count = streams.count + agg.n, last_ts = max(streams.last_ts, agg.ts) "
+            "FROM (SELECT sid, sum(n) AS n, max(last_ts) AS ts FROM temp.batch_slots GROUP BY sid) AS agg "
+            "WHERE streams.id = agg.sid")
+    conn.execute("INSERT INTO slot_counts (tenant, slot, sid, n) SELECT tenant, slot, sid, n FROM temp.batch_slots "
+                 "WHERE true ON CONFLICT (tenant, slot, sid) DO UPDATE SET n = n + excluded.n")
+    conn.execute(
+        "INSERT INTO minute_counts (tenant, minute, sid, n, lo_id, hi_id) SELECT tenant, "
+        "(slot / 12 - (slot % 12 < 0)) AS m, sid, sum(n), min(lo_id), max(hi_id) FROM temp.batch_slots "
+        "GROUP BY sid, m ON CONFLICT (tenant, minute, sid) DO UPDATE SET n = n + excluded.n, "
+        "lo_id = min(lo_id, excluded.lo_id), hi_id = max(hi_id, excluded.hi_id)")
 
 
 def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -152,8 +169,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             for statement in ROLLUP_DDL.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(ADD_MINUTES, (-(1 << 63),))
-            conn.execute(ADD_SLOTS, (-(1 << 63),))
+            add_counts(conn, -(1 << 63), streams=False)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
