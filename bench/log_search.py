@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from service.logs.search.config import SearchConfig
 from service.logs.search.query import Filters
 from service.logs.search.routes import choose_bucket
-from service.logs.search.schema import DB_FILE, connect, migrate
+from service.logs.search.schema import DB_FILE, SCHEMA_VERSION, connect, migrate
 from service.logs.search.store import LogStore, encode_entries
 from service.logs.search.writer_proc import MAX_TXN_ENTRIES, SHARED_SLOTS, _Streams, write_batch
 
@@ -201,8 +201,11 @@ def main() -> None:
         print(f"reusing the store in {directory}: {entries:,} entries (now = its newest entry)", flush=True)
         t = time.perf_counter()
         store = open_store(directory, args.entries)  # an older layout is migrated here, by the writer
-        assert store.flush(3600)
-        print(f"opened in {time.perf_counter() - t:.1f} s", flush=True)
+        conn = connect(str(db), readonly=True)
+        while conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            time.sleep(0.5)
+        conn.close()
+        print(f"opened (layout version {SCHEMA_VERSION}) in {time.perf_counter() - t:.1f} s", flush=True)
         args.entries = entries
     elif args.build == "direct":
         print(f"building {args.entries} entries over 24h with write_batch in this process ...", flush=True)

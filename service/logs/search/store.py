@@ -271,7 +271,6 @@ class LogStore:
         rows.sort(key=lambda r: (r[1], r[0]), reverse=True)
         return rows[offset:need]
 
-
     # A word search over a time window: row ids follow arrival, so every row of the window lies between the
     # smallest and the largest id its minutes hold (`minute_counts` keeps both per minute and stream), and FTS5
     # skips the matches outside that range instead of joining each to `logs`. Reading the bounds walks the
