@@ -1,6 +1,8 @@
 """Log search store benchmark: ingest cost on the push path, write rate, search/histogram latency at 1M entries.
 
     python bench/log_search.py [--mode store|node|all] [--entries 1000000] [--dir /tmp/x] [--seconds 10]
+    python bench/log_search.py --mode store --build direct --entries 10000000 --dir D   # build a 10M store
+    python bench/log_search.py --mode store --reuse --dir D                             # measure it again
 
 0. (--mode node) The store's cost on the REAL push path: see bench/log_search_node.py (a node subprocess with
    `search` on vs off, wrk pushing 1000-line protobuf batches over 16 connections; acked entries/s).
