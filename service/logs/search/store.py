@@ -215,9 +215,9 @@ class LogStore:
                             (expr, *ids)).fetchone()[0]
 
     # The rows holding one word, read from the index's vocabulary (`logs_vocab`) instead of walking every match
-    # (2M matches at 10M entries: ~40 ms instead of ~400). Exact when the search is that one word taken as a
-    # prefix (how the last word matches) and exactly one indexed word begins with it; the word must be ASCII
-    # letters and digits, which unicode61 folds to their lower case and does not split.
+    # (2.17M matches at 10M entries: 86 ms instead of 209 on a busy machine). Exact when the search is that one
+    # word taken as a prefix (how the last word matches) and exactly one indexed word begins with it; the word
+    # must be ASCII letters and digits, which unicode61 folds to their lower case and does not split.
     USE_VOCAB = True
     _ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
 
