@@ -1,6 +1,8 @@
 """Log search store benchmark: ingest cost on the push path, write rate, search/histogram latency at 1M entries.
 
     python bench/log_search.py [--mode store|node|all] [--entries 1000000] [--dir /tmp/x] [--seconds 10]
+    python bench/log_search.py --mode store --build direct --entries 10000000 --dir D   # build a 10M store
+    python bench/log_search.py --mode store --reuse --dir D                             # measure it again
 
 0. (--mode node) The store's cost on the REAL push path: see bench/log_search_node.py (a node subprocess with
    `search` on vs off, wrk pushing 1000-line protobuf batches over 16 connections; acked entries/s).
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from service.logs.search.config import SearchConfig
 from service.logs.search.query import Filters
 from service.logs.search.routes import choose_bucket
-from service.logs.search.store import LogStore
+from service.logs.search.schema import DB_FILE, SCHEMA_VERSION, connect, migrate
+from service.logs.search.store import LogStore, encode_entries
+from service.logs.search.writer_proc import MAX_TXN_ENTRIES, SHARED_SLOTS, _Streams, write_batch
 
 WORDS = ["GET", "POST", "PUT", "DELETE", "user", "order", "payment", "cache", "session", "token", "request",
          "response", "upstream", "backend", "worker", "queue", "retry", "connection", "database", "query", "index",
@@ -50,8 +56,12 @@ class Entry:
 
 def push_bodies(total: int, start_ms: int, span_ms: int, per_body: int = 1000) -> list[bytes]:
     """Loki JSON push bodies: 20 containers, lines spread evenly over the span."""
+    return list(iter_bodies(total, start_ms, span_ms, per_body))
+
+
+def iter_bodies(total: int, start_ms: int, span_ms: int, per_body: int = 1000) -> Iterator[bytes]:
+    """The bodies of `push_bodies`, one at a time (a 10M-entry store is built without holding them all)."""
     rng = random.Random(1)
-    bodies = []
     for b in range(0, total, per_body):
         streams: dict[str, list[list[str]]] = {}
         for i in range(b, min(total, b + per_body)):
@@ -60,10 +70,41 @@ def push_bodies(total: int, start_ms: int, span_ms: int, per_body: int = 1000) -
             line = f'level={rng.choice(LEVELS)} msg="{words}" id={i} latency_ms={rng.randint(1, 900)}'
             ts_ns = start_ms * 1_000_000 + i * span_ms * 1_000_000 // total  # integers: no float rounding
             streams.setdefault(container, []).append([str(ts_ns), line])
-        bodies.append(orjson.dumps({"streams": [
+        yield orjson.dumps({"streams": [
             {"stream": {"container": c, "stream": "stderr" if c.endswith("7") else "stdout", "job": "bench"},
-             "values": v} for c, v in streams.items()]}))
-    return bodies
+             "values": v} for c, v in streams.items()]})
+
+
+def body_entries(body: bytes) -> list[Entry]:
+    return [Entry(s["stream"], int(ts), line) for s in orjson.loads(body)["streams"] for ts, line in s["values"]]
+
+
+def load_direct(directory: str, total: int, start_ms: int, span_ms: int) -> float:
+    """Build the store with the writer process's own code (`write_batch`, batches of MAX_TXN_ENTRIES) in this
+    process, without the pipe or the writer's nice level: how a 10M-entry store is built on a busy machine.
+    Returns the entries/s of `write_batch` alone; it prints its CPU time per entry too (the writer's SQL cost,
+    what the layout changes, and on a busy machine steadier than a rate)."""
+    os.makedirs(directory, exist_ok=True)
+    conn = connect(os.path.join(directory, DB_FILE))
+    migrate(conn)
+    streams = _Streams(conn, "container")
+    shared = [0] * SHARED_SLOTS
+    next_id, spent, cpu, batch, queued = 1, 0.0, 0.0, [], 0
+    for body in iter_bodies(total, start_ms, span_ms):
+        entries = body_entries(body)
+        batch.append(("", encode_entries(entries), len(entries)))
+        queued += len(entries)
+        if queued >= MAX_TXN_ENTRIES or next_id + queued > total:
+            t, c = time.perf_counter(), time.process_time()
+            next_id = write_batch(conn, streams, next_id, batch, shared)
+            spent += time.perf_counter() - t
+            cpu += time.process_time() - c
+            batch, queued = [], 0
+            if next_id % 1_000_000 < MAX_TXN_ENTRIES or next_id > total:
+                print(f"  {next_id - 1:,} written, {(next_id - 1) / spent:,.0f} entries/s, "
+                      f"{cpu / (next_id - 1) * 1e6:.1f} CPU-µs per entry", flush=True)
+    conn.close()
+    return total / spent
 
 
 def ingest(bodies: list[bytes], store: LogStore | None) -> float:
@@ -123,6 +164,14 @@ async def latencies(store: LogStore, now_ms: int, runs: int) -> list[tuple[str, 
     return out
 
 
+def open_store(directory: str, entries: int) -> LogStore:
+    config = SearchConfig(max_queue_entries=2 * entries)
+    config.check()
+    store = LogStore(config, directory)
+    store.open()
+    return store
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=1_000_000)
@@ -131,6 +180,10 @@ def main() -> None:
     ap.add_argument("--mode", choices=("store", "node", "all"), default="all")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--build", choices=("store", "direct"), default="store",
+                    help="store: through LogStore (push-like ingest and write rate); direct: write_batch in this "
+                         "process (a 10M-entry store on a busy machine, and the writer's SQL cost alone)")
+    ap.add_argument("--reuse", action="store_true", help="measure the store already in --dir (kept afterwards)")
     args = ap.parse_args()
     if args.mode in ("node", "all"):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -141,23 +194,40 @@ def main() -> None:
             return
     directory = args.dir or tempfile.mkdtemp(prefix="log-search-bench-")
     now_ms = int(time.time() * 1000)
-    print(f"building {args.entries} entries over 24h ...", flush=True)
-    bodies = push_bodies(args.entries, now_ms - 86_400_000, 86_400_000)
-
-    off = ingest(bodies, None)
-    config = SearchConfig(max_queue_entries=2 * args.entries)
-    config.check()
-    store = LogStore(config, directory)
-    store.open()
-    started = time.perf_counter()
-    on = ingest(bodies, store)
-    assert store.flush(3600)
-    written = args.entries / (time.perf_counter() - started)
-    dropped = store.status()["skippedEntries"]
-    print(f"push-like ingest, store off: {off:,.0f} entries/s")
-    print(f"push-like ingest, store on : {on:,.0f} entries/s  (cost {100 * (1 - on / off):.1f}% of push throughput;"
-          f" skipped {dropped})")
-    print(f"store write rate (ingest start → all committed): {written:,.0f} entries/s")
+    db = Path(directory, DB_FILE)
+    if args.reuse and db.exists():
+        conn = connect(str(db), readonly=True)
+        last, entries = conn.execute("SELECT max(ts), count(*) FROM logs").fetchone()
+        conn.close()
+        now_ms = last + 1
+        print(f"reusing the store in {directory}: {entries:,} entries (now = its newest entry)", flush=True)
+        t = time.perf_counter()
+        store = open_store(directory, args.entries)  # an older layout is migrated here, by the writer
+        conn = connect(str(db), readonly=True)
+        while conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            time.sleep(0.5)
+        conn.close()
+        print(f"opened (layout version {SCHEMA_VERSION}) in {time.perf_counter() - t:.1f} s", flush=True)
+        args.entries = entries
+    elif args.build == "direct":
+        print(f"building {args.entries} entries over 24h with write_batch in this process ...", flush=True)
+        rate = load_direct(directory, args.entries, now_ms - 86_400_000, 86_400_000)
+        print(f"write_batch rate: {rate:,.0f} entries/s")
+        store = open_store(directory, args.entries)
+    else:
+        print(f"building {args.entries} entries over 24h ...", flush=True)
+        bodies = push_bodies(args.entries, now_ms - 86_400_000, 86_400_000)
+        off = ingest(bodies, None)
+        store = open_store(directory, args.entries)
+        started = time.perf_counter()
+        on = ingest(bodies, store)
+        assert store.flush(3600)
+        written = args.entries / (time.perf_counter() - started)
+        dropped = store.status()["skippedEntries"]
+        print(f"push-like ingest, store off: {off:,.0f} entries/s")
+        print(f"push-like ingest, store on : {on:,.0f} entries/s  (cost {100 * (1 - on / off):.1f}% of push "
+              f"throughput; skipped {dropped})")
+        print(f"store write rate (ingest start → all committed): {written:,.0f} entries/s")
 
     async def run_latencies() -> list[tuple[str, float, float, int]]:
         return await latencies(store, now_ms, args.runs)

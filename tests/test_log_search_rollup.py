@@ -8,9 +8,11 @@ import sqlite3
 import time
 from collections import Counter
 
+import pytest
+
 from service.logs.search.config import SearchConfig
 from service.logs.search.query import Filters
-from service.logs.search.schema import SCHEMA_VERSION, connect
+from service.logs.search.schema import SCHEMA_VERSION, SLOT_MS, connect
 from service.logs.search.store import LogStore
 from tests.aio import run
 from tests.log_search_helpers import add_entries, entry, make_store, now_ms
@@ -71,8 +73,16 @@ class Oracle:
                                      "JOIN streams s ON s.id = l.sid").fetchall()
             self.rollup = {(t, m, sid): n for t, m, sid, n in conn.execute(
                 "SELECT tenant, minute, sid, n FROM minute_counts").fetchall()} if rollup else {}
-            self.per_minute = Counter((t, ts // MINUTE, sid) for ts, t, sid in conn.execute(
-                "SELECT ts, tenant, sid FROM logs").fetchall())
+            logs = conn.execute("SELECT ts, tenant, sid, id FROM logs").fetchall()
+            self.per_minute = Counter((t, ts // MINUTE, sid) for ts, t, sid, _ in logs)
+            self.per_slot = Counter((t, ts // SLOT_MS, sid) for ts, t, sid, _ in logs)
+            self.slots = {(t, m, sid): n for t, m, sid, n in conn.execute(
+                "SELECT tenant, slot, sid, n FROM slot_counts").fetchall()} if rollup else {}
+            self.ids: dict[tuple[str, int, int], list[int]] = {}
+            for ts, t, sid, rid in logs:
+                self.ids.setdefault((t, ts // MINUTE, sid), []).append(rid)
+            self.bounds = {(t, m, sid): (lo, hi) for t, m, sid, lo, hi in conn.execute(
+                "SELECT tenant, minute, sid, lo_id, hi_id FROM minute_counts").fetchall()} if rollup else {}
         finally:
             conn.close()
 
@@ -95,6 +105,10 @@ def check(store: LogStore, rng: random.Random, lo_ms: int, hi_ms: int, windows: 
     counts and through the exact count, equal the oracle's."""
     oracle = Oracle(store.path)
     assert oracle.rollup == dict(oracle.per_minute)  # in step, and no minute left at 0
+    assert oracle.slots == dict(oracle.per_slot)  # the same for the 5 s slots
+    for key, ids in oracle.ids.items():  # each minute's id bounds hold every id it has
+        lo, hi = oracle.bounds[key]
+        assert lo <= min(ids) and max(ids) <= hi, key
     assert oracle.rows, "nothing to compare"
     cases = [(random_filters(rng, lo_ms, hi_ms), rng.choice(BUCKETS)) for _ in range(windows)]
     # Whole-window cases too: every bucket size over all the data, per tenant.
@@ -198,7 +212,14 @@ def test_rollup_stays_exact_after_retention_by_size(tmp_path):
         store.close()
 
 
-def test_database_without_rollup_is_backfilled_on_open(tmp_path):
+V1_MINUTE_COUNTS = """CREATE TABLE minute_counts (tenant TEXT NOT NULL, minute INTEGER NOT NULL, sid INTEGER NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY (tenant, minute, sid)) WITHOUT ROWID"""
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_older_database_is_backfilled_on_open(tmp_path, version):
+    """A store written by an older layout opens: version 0 had no count tables, version 1 per-minute counts
+    without id bounds, no slots and no vocabulary. The writer rebuilds them from `logs`."""
     rng = random.Random(17)
     start = now_ms() - 2 * HOUR + 999
     store = make_store(tmp_path)
@@ -207,10 +228,14 @@ def test_database_without_rollup_is_backfilled_on_open(tmp_path):
         path = store.path
     finally:
         store.close()
-    # The layout before per-minute counts: no table, version 0.
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TABLE minute_counts")
-    conn.execute("PRAGMA user_version = 0")
+    for table in ("minute_counts", "slot_counts", "logs_vocab"):
+        conn.execute(f"DROP TABLE {table}")
+    if version == 1:
+        conn.execute(V1_MINUTE_COUNTS)
+        conn.execute("INSERT INTO minute_counts SELECT tenant, ts / 60000, sid, count(*) FROM logs "
+                     "GROUP BY 1, 2, 3")
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.close()
 
     # Until the writer has built the table, reads count exactly from `logs`.

@@ -76,9 +76,13 @@ class Filters:
             return None
         return f"{column} IN (SELECT s.id FROM streams s WHERE s.tenant = ? AND {' AND '.join(clauses)})", params
 
-    def where(self, *, words: bool = True) -> tuple[str, list[Any]]:
+    def where(self, *, words: bool = True, ids: tuple[int, int] | None = None) -> tuple[str, list[Any]]:
         """A WHERE clause over `logs l` and its parameters; `words=False` leaves out the word match (for
-        queries that join the FTS table and match there)."""
+        queries that join the FTS table and match there); `ids` bounds the row ids the word index is asked
+        for (every row the other filters allow lies in it)."""
+        in_fts = "+l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)"
+        if ids is not None:
+            in_fts = "+l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ? AND rowid BETWEEN ? AND ?)"
         clauses = ["l.tenant = ?"]
         params: list[Any] = [self.tenant]
         if self.from_ms is not None:
@@ -97,12 +101,12 @@ class Filters:
         if text and (words or self.match() is None):
             expr = fts_expression(text)
             if expr is not None:
-                clauses.append("+l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)")
-                params.append(expr)
+                clauses.append(in_fts)
+                params.extend([expr, *(ids or ())])
             else:
                 clauses.append("instr(lower(l.line), lower(?)) > 0")
                 params.append(text)
         if self.any_words and (words or self.match() is None):
-            clauses.append("+l.id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)")
-            params.append(" OR ".join('"' + w.replace('"', '""') + '"*' for w in self.any_words))
+            clauses.append(in_fts)
+            params.extend([" OR ".join('"' + w.replace('"', '""') + '"*' for w in self.any_words), *(ids or ())])
         return " AND ".join(clauses), params

@@ -2,7 +2,8 @@
 
 Entries are deleted oldest first in chunks (one short transaction each, so searches and writes interleave),
 from `logs`, from the FTS index (external content: the 'delete' command with the stored text), from the
-per-stream counts and from the per-minute counts (a minute reaching 0 is removed). Size is the database's
+per-stream counts and from the per-minute and per-slot counts (one reaching 0 is removed; a minute's id bounds
+stay as they are: still bounds of the ids left). Size is the database's
 pages in use; after deleting, freed pages are returned to the file system (incremental vacuum) and FTS
 segments merged so the tombstones do not keep the space. Deletions and size are counted in `shared` (the
 writer's counter array, read by the node) before each commit.
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.logs.search.schema import MINUTE_MS, used_bytes
+from service.logs.search.schema import MINUTE_MS, SLOT_MS, used_bytes
 
 CHUNK = 5_000
 # Slots of the shared counter array (see writer_proc.py).
@@ -79,10 +80,13 @@ def delete_oldest(conn: sqlite3.Connection, limit: int, *, before_ms: int | None
         return 0
     per_stream: dict[int, int] = {}
     per_minute: dict[tuple[str, int, int], int] = {}
+    per_slot: dict[tuple[str, int, int], int] = {}
     for _, _, tenant, sid, ts in rows:
         per_stream[sid] = per_stream.get(sid, 0) + 1
         key = (tenant, ts // MINUTE_MS, sid)
         per_minute[key] = per_minute.get(key, 0) + 1
+        key = (tenant, ts // SLOT_MS, sid)
+        per_slot[key] = per_slot.get(key, 0) + 1
     conn.execute("BEGIN")
     try:
         conn.executemany("INSERT INTO logs_fts (logs_fts, rowid, line) VALUES ('delete', ?, ?)",
@@ -94,6 +98,10 @@ def delete_oldest(conn: sqlite3.Connection, limit: int, *, before_ms: int | None
                          [(n, *key) for key, n in per_minute.items()])
         conn.executemany("DELETE FROM minute_counts WHERE tenant = ? AND minute = ? AND sid = ? AND n <= 0",
                          list(per_minute))
+        conn.executemany("UPDATE slot_counts SET n = n - ? WHERE tenant = ? AND slot = ? AND sid = ?",
+                         [(n, *key) for key, n in per_slot.items()])
+        conn.executemany("DELETE FROM slot_counts WHERE tenant = ? AND slot = ? AND sid = ? AND n <= 0",
+                         list(per_slot))
         counted(len(rows))
         try:
             conn.execute("COMMIT")

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -38,7 +39,7 @@ from service.logs.search import writer as writer_metrics
 from service.logs.search.config import SearchConfig
 from service.logs.search.indexer import SearchIndexer
 from service.logs.search.query import Filters
-from service.logs.search.schema import DB_FILE, MINUTE_MS, connect, covering_index_ready, rollup_ready
+from service.logs.search.schema import DB_FILE, MINUTE_MS, SLOT_MS, connect, covering_index_ready, rollup_ready
 from service.logs.search.writer import Writer
 from service.logs.search.writer_proc import DELETED_AGE, DELETED_SIZE, SIZE
 from service.metricnames import remove_series
@@ -234,11 +235,68 @@ class LogStore:
         return conn.execute("SELECT count(*) FROM logs_fts WHERE logs_fts MATCH ? AND rowid BETWEEN ? AND ?",
                             (expr, *ids)).fetchone()[0]
 
-    # A word search over a short time window: row ids follow arrival, so every row of the window lies between
-    # the smallest and the largest id in it, and FTS5 skips the matches outside that range instead of joining
-    # each to `logs`. Finding the range scans the window's index entries, so it is done only when the
-    # per-minute counts say the window holds few rows.
-    WINDOW_ROWS = 200_000
+    # The rows holding one word, read from the index's vocabulary (`logs_vocab`) instead of walking every match
+    # (2.17M matches at 10M entries: 86 ms instead of 209 on a busy machine). Exact when the search is that one
+    # word taken as a prefix (how the last word matches) and exactly one indexed word begins with it; the word
+    # must be ASCII letters and digits, which unicode61 folds to their lower case and does not split.
+    USE_VOCAB = True
+    _ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
+
+    def _vocab_count(self, conn: sqlite3.Connection, f: Filters) -> int | None:
+        """Rows holding the one word `f` searches for, or None when the vocabulary cannot tell exactly."""
+        words = f.query.split()
+        if (not self.USE_VOCAB or f.any_words or len(words) != 1 or not self._ASCII_WORD.fullmatch(words[0])
+                or not self._rollup_ready(conn)):
+            return None
+        word = words[0].lower()
+        upper = word[:-1] + chr(ord(word[-1]) + 1)  # every word beginning with `word` sorts before it
+        found = conn.execute("SELECT term, doc FROM logs_vocab WHERE term >= ? AND term <= ? LIMIT 2",
+                             (word, upper)).fetchall()
+        begins = [doc for term, doc in found if term.startswith(word)]
+        return None if len(begins) > 1 else sum(begins)  # two or more words begin with it: rows may hold both
+
+    # A page of a common word's matches: the newest matches by row id are found at once (FTS5 walks its index
+    # backwards and stops), but the page is by time. Take the newest `offset + limit` matches by id; let T be
+    # the last of them by time and m the smallest id of a row newer than T (the (tenant, ts) index, at most
+    # CHECK_ROWS rows). Every row newer than T has an id >= m, so adding the matches with ids from m on makes
+    # the taken set hold every match that ranks above its own `offset + limit`-th: the page is exact. (Rows of
+    # one push are written stream by stream, so m usually lies a push or so below the ids taken.) When more
+    # than CHECK_ROWS rows are newer than T, or the ids from m on are more than SPAN_IDS, the page comes from
+    # the newest rows, checking each against the matches.
+    CHECK_ROWS = 20_000
+    SPAN_IDS = 100_000
+    USE_ID_ORDER = True
+
+    def _page_by_id(self, conn: sqlite3.Connection, f: Filters, ids: tuple[int, int], cols: str, limit: int,
+                    offset: int) -> list[Any] | None:
+        need = offset + limit
+        where, params = f.where(words=False)
+        sql = (f"SELECT {cols} FROM logs_fts CROSS JOIN logs l ON l.id = logs_fts.rowid JOIN streams s "
+               f"ON s.id = l.sid WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where} "
+               "ORDER BY logs_fts.rowid DESC LIMIT ?")
+        rows = conn.execute(sql, [f.match(), *ids, *params, need]).fetchall()
+        if len(rows) == need:
+            oldest_id = rows[-1][0]
+            last = min(rows, key=lambda r: (r[1], r[0]))  # T: the need-th of the taken rows by time
+            newer, first_id = conn.execute(
+                "SELECT count(*), min(id) FROM (SELECT id FROM logs INDEXED BY logs_tenant_ts WHERE tenant = ? "
+                "AND ts > ? AND ts <= ? LIMIT ?)",
+                (f.tenant, last[1], f.to_ms if f.to_ms is not None else 1 << 62, self.CHECK_ROWS)).fetchone()
+            if newer >= self.CHECK_ROWS:
+                return None
+            if first_id is not None and first_id < oldest_id:
+                lo = max(first_id, ids[0])
+                if oldest_id - lo > self.SPAN_IDS:
+                    return None
+                rows += conn.execute(sql, [f.match(), lo, oldest_id - 1, *params, self.SPAN_IDS]).fetchall()
+        rows.sort(key=lambda r: (r[1], r[0]), reverse=True)
+        return rows[offset:need]
+
+    # A word search over a time window: row ids follow arrival, so every row of the window lies between the
+    # smallest and the largest id its minutes hold (`minute_counts` keeps both per minute and stream), and FTS5
+    # skips the matches outside that range instead of joining each to `logs`. Reading the bounds walks the
+    # window's minute rows, so it stops after WINDOW_MINUTE_ROWS of them (then the range is all ids).
+    WINDOW_MINUTE_ROWS = 50_000
     ALL_IDS = (-(1 << 63), (1 << 63) - 1)
 
     def _id_range(self, conn: sqlite3.Connection, f: Filters) -> tuple[int, int]:
@@ -247,12 +305,17 @@ class LogStore:
             return self.ALL_IDS
         lo_ms = f.from_ms if f.from_ms is not None else -(1 << 62)
         hi_ms = f.to_ms if f.to_ms is not None else 1 << 62
-        rows = conn.execute("SELECT coalesce(sum(n), 0) FROM minute_counts WHERE tenant = ? AND minute >= ? "
-                            "AND minute <= ?", (f.tenant, lo_ms // MINUTE_MS, hi_ms // MINUTE_MS)).fetchone()[0]
-        if rows > self.WINDOW_ROWS:
+        clauses = ["tenant = ? AND minute >= ? AND minute <= ?"]
+        params: list[Any] = [f.tenant, lo_ms // MINUTE_MS, hi_ms // MINUTE_MS]
+        streams = f.streams_clause("sid")
+        if streams is not None:
+            clauses.append(streams[0])
+            params.extend(streams[1])
+        rows, lo, hi = conn.execute(
+            f"SELECT count(*), min(lo_id), max(hi_id) FROM (SELECT lo_id, hi_id FROM minute_counts "
+            f"WHERE {' AND '.join(clauses)} LIMIT ?)", [*params, self.WINDOW_MINUTE_ROWS]).fetchone()
+        if rows >= self.WINDOW_MINUTE_ROWS:
             return self.ALL_IDS
-        lo, hi = conn.execute("SELECT min(id), max(id) FROM logs WHERE tenant = ? AND ts >= ? AND ts <= ?",
-                              (f.tenant, lo_ms, hi_ms)).fetchone()
         return (1, 0) if lo is None else (lo, hi)  # (1, 0): an empty window, no id matches
 
     # Counts without a text filter: whole minutes from `minute_counts`, partial edge minutes from `logs`.
@@ -264,34 +327,38 @@ class LogStore:
             self._rollup_seen = rollup_ready(conn)
         return self.USE_ROLLUP and self._rollup_seen
 
-    def _rollup(self, conn: sqlite3.Connection, f: Filters) -> tuple[str, list[Any], list[Filters]] | None:
-        """(WHERE over `minute_counts` for the window's whole minutes, its parameters, the partial minutes at
-        the edges as filters over `logs`), or None when the rollup cannot answer: a text filter, a window
-        without a whole minute, or a database whose rollup is not built yet."""
+    ROLLUPS = {MINUTE_MS: ("minute_counts", "minute"), SLOT_MS: ("slot_counts", "slot")}
+
+    def _rollup(self, conn: sqlite3.Connection, f: Filters,
+                unit: int = MINUTE_MS) -> tuple[str, str, list[Any], list[Filters]] | None:
+        """(the count table of `unit` (a minute or a 5 s slot), WHERE over it for the window's whole units, its
+        parameters, the partial units at the edges as filters over `logs`), or None when the counts cannot
+        answer: a text filter, a window without a whole unit, or a database whose counts are not built yet."""
         if not f.text_free():
             return None
-        lo = None if f.from_ms is None else -(-f.from_ms // MINUTE_MS)  # first whole minute
-        hi = None if f.to_ms is None else (f.to_ms + 1) // MINUTE_MS - 1  # last whole minute
+        lo = None if f.from_ms is None else -(-f.from_ms // unit)  # first whole unit
+        hi = None if f.to_ms is None else (f.to_ms + 1) // unit - 1  # last whole unit
         if (lo is not None and hi is not None and lo > hi) or not self._rollup_ready(conn):
             return None
+        table, column = self.ROLLUPS[unit]
         clauses = ["tenant = ?"]
         params: list[Any] = [f.tenant]
         edges = []
         if lo is not None:
-            clauses.append("minute >= ?")
+            clauses.append(f"{column} >= ?")
             params.append(lo)
-            if f.from_ms < lo * MINUTE_MS:  # type: ignore[operator]
-                edges.append(replace(f, to_ms=lo * MINUTE_MS - 1))
+            if f.from_ms < lo * unit:  # type: ignore[operator]
+                edges.append(replace(f, to_ms=lo * unit - 1))
         if hi is not None:
-            clauses.append("minute <= ?")
+            clauses.append(f"{column} <= ?")
             params.append(hi)
-            if f.to_ms > (hi + 1) * MINUTE_MS - 1:  # type: ignore[operator]
-                edges.append(replace(f, from_ms=(hi + 1) * MINUTE_MS))
+            if f.to_ms > (hi + 1) * unit - 1:  # type: ignore[operator]
+                edges.append(replace(f, from_ms=(hi + 1) * unit))
         streams = f.streams_clause("sid")
         if streams is not None:
             clauses.append(streams[0])
             params.extend(streams[1])
-        return " AND ".join(clauses), params, edges
+        return table, " AND ".join(clauses), params, edges
 
     @contextlib.contextmanager
     def _snapshot(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -318,16 +385,19 @@ class LogStore:
             rollup = self._rollup(conn, f)
             if rollup is None:
                 return self._count_rows(conn, f), None, self.ALL_IDS
-            where, params, edges = rollup
+            table, where, params, edges = rollup
             with self._snapshot(conn):
-                total = conn.execute(f"SELECT coalesce(sum(n), 0) FROM minute_counts WHERE {where}",
+                total = conn.execute(f"SELECT coalesce(sum(n), 0) FROM {table} WHERE {where}",
                                      params).fetchone()[0]
                 return total + sum(self._count_rows(conn, e) for e in edges), None, self.ALL_IDS
         with self._snapshot(conn):
             ids = self._id_range(conn, f)
-            matches = self._fts_count(conn, expr, ids)
             if f.only_words() and self._single_tenant(conn, f.tenant):
+                matches = self._vocab_count(conn, f)
+                if matches is None:
+                    matches = self._fts_count(conn, expr, ids)
                 return matches, matches, ids
+            matches = self._fts_count(conn, expr, ids)
             where, params = f.where(words=False)
             total = conn.execute(f"SELECT count(*) FROM logs_fts CROSS JOIN logs l {self._by_id(conn)} "
                                  "ON l.id = logs_fts.rowid "
@@ -337,8 +407,17 @@ class LogStore:
 
     def _search(self, f: Filters, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
         conn = self._conn()
-        total, matches, ids = self._total(conn, f)
+        with self._snapshot(conn):  # the total and the page see the same rows
+            total, matches, ids = self._total(conn, f)
+            rows = self._page(conn, f, matches, ids, limit, offset)
+        return total, [{"id": str(rid), "timestamp": ts, "container": source, "stream": stream,
+                        "labels": orjson.loads(labels), "message": line}
+                       for rid, ts, source, stream, labels, line in rows]
+
+    def _page(self, conn: sqlite3.Connection, f: Filters, matches: int | None, ids: tuple[int, int], limit: int,
+              offset: int) -> list[Any]:
         cols = "l.id, l.ts, s.source, s.stream, s.labels, l.line"
+        rows = None
         if matches is not None and matches <= self.FEW_MATCHES:
             where, params = f.where(words=False)
             rows = conn.execute(
@@ -346,14 +425,14 @@ class LogStore:
                 f"ON s.id = l.sid WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where} "
                 "ORDER BY l.ts DESC, l.id DESC LIMIT ? OFFSET ?",
                 [f.match(), *ids, *params, limit, offset]).fetchall()
-        else:
-            where, params = f.where()
+        elif matches is not None and self.USE_ID_ORDER:
+            rows = self._page_by_id(conn, f, ids, cols, limit, offset)
+        if rows is None:
+            where, params = f.where(ids=None if ids == self.ALL_IDS else ids)
             rows = conn.execute(
                 f"SELECT {cols} FROM logs l JOIN streams s ON s.id = l.sid "
                 f"WHERE {where} ORDER BY l.ts DESC, l.id DESC LIMIT ? OFFSET ?", [*params, limit, offset]).fetchall()
-        return total, [{"id": str(rid), "timestamp": ts, "container": source, "stream": stream,
-                        "labels": orjson.loads(labels), "message": line}
-                       for rid, ts, source, stream, labels, line in rows]
+        return rows
 
     async def count(self, f: Filters) -> int:
         return await self._read(self._count, f)
@@ -382,17 +461,19 @@ class LogStore:
     def _histogram(self, f: Filters, bucket_ms: int) -> tuple[list[dict[str, int]], int]:
         assert f.from_ms is not None and f.to_ms is not None
         conn = self._conn()
-        # Buckets are (ts / bucket_ms) * bucket_ms in SQL, which truncates toward zero: a whole minute lies in
-        # one bucket when the bucket is a multiple of a minute and the window holds no negative timestamp.
-        rollup = self._rollup(conn, f) if bucket_ms % MINUTE_MS == 0 and f.from_ms >= 0 else None
+        # Buckets are (ts / bucket_ms) * bucket_ms in SQL, which truncates toward zero: a whole minute (5 s slot)
+        # lies in one bucket when the bucket is a multiple of it and the window holds no negative timestamp.
+        unit = next((u for u in (MINUTE_MS, SLOT_MS) if bucket_ms % u == 0), None)
+        rollup = self._rollup(conn, f, unit) if unit is not None and f.from_ms >= 0 else None
         if rollup is None:
             counts = self._bucket_counts(conn, f, bucket_ms)
         else:
-            where, params, edges = rollup
+            table, where, params, edges = rollup
+            column = self.ROLLUPS[unit][1]  # type: ignore[index]
             with self._snapshot(conn):
                 counts = dict(conn.execute(
-                    f"SELECT (minute / ?) * ? AS b, sum(n) FROM minute_counts WHERE {where} GROUP BY b",
-                    [bucket_ms // MINUTE_MS, bucket_ms, *params]).fetchall())
+                    f"SELECT ({column} / ?) * ? AS b, sum(n) FROM {table} WHERE {where} GROUP BY b",
+                    [bucket_ms // unit, bucket_ms, *params]).fetchall())  # type: ignore[operator]
                 for edge in edges:
                     for b, n in self._bucket_counts(conn, edge, bucket_ms).items():
                         counts[b] = counts.get(b, 0) + n

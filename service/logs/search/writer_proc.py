@@ -24,7 +24,7 @@ import snappy
 
 from service.logs.labels import LabelParseError, parse_labels
 from service.logs.search.retention import Retention
-from service.logs.search.schema import MINUTE_OF_TS, connect, migrate, write_progress
+from service.logs.search.schema import add_counts, connect, migrate, write_progress
 from service.proto.push_pb2 import PushRequest
 
 MAX_TXN_ENTRIES = 20_000
@@ -87,7 +87,7 @@ def _rows(streams: _Streams, next_id: int, tenant: str, body: bytes) -> tuple[li
 def _write(conn: sqlite3.Connection, streams: _Streams, next_id: int, pushes: list[tuple[str, bytes, int]],
            shared: Any, position: tuple[int, int] | None) -> int:
     """One transaction for the pushes (and the WAL position they end at); returns the next free row id. Python
-    touches each entry once (one tuple); FTS rows, per-stream counts and per-minute counts are derived in SQL."""
+    touches each entry once (one tuple); FTS rows, per-stream, per-slot and per-minute counts are derived in SQL."""
     rows: list[Row] = []
     skipped = 0
     first_id = next_id
@@ -100,14 +100,7 @@ def _write(conn: sqlite3.Connection, streams: _Streams, next_id: int, pushes: li
             next_id += len(built)
         conn.executemany("INSERT INTO logs (id, ts, tenant, sid, line) VALUES (?, ?, ?, ?, ?)", rows)
         conn.execute("INSERT INTO logs_fts (rowid, line) SELECT id, line FROM logs WHERE id >= ?", (first_id,))
-        conn.execute(
-            "UPDATE streams SET count = streams.count + agg.n, last_ts = max(streams.last_ts, agg.ts) "
-            "FROM (SELECT sid, count(*) AS n, max(ts) AS ts FROM logs WHERE id >= ? GROUP BY sid) AS agg "
-            "WHERE streams.id = agg.sid", (first_id,))
-        conn.execute(  # grouped by stream id alone: a stream belongs to one tenant
-            f"INSERT INTO minute_counts (tenant, minute, sid, n) SELECT tenant, {MINUTE_OF_TS} AS m, sid, count(*) "
-            "FROM logs WHERE id >= ? GROUP BY sid, m "
-            "ON CONFLICT (tenant, minute, sid) DO UPDATE SET n = n + excluded.n", (first_id,))
+        add_counts(conn, first_id)
         if position is not None:
             write_progress(conn, position)
         shared[WRITTEN] += len(rows)
