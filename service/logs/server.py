@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp
 
 from service.http.auth import RequireAuth
+from service.http.errors import not_found
 from service.http.limits import ServerLimits, protocol_class
 from service.http.tls import ServerTLSConfig
 from service.log import get_logger
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 class _Server(uvicorn.Server):
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         await self._serve(sockets)  # no signal capture: the node's own server owns the signals
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return PlainTextResponse("404 page not found\n", status_code=404)
 
 
 class PushServer:
@@ -71,7 +67,7 @@ class PushServer:
             raise OSError(exc.errno, f"loki_push_api {self.job}: cannot listen on "
                                      f"{host}:{cfg.http_listen_port}: {exc.strerror}") from None
         self.port = sock.getsockname()[1]
-        app: ASGIApp = Starlette(routes=push_routes(self._resolve), exception_handlers={404: _not_found})
+        app: ASGIApp = Starlette(routes=push_routes(self._resolve), exception_handlers={404: not_found})
         auth = self.instance.http_auth
         if auth is not None and auth.enabled:
             app = RequireAuth(app, auth)
