@@ -1,13 +1,16 @@
-"""Remote write ingest: our `/write` (durable, group commit) against Prometheus 2.42's own receiver.
+"""Remote write ingest: our `/write` (durable, group commit) against Prometheus 2.42 and vmagent.
 
 Run from the repository root:  python -m bench.write_ingest [--duration 10] [--sync-intervals 0.001]
 
-Both receive the same 2000-series x 1-sample body (bench.codec's Kubernetes-like label sets) from
-`wrk -t2 -c16` with a Lua body script, alternated twice; prints samples/s, p50/p99 per run, the best of
-each and their ratio, and the server's CPU seconds per million samples (user + system time of its process:
-steadier than samples/s on a busy machine). `--sync-intervals 0,0.001,0.005` repeats our side per WAL
-group-commit interval.
-Both servers and wrk share this machine's cores, as in production-like single-node runs.
+All three receive the same 2000-series x 1-sample body (bench.codec's Kubernetes-like label sets) from
+`wrk -t2 -c16` with a Lua body script, alternated twice: our node, Prometheus 2.42's receiver
+(`--web.enable-remote-write-receiver`, server mode) and vmagent's `/api/v1/write` (its remote_write URL is a
+dead loopback port, so everything it accepts queues in its on-disk persistent queue). Prints samples/s,
+p50/p99 per run, the best of each, and samples per server CPU-second (user + system time of the server's
+whole process tree from /proc/<pid>/stat, ingest workers included: steadier than samples/s on a busy
+machine), with the ratios of ours to each peer. `--sync-intervals 0,0.001,0.005` repeats our side per WAL
+group-commit interval; `--ingest-workers N` sets our node's worker process count (default: its own).
+The servers and wrk share this machine's cores, as in production-like single-node runs.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from tests.node_process import REPO, free_port, wait_for
 from tests.rw_payloads import write_body
 
 SERIES = 2000
+VMAGENT = "/usr/bin/vmagent"
+PEERS = ("prometheus", "vmagent")
 LUA = """
 local f = assert(io.open(os.getenv("BODY"), "rb"))
 wrk.method = "POST"
@@ -64,11 +69,12 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def start_node(work: Path, sync_interval: float) -> tuple[subprocess.Popen, str]:
+def start_node(work: Path, sync_interval: float, workers: int | None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cfg = work / "agent.yaml"
     cfg.write_text(f"server:\n  log_level: warn\nmetrics:\n  wal_directory: {work / 'wal'}\n"
-                   "  configs:\n  - name: bench\n")
+                   + (f"  ingest_workers: {workers}\n" if workers is not None else "")
+                   + "  configs:\n  - name: bench\n")
     env = {**os.environ, "PYTHONPATH": str(REPO), "AGENT_WAL_SYNC_INTERVAL": str(sync_interval)}
     proc = subprocess.Popen([sys.executable, "-m", "service", f"-config.file={cfg}",
                              f"-server.http.address=127.0.0.1:{port}"], env=env,
@@ -88,6 +94,17 @@ def start_prometheus(work: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{port}/api/v1/write"
 
 
+def start_vmagent(work: Path) -> tuple[subprocess.Popen, str]:
+    """vmagent accepting remote write; its remote is a port nobody listens on, so it queues on disk."""
+    port, dead = free_port(), free_port()
+    proc = subprocess.Popen([VMAGENT, f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR",
+                             f"-remoteWrite.url=http://127.0.0.1:{dead}/api/v1/write",
+                             f"-remoteWrite.tmpDataPath={work / 'vmagent-data'}"],
+                            stdout=subprocess.DEVNULL, stderr=open(work / "vmagent.log", "wb"))  # noqa: SIM115
+    wait_for(lambda: up(f"http://127.0.0.1:{port}/health"), 30, what="vmagent")
+    return proc, f"http://127.0.0.1:{port}/api/v1/write"
+
+
 def run_wrk(url: str, body_file: Path, lua: Path, duration: int) -> dict[str, float]:
     out = subprocess.run(["wrk", "-t2", "-c16", f"-d{duration}s", "-s", str(lua), url],
                          env={**os.environ, "BODY": str(body_file)}, capture_output=True, text=True, check=True)
@@ -101,10 +118,30 @@ def run_wrk(url: str, body_file: Path, lua: Path, duration: int) -> dict[str, fl
     return result
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux)."""
+def _stat(pid: int) -> tuple[int, int]:
+    """(parent pid, user + system clock ticks) of a live process, including its reaped children's."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), sum(int(f) for f in fields[11:15])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and all its live descendants (ingest workers), Linux."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)], ticks[int(entry)] = _stat(int(entry))
+            except (OSError, ValueError):
+                continue  # exited meanwhile
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
 def keep_best(best: dict[str, dict[str, float]], target: str, r: dict[str, float]) -> None:
@@ -113,7 +150,15 @@ def keep_best(best: dict[str, dict[str, float]], target: str, r: dict[str, float
 
 
 def summary(r: dict[str, float]) -> str:
-    return f"{r['samples_per_s'] / 1e3:8.0f}k samples/s  p50 {r['p50']:.1f} ms  p99 {r['p99']:.1f} ms"
+    return f"{r['samples_per_s'] / 1e3:8.0f}k samples/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms"
+
+
+def start(target: str, sub: Path, workers: int | None) -> tuple[subprocess.Popen, str]:
+    if target == "prometheus":
+        return start_prometheus(sub)
+    if target == "vmagent":
+        return start_vmagent(sub)
+    return start_node(sub, float(target.split("=")[1][:-2]) / 1000, workers)
 
 
 def main() -> int:
@@ -121,12 +166,15 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--sync-intervals", default="0.001",
                         help="comma-separated WAL group-commit intervals (s) to measure ours with")
+    parser.add_argument("--ingest-workers", type=int, default=None,
+                        help="our node's metrics.ingest_workers (default: the node's own default)")
     args = parser.parse_args()
-    for tool in ("wrk", "prometheus"):
+    for tool in ("wrk", "prometheus", VMAGENT):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed (tests/install-deps.sh installs it)", file=sys.stderr)
             return 1
     intervals = [float(x) for x in args.sync_intervals.split(",")]
+    ours = [f"ours sync={s * 1000:g}ms" for s in intervals]
     with tempfile.TemporaryDirectory(prefix="write-ingest-") as tmp:
         work = Path(tmp)
         body = work / "body.bin"
@@ -135,35 +183,36 @@ def main() -> int:
         lua = work / "post.lua"
         lua.write_text(LUA)
         print(f"body: {SERIES} series x 1 sample, {body.stat().st_size} bytes snappy; wrk -t2 -c16 "
-              f"-d{args.duration}s; {os.cpu_count()} cores shared by server and wrk")
+              f"-d{args.duration}s; {os.cpu_count()} cores shared by server and wrk; "
+              f"ingest_workers {args.ingest_workers if args.ingest_workers is not None else 'default'}")
         best: dict[str, dict[str, float]] = {}
-        lowest_cpu: dict[str, float] = {}
+        per_cpu: dict[str, float] = {}
         for round_ in (1, 2):
-            for target in [f"ours sync={s * 1000:g}ms" for s in intervals] + ["prometheus"]:
+            for target in [*ours, *PEERS]:
                 sub = work / f"{target.replace(' ', '_')}-{round_}"
                 sub.mkdir()
-                if target == "prometheus":
-                    proc, url = start_prometheus(sub)
-                else:
-                    proc, url = start_node(sub, float(target.split("=")[1][:-2]) / 1000)
+                proc, url = start(target, sub, args.ingest_workers)
                 try:
                     cpu0 = cpu_seconds(proc.pid)
                     r = run_wrk(url, body, lua, args.duration)
-                    r["cpu_per_m"] = (cpu_seconds(proc.pid) - cpu0) / max(1.0, r["samples"]) * 1e6
+                    cpu = cpu_seconds(proc.pid) - cpu0
                 finally:
                     stop(proc)
-                print(f"round {round_} {target:18s} {r['samples_per_s'] / 1e3:8.0f}k samples/s  "
-                      f"{r['requests'] / r['seconds']:6.0f} req/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  "
+                r["per_cpu_s"] = r["samples"] / max(cpu, 1e-3)
+                print(f"round {round_} {target:18s} {summary(r)}  {r['requests'] / r['seconds']:6.0f} req/s  "
                       f"non2xx {int(r['non2xx'])} errors {int(r['errors'])}  "
-                      f"CPU {r['cpu_per_m']:.2f} s per million samples", flush=True)
+                      f"server CPU {cpu:5.1f} s: {r['per_cpu_s'] / 1e3:5.0f}k samples per CPU-second",
+                      flush=True)
                 keep_best(best, target, r)
-                lowest_cpu[target] = min(lowest_cpu.get(target, float("inf")), r["cpu_per_m"])
-        prom = best["prometheus"]["samples_per_s"]
-        print("best of 2:")
+                per_cpu[target] = max(per_cpu.get(target, 0.0), r["per_cpu_s"])
+        print("best of 2 (throughput; samples per server CPU-second):")
         for target, r in best.items():
-            print(f"  {target:18s} {summary(r)}  ratio to prometheus {r['samples_per_s'] / prom:.2f}")
-        print("CPU s per million samples, lowest of 2: " + ", ".join(
-            f"{target} {cpu:.2f}" for target, cpu in lowest_cpu.items()))
+            print(f"  {target:18s} {summary(r)}  {per_cpu[target] / 1e3:5.0f}k per CPU-s")
+        for target in ours:
+            for peer in PEERS:
+                print(f"{target} / {peer}: throughput "
+                      f"{best[target]['samples_per_s'] / best[peer]['samples_per_s']:.2f}x, "
+                      f"samples per CPU-second {per_cpu[target] / per_cpu[peer]:.2f}x")
     return 0
 
 

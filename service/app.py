@@ -21,6 +21,7 @@ from service.log import get_logger
 from service.logs.routes import logs_routes
 from service.logs.search.chat.service import ChatService
 from service.logs.search.routes import search_routes
+from service.metrics.decode_pool import DecodePool, default_workers
 from service.metrics.routes import metrics_api_routes
 from service.node import Node
 from service.ops.config_dump import config_routes
@@ -55,6 +56,8 @@ def build_app(node: Node) -> AccessLog:
         except Exception as exc:  # e.g. a listener that cannot bind or load its certificate
             _log.error("node failed to start", err=str(exc))
             raise
+        if decode_pool is not None:
+            decode_pool.start()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload_quietly(node)))
         try:
@@ -62,12 +65,18 @@ def build_app(node: Node) -> AccessLog:
         finally:
             loop.remove_signal_handler(signal.SIGHUP)
             await node.stop()
+            if decode_pool is not None:
+                await decode_pool.stop()
             await chat.close()
+
+    workers = node.cfg.metrics.ingest_workers
+    workers = default_workers() if workers is None else workers
+    decode_pool = DecodePool(workers) if workers else None  # read once: changing it needs a restart
 
     chat = ChatService(node.logs.search_store, node.chat_config(), cluster=node.search_cluster)
     routes = [
         *node.config_api.routes(),
-        *metrics_api_routes(node.manager, router=node.write_router),
+        *metrics_api_routes(node.manager, router=node.write_router, decode_pool=decode_pool),
         *cluster_routes(lambda: node.cluster),
         *health_routes(lambda: node.ready),
         *reload_routes(node.reload),

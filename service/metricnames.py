@@ -5,7 +5,8 @@ counters and histograms. Dashboards built for the Go agents query names like All
 `loki_source_api_entries_written` (a counter without `_total`) and know no `_created` series. So:
 
 - `ExactCounter` is a Counter whose exposed name is the name given, byte for byte;
-- `exposition()` renders a registry as `GET /metrics` serves it, with `_created` series disabled.
+- `exposition()` renders a registry as `GET /metrics` serves it, with `_created` series disabled;
+- `remove_series()` drops one labelled child of several metrics, for a part that is gone for good.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Iterator
 
 import prometheus_client
 from prometheus_client import REGISTRY, Counter, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -65,3 +67,12 @@ def exposition(registry: Collector = REGISTRY) -> bytes:
     for name in families.exact:
         text = text.replace(f"# TYPE {name} untyped\n".encode(), f"# TYPE {name} counter\n".encode(), 1)
     return text
+
+
+def remove_series(metrics: Iterable[MetricWrapperBase], *labels: str) -> None:
+    """Remove the child with ``labels`` from each metric that has one (an instance removed for good)."""
+    for metric in metrics:
+        try:
+            metric.remove(*labels)
+        except KeyError:
+            continue

@@ -75,8 +75,13 @@ class MetricsConfig:
     # Ours: accept configs using a service discovery this node does not run (consul, ec2, ...), e.g. while
     # migrating. They then discover no targets from it; the targets API, a metric and config-check say so.
     accept_unsupported_sd: bool = False
+    # Ours: processes that decode and check remote write bodies beside the serving process (0: none, decode
+    # in the serving process); unset: the CPU limit the node sees (service/metrics/decode_pool.py).
+    ingest_workers: int | None = None
 
     def check(self) -> None:
+        if self.ingest_workers is not None and not 0 <= self.ingest_workers <= 64:
+            raise ConfigError(f"metrics.ingest_workers must be between 0 and 64, got {self.ingest_workers}")
         if self.instance_mode not in ("shared", "distinct"):
             raise ConfigError(f"unsupported instance_mode '{self.instance_mode}'. supported values 'shared', "
                               "'distinct'")

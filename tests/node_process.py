@@ -64,7 +64,7 @@ class NodeProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, wait_ready: bool = True, timeout: float = 20.0) -> NodeProcess:
+    def start(self, wait_ready: bool = True, timeout: float = 60.0) -> NodeProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed on stop
         env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
@@ -74,10 +74,14 @@ class NodeProcess:
         )
         log.close()
         if wait_ready:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except AssertionError:
+                self.stop(signal.SIGKILL)  # a node that was late must not outlive the failed test
+                raise
         return self
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise AssertionError(f"node exited with {self.proc.returncode}:\n{self.log()}")

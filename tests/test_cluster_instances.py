@@ -103,6 +103,44 @@ def test_an_instance_that_fails_to_start_says_so(tmp_path: Path) -> None:
         node.stop(signal.SIGKILL)
 
 
+def _series(node: NodeProcess, name: str) -> set[str]:
+    """The self-metric series of instance `name` on /metrics (name and labels, without the value)."""
+    marks = (f'instance="{name}"', f'instance_name="{name}"')
+    return {line.rsplit(" ", 1)[0] for line in node.get("/metrics").text.splitlines()
+            if not line.startswith("#") and any(m in line for m in marks)}
+
+
+@pytest.mark.slow
+def test_self_metrics_stay_through_an_update_and_go_with_a_deleted_config(tmp_path: Path) -> None:
+    """Issue 15.6: a restarted instance keeps its series (only a dropped remote_write endpoint's go), a deleted
+    one's series all go once it drained. The remotes never answer; remote_flush_deadline keeps drains short."""
+    node = solo(tmp_path)
+    first = "remote_flush_deadline: 1s\nremote_write:\n  - url: http://127.0.0.1:1/api/v1/write\n    name: one\n"
+    second = first.replace("127.0.0.1:1/", "127.0.0.1:2/").replace("name: one", "name: two")
+    try:
+        assert node.request("PUT", CONFIG + "doomed", self_scrape(node, "doomed", first)).status == 201
+        wait_for(lambda: "doomed" in scraped(node), 10, what="the config runs and appends to its WAL")
+        wait_for(lambda: any(s.startswith("agent_wal_samples_appended_total") for s in _series(node, "doomed")),
+                 10, what="its WAL and sample series")
+        before = _series(node, "doomed")
+        assert any(s.startswith("agent_wal_storage_size_bytes") for s in before)
+        assert any('remote_name="one"' in s for s in before)
+
+        assert node.request("PUT", CONFIG + "doomed", self_scrape(node, "doomed", second)).status == 200
+        wait_for(lambda: any('remote_name="two"' in s for s in _series(node, "doomed")), 10,
+                 what="the updated config's new endpoint")
+        wait_for(lambda: not any('remote_name="one"' in s for s in _series(node, "doomed")), 10,
+                 what="the dropped endpoint's series gone")
+        after = _series(node, "doomed")
+        kept = {s for s in before if 'remote_name="one"' not in s}
+        assert kept <= after, kept - after
+
+        assert node.request("DELETE", CONFIG + "doomed").status == 200
+        wait_for(lambda: not _series(node, "doomed"), 15, what="every series of the deleted config gone")
+    finally:
+        node.stop(signal.SIGKILL)
+
+
 # --- a slow stop on real etcd ---------------------------------------------------------------------------
 
 @pytest.fixture
@@ -124,7 +162,7 @@ def test_handoff_when_the_old_node_is_slow_to_stop(tmp_path: Path, etcd: EtcdSer
         for name in names:
             assert first.request("PUT", CONFIG + name, self_scrape(first, name, STUCK_REMOTE, "1s")).status == 201
         cluster.wait_exactly_once(names, 20)
-        wait_for(lambda: scraped(first) == set(names), 30, what="every WAL holds samples")
+        wait_for(lambda: scraped(first) == set(names), 90, what="every WAL holds samples")
         (joined,) = cluster.add(1)
         # every drain runs for remote_flush_deadline (1 m); the deadline leaves room for a loaded CI machine
         took = cluster.wait_exactly_once(names, 15, what="the joiner takes its share while n0 drains")

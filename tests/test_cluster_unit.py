@@ -59,6 +59,9 @@ class Registry:
             def targets(self) -> list[dict[str, object]]:
                 return []
 
+            def forget_metrics(self, successor: object = None) -> None:
+                pass
+
         return Instance
 
 
@@ -255,8 +258,9 @@ def test_full_reshard_with_nothing_changed_is_cheap(count: int) -> None:
         started = time.monotonic()
         result = await node.reshard()
         assert result.ok and result.applied.unchanged == count
-        assert result.duration < 2.0, result.duration
-        assert time.monotonic() - started < 3.0
+        assert not (result.applied.started or result.applied.stopped or result.applied.restarted)
+        # a hang guard only: its speed is measured by bench/reshard.py (no-op reshard row)
+        assert time.monotonic() - started < 30.0, result.duration
         await nodes.stop_all()
         await kv.close()
 

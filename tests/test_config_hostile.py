@@ -104,7 +104,8 @@ def short_lease_node(tmp_path: Path) -> Iterator[NodeProcess]:
 def test_big_put_is_parsed_off_the_event_loop(short_lease_node: NodeProcess) -> None:
     """A 3.98 MB body blocked the event loop for 10-20 s: /write and /-/healthy stalled and the lease
     (3 s here) expired. Now the PUT is validated in the validation process and the owner parses the stored
-    config in a thread: both endpoints keep answering within a second, and the lease holds."""
+    config in a thread: both endpoints keep answering (within 5 s here, so that a loaded CI machine's own stalls
+    do not count; the freeze was 10-20 s), and the lease holds."""
     node = short_lease_node
     assert node.request("PUT", CONFIG + "w", "scrape_configs: []\n").status == 201
     write = "/agent/api/v1/metrics/instance/w/write"
@@ -120,9 +121,9 @@ def test_big_put_is_parsed_off_the_event_loop(short_lease_node: NodeProcess) -> 
     worst = 0.0
     # poll through the PUT and then through the owner's parse of the stored config
     while putter.is_alive() or time.monotonic() - started < 25:
-        worst = max(worst, healthy_within(node, 1.0))
+        worst = max(worst, healthy_within(node, 5.0))
         t0 = time.monotonic()
-        assert node.request("POST", write, body, timeout=1.0).status == 204
+        assert node.request("POST", write, body, timeout=5.0).status == 204
         worst = max(worst, time.monotonic() - t0)
         assert time.monotonic() - started < 150, "the PUT did not finish"
     putter.join()

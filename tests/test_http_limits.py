@@ -21,7 +21,7 @@ from tests.node_process import NodeProcess, node_config, wait_for
 from tests.ports import free_port
 
 CONN_LIMIT = 40
-HEADER_TIMEOUT = 1.5
+HEADER_TIMEOUT = 3.0
 LIMITS = (f"  http_listen_conn_limit: {CONN_LIMIT}\n"
           f"  http_server_read_header_timeout: {HEADER_TIMEOUT}s\n")
 PUSH_LIMIT = 1 << 20

@@ -64,3 +64,60 @@ def test_label_bytes_that_are_not_a_label_are_rejected() -> None:
     raw = b"\x0a\x0b\x0a\x09" + b'{job="x"}'  # a series whose one "label" is a bare string
     with pytest.raises(CodecError, match=r"proto|unexpected EOF"):
         SeriesChecker().decode(snappy.compress(raw), 1 << 20)
+
+
+def _series_pool(rng: random.Random) -> list[list[tuple[str, str]]]:
+    """Label sets for a sender's batches: mostly valid, some a receiver must refuse."""
+    pool = [[("__name__", f"m{i}"), ("job", "j"), ("pod", f"p{rng.randint(0, 3)}")] for i in range(12)]
+    pool += [[("__name__", "bad"), ("bad-name", "x")], [("__name__", "dup"), ("a", "1"), ("a", "2")], []]
+    return pool
+
+
+def _outcome(checker: SeriesChecker, body: bytes) -> tuple:
+    try:
+        s = checker.decode(body, 1 << 24)
+    except CodecError as exc:
+        return (type(exc).__name__, str(exc))
+    return (s.series, s.samples, s.exemplars, s.histograms, s.metadata, s.decoded_bytes)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_known_set_shortcut_agrees_with_the_plain_path(seed: int) -> None:
+    """Batches that repeat label sets with new values (the shortcut's case), now and then one with a set the
+    plain path refuses: the same verdict and counts, request by request, with and without the shortcut."""
+    rng = random.Random(seed)
+    pool = _series_pool(rng)
+    shapes = [rng.sample(range(len(pool)), rng.randint(1, 6)) for _ in range(4)]
+    plain, fast = SeriesChecker(known_sets=0), SeriesChecker(known_sets=3)
+    for _ in range(60):
+        req = WriteRequest()
+        for index in rng.choice(shapes):
+            ts = req.timeseries.add()
+            for name, value in pool[index]:
+                ts.labels.add(name=name, value=value)
+            for _ in range(rng.randint(1, 2)):
+                ts.samples.add(value=rng.random(), timestamp=rng.randint(0, 1 << 40))
+        body = snappy.compress(req.SerializeToString())
+        assert _outcome(fast, body) == _outcome(plain, body)
+
+
+def test_a_known_shape_with_one_new_bad_series_is_refused() -> None:
+    """Same series count and first series as a request that passed, one later label set invalid: the
+    shortcut must not wave it through."""
+    checker = SeriesChecker()
+
+    def body(last: str) -> bytes:
+        req = WriteRequest()
+        for name in ("a", "b", last):
+            ts = req.timeseries.add()
+            ts.labels.add(name="__name__", value="m")
+            ts.labels.add(name=name, value="v")
+            ts.samples.add(value=1, timestamp=1)
+        return snappy.compress(req.SerializeToString())
+
+    assert checker.decode(body("c"), 1 << 20).series == 3
+    assert checker.decode(body("c"), 1 << 20).new_series == 0
+    with pytest.raises(InvalidSeries, match="bad-name"):
+        checker.decode(body("bad-name"), 1 << 20)
+    with pytest.raises(InvalidSeries, match="bad-name"):
+        checker.decode(body("bad-name"), 1 << 20)  # a refused request is never remembered as known

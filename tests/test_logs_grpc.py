@@ -217,8 +217,8 @@ def test_grpc_answers_unavailable_with_retry_info_when_forwarding_is_behind(gen:
     import asyncio
 
     from service.config.schema import loads
-    from service.logs.config import LogsInstanceConfig
-    from service.logs.instance import LogsInstance
+    from service.logs.config import LogsConfig, LogsInstanceConfig
+    from service.logs.manager import LogsManager
     from tests.aio import run
 
     with LokiCapture() as loki:
@@ -234,8 +234,9 @@ scrape_configs:
 """)
 
         async def body() -> list[dict]:
-            inst = LogsInstance(cfg, str(tmp_path / "pos"), str(tmp_path / "wal"), max_backlog_bytes=1)
-            await inst.start()
+            manager = LogsManager(LogsConfig(positions_directory=str(tmp_path / "pos"), configs=[cfg]),
+                                  str(tmp_path / "wal"), max_backlog_bytes=1)  # the manager starts its listeners
+            await manager.start()
             try:
                 with GrpcPushClient(gen, f"127.0.0.1:{grpc_port}") as client:
                     outcomes = []
@@ -246,7 +247,7 @@ scrape_configs:
                             break
                     return outcomes
             finally:
-                await inst.stop()
+                await manager.stop()
 
         *accepted, second = run(body(), 60)
     assert accepted and all(out["code"] == "OK" for out in accepted), accepted

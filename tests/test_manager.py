@@ -13,6 +13,7 @@ class RecordingInstance:
     """A minimal instance that records its lifecycle (the manager is the unit under test)."""
 
     events: list[tuple[str, str]] = []
+    forgotten: list[tuple[str, bool]] = []  # (name, whether a successor kept some series)
     broken: set[str] = set()
 
     def __init__(self, cfg: InstanceConfig) -> None:
@@ -36,6 +37,9 @@ class RecordingInstance:
 
     def targets(self) -> list[dict[str, object]]:
         return []
+
+    def forget_metrics(self, successor: object = None) -> None:
+        self.forgotten.append((self.name, successor is not None))
 
 
 class StuckRemoteInstance(RecordingInstance):
@@ -76,6 +80,22 @@ def test_apply_diffs_and_restarts_only_changed() -> None:
         assert RecordingInstance.events == []
         await manager.stop_all()
         assert manager.running() == []
+
+    asyncio.run(scenario())
+
+
+def test_self_metrics_go_with_a_removed_instance_and_stay_with_a_restarted_one() -> None:
+    async def scenario() -> None:
+        RecordingInstance.forgotten = []
+        manager = InstanceManager(RecordingInstance)
+        await manager.apply(cfgs("kept", "changed", "removed"))
+        await manager.apply(cfgs("kept", "changed", changed=True))
+        await manager.wait_drained()
+        # the removed one forgets everything; the restarted one only what its successor no longer has
+        assert sorted(RecordingInstance.forgotten) == [("changed", True), ("removed", False)]
+        await manager.stop_all()
+        assert sorted(RecordingInstance.forgotten) == [("changed", False), ("changed", True), ("kept", False),
+                                                       ("removed", False)]
 
     asyncio.run(scenario())
 

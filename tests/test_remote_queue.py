@@ -10,7 +10,6 @@ import pytest
 import snappy
 from prometheus_client import REGISTRY
 
-from service.metrics.remote.client import parse_retry_after
 from service.metrics.remote.queue import ISOLATE_SENDS, RemoteWriteQueue
 from service.proto.remote_pb2 import MetricMetadata, WriteRequest
 from service.wal import WAL
@@ -290,9 +289,3 @@ def test_shards_split_by_series_keep_order(tmp_path: Path, shards: int) -> None:
         await peer.stop()
         wal.close()
     run(scenario())
-
-
-def test_parse_retry_after() -> None:
-    assert parse_retry_after("3") == 3.0
-    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0

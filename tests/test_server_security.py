@@ -74,7 +74,7 @@ def test_tls_serves_https_only(tmp_path: Path) -> None:
     node = tls_node(tmp_path, certs).start(wait_ready=False)
     try:
         ctx = client_context(certs, with_cert=False)
-        wait_for(lambda: https_get(node.port, "/-/ready", ctx) == 200, 20, what="https readiness")
+        wait_for(lambda: https_get(node.port, "/-/ready", ctx) == 200, 60, what="https readiness")
         assert https_get(node.port, "/agent/api/v1/configs", ctx) == 200
         assert plain_http_status(node.port, "/-/ready") != 200  # refused or answered with an error
     finally:
@@ -86,7 +86,7 @@ def test_tls_can_require_client_certificates(tmp_path: Path) -> None:
     node = tls_node(tmp_path, certs, client_auth="RequireAndVerifyClientCert").start(wait_ready=False)
     try:
         with_cert = client_context(certs, with_cert=True)
-        wait_for(lambda: https_get(node.port, "/-/healthy", with_cert) == 200, 20, what="https with a client cert")
+        wait_for(lambda: https_get(node.port, "/-/healthy", with_cert) == 200, 60, what="https with a client cert")
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
             https_get(node.port, "/-/healthy", client_context(certs, with_cert=False))
     finally:

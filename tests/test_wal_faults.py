@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from service.wal import WAL, WALError, WALReader, read_records
+from service.wal import WAL, WALError, WALReader, WALTail, read_records
 from service.wal.record import HEADER_SIZE
 from service.wal.segment import segment_path
 from tests.tmpfs import mounted_tmpfs
@@ -136,7 +136,7 @@ def test_failed_truncate_moves_to_a_new_segment(tmp_path, monkeypatch):
 
     async def main():
         wal = WAL.open(d, instance="faults-trunc")
-        tail = wal.tail()
+        tail = WALTail(wal)
         good = await wal.append_durable(1, b"good")
         wal._file.fsync = eio
         with monkeypatch.context() as m:

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from service.wal import WAL, Position
+from service.wal import WAL, Position, WALTail
 from service.wal.segment import segment_path
 from tests.wal_helpers import payload
 
@@ -15,7 +15,7 @@ from tests.wal_helpers import payload
 def test_tail_follows_durable_appends_across_segments(tmp_path):
     async def main():
         wal = WAL.open(str(tmp_path), segment_size=1500, sync_interval=0.001, instance="tail-follow")
-        tail = wal.tail()
+        tail = WALTail(wal)
         got: list = []
 
         async def consume():
@@ -43,7 +43,7 @@ def test_tail_follows_durable_appends_across_segments(tmp_path):
 def test_tail_wakes_promptly(tmp_path):
     async def main():
         wal = WAL.open(str(tmp_path), sync_interval=0.005, instance="tail-wake")
-        tail = wal.tail()
+        tail = WALTail(wal)
         latencies = []
         for i in range(20):
             waiter = asyncio.ensure_future(tail.next_batch())
@@ -74,7 +74,7 @@ def test_tail_never_hands_out_records_before_their_fsync(tmp_path):
     async def main():
         wal = WAL.open(str(tmp_path), instance="tail-durable")
         first = await wal.append_durable(1, b"durable")
-        tail = wal.tail()
+        tail = WALTail(wal)
         assert [r.payload for r in tail.read_available()] == [b"durable"]
         wal._file.fsync = gated_fsync
         pos = wal.append(1, b"written, not yet synced")
@@ -99,7 +99,7 @@ def test_tail_from_a_marker_position_and_close_ends_iteration(tmp_path):
     async def main():
         wal = WAL.open(str(tmp_path), segment_size=1024, instance="tail-start")
         positions = [await wal.append_durable(2, payload(i, 150)) for i in range(12)]
-        tail = wal.tail(positions[5])
+        tail = WALTail(wal, positions[5])
         batch = await tail.next_batch(max_records=3)
         assert [r.position for r in batch] == positions[5:8]
         batch = await tail.next_batch(max_bytes=1)
@@ -119,7 +119,7 @@ def test_tail_skips_segments_deleted_under_it(tmp_path):
     async def main():
         wal = WAL.open(str(tmp_path), segment_size=1024, instance="tail-skip")
         positions = [await wal.append_durable(1, payload(i, 300)) for i in range(12)]
-        tail = wal.tail(Position(1, 0))
+        tail = WALTail(wal, Position(1, 0))
         # max_wal_time expired everything but the segment being written
         wal.truncate(0, 1, [Position(1, 0)], now_ms=time.time_ns() // 1_000_000 + 10_000)
         batch = await tail.next_batch()

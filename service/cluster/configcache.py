@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from service.config.errors import ConfigError
 from service.configapi.store import decode_value
+from service.instancediff import config_hash
 from service.kv.store import KVPair
 from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults, parse_instance
-from service.metrics.manager import config_hash
 from service.relabel import compile_rule
 
 

@@ -37,17 +37,7 @@ class _StrictComposer(yaml.SafeLoader):
 
     def compose_mapping_node(self, anchor):  # type: ignore[no-untyped-def]
         node = super().compose_mapping_node(anchor)
-        seen: dict[str, int] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue
-            if key_node.value == "<<":
-                raise ConfigError(f"line {key_node.start_mark.line + 1}: merge keys (<<) are not supported")
-            line = key_node.start_mark.line + 1
-            if key_node.value in seen:
-                key, first = key_node.value, seen[key_node.value]
-                raise ConfigError(f"line {line}: mapping key {key!r} already defined at line {first}")
-            seen[key_node.value] = line
+        _check_keys(node)
         return node
 
 
@@ -120,7 +110,7 @@ def _load_node_c(text: str) -> yaml.Node | None:
 
 
 def _check_keys(node: yaml.MappingNode) -> None:
-    """What _StrictComposer checks while composing: no merge keys, no duplicate keys."""
+    """No merge keys, no duplicate keys: checked while composing in Python, after composing in C."""
     seen: dict[str, int] = {}
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode):

@@ -5,8 +5,10 @@ record; one request per tenant (the entry's tenant over ``tenant_id``); snappy p
 ``Content-Encoding: snappy``; 429, 5xx and connection errors are retried with jittered exponential backoff
 (``min_period`` doubling to ``max_period``, ``max_retries`` attempts in total, 0 = forever), any other 4xx
 drops the batch at once. A ``Retry-After`` on a 429 or 5xx is honoured (waiting at least that long, at most
-MAX_RETRY_AFTER). The marker is stored after every batch is sent or dropped, so an outage or a restart loses
-nothing: what was not acknowledged is read again from the WAL.
+5 minutes): the backoff is :mod:`service.http.retry`, shared with remote_write. The marker is stored after every
+batch is sent or dropped (a :class:`~service.wal.consumer.MarkerPolicy` of interval 0; start and stop follow
+that module's contract), so an outage or a restart loses nothing: what was not acknowledged is read again from
+the WAL.
 
 The client task survives every error: a marker write that fails (disk full) is counted and retried with the
 next batch (at worst a restart sends some lines again), and anything unexpected is logged, counted
@@ -21,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import random
 import time
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -31,15 +31,16 @@ import aiohttp
 
 from service.config.secrets import url_host
 from service.http.client import HTTPClient
+from service.http.retry import Backoff, NonRecoverableError, RecoverableError, parse_retry_after
 from service.log import RepeatedWarning, get_logger
 from service.logs import metrics
 from service.logs.batch import Batch, ExternalLabels, TenantBatch, encode_tenant_batch
 from service.logs.config import ClientConfig
 from service.wal import WAL, WALTail
+from service.wal.consumer import MarkerPolicy, finish_within
 from service.wal.record import Position
 
 _READ_RECORDS = 1000
-MAX_RETRY_AFTER = 300.0  # a Retry-After longer than this is capped
 _RESTART_MIN, _RESTART_MAX = 0.5, 30.0  # backoff after an unexpected error
 
 
@@ -65,20 +66,6 @@ def redacted(text: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:xxxxx@{parts.netloc.rsplit('@', 1)[1]}"))
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """A ``Retry-After`` header (seconds or an HTTP date) in seconds, or None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(min(int(value[:12]), int(MAX_RETRY_AFTER)))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_AFTER))
-
-
 class LokiClient:
     def __init__(self, cfg: ClientConfig, wal: WAL, instance: str) -> None:
         self.cfg = cfg
@@ -87,7 +74,8 @@ class LokiClient:
         self.name = cfg.display_name()  # redacted: for logs and status
         self.url, self._url_auth = split_userinfo(cfg.url)  # the URL's credentials are sent as basic auth
         self.host = url_host(cfg.url)  # the `host` label: never the URL's userinfo
-        self.marker = wal.marker(f"loki:{cfg.name or cfg.url}")  # unchanged key, so markers survive upgrades
+        # unchanged key, so markers survive upgrades; stored after every batch
+        self._progress = MarkerPolicy(wal.marker(f"loki:{cfg.name or cfg.url}"), 0.0)
         self.http = HTTPClient(cfg, timeout=float(cfg.timeout))
         self.external = ExternalLabels(cfg.external_labels)
         self.consumed_bytes = 0  # WAL bytes read since start (for the instance's back-pressure bound)
@@ -99,17 +87,16 @@ class LokiClient:
         self._tail: WALTail | None = None
         self._stopping = asyncio.Event()
         self.sent: Position | None = None  # end of the last batch sent (or dropped)
-        self.stored: Position | None = None  # what the marker holds
         self.errors = 0
         self.last_error = ""
         self.failing = False  # the last send or marker write failed
 
     # --- lifecycle -------------------------------------------------------------------------------------
-    def start(self) -> None:
+    async def start(self) -> None:
         if self._url_auth is not None and self.cfg.basic_auth is not None:
             self._log.warning("both basic_auth and credentials in the url: the url's are used, as Promtail does")
-        self.stored = self.sent = self.marker.load()
-        self._tail = self.wal.tail(self.sent)
+        self.sent = await self._progress.load()
+        self._tail = WALTail(self.wal, self.sent)
         self._task = asyncio.create_task(self._run(), name=f"loki-client[{self.instance}/{redacted(self.name)}]")
 
     def status(self) -> dict[str, Any]:
@@ -118,28 +105,33 @@ class LokiClient:
                 "errors": self.errors, "lastError": self.last_error, "running": self._task is not None
                 and not self._task.done()}
 
-    async def stop(self, drain_timeout: float | None = None) -> None:
-        """Send what is durable in the WAL (up to the drain timeout), then stop; unsent data stays in the
-        WAL for the next start."""
-        timeout = float(self.cfg.drain_timeout) if drain_timeout is None else drain_timeout
+    @property
+    def stored_position(self) -> Position | None:
+        """What the marker holds: the WAL keeps every record after it for this client."""
+        return self._progress.stored
+
+    async def stop(self, flush_deadline: float | None = None) -> None:
+        """Send what is durable in the WAL for at most ``flush_deadline`` seconds (default: the client's
+        ``drain_timeout``), then stop; unsent data stays in the WAL for the next start. Never raises."""
+        timeout = float(self.cfg.drain_timeout) if flush_deadline is None else flush_deadline
         self._stopping.set()
         if self._tail is not None:
             self._tail.close()
         if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except (TimeoutError, asyncio.CancelledError, Exception):  # shutdown goes on, within its deadline
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._task
+            await finish_within([self._task], timeout)  # shutdown goes on, within its deadline
             self._task = None
         with contextlib.suppress(Exception):
             await self.http.close()
 
+    def cut_flush(self) -> None:
+        """End a running :meth:`stop` now (what was not sent is sent by the next start, from the marker)."""
+        if self._task is not None:
+            self._task.cancel()
+
     # --- the loop ---------------------------------------------------------------------------------------
     async def _run(self) -> None:
         """Send until stopped; after an unexpected error, back off and tail again from the last sent batch."""
-        delay = _RESTART_MIN
+        backoff = Backoff(_RESTART_MIN, _RESTART_MAX)
         while True:
             assert self._tail is not None
             try:
@@ -153,12 +145,11 @@ class LokiClient:
             if self._stopping.is_set():
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), random.uniform(delay / 2, delay))
-            delay = min(delay * 2, _RESTART_MAX)
+                await asyncio.wait_for(self._stopping.wait(), backoff.next())
             if self._stopping.is_set():
                 return
             self._tail.close()
-            self._tail = self.wal.tail(self.sent)
+            self._tail = WALTail(self.wal, self.sent)
 
     async def _loop(self, tail: WALTail) -> None:
         while True:
@@ -173,15 +164,14 @@ class LokiClient:
 
     async def _store_marker(self) -> None:
         """Store the sent position; a failure (disk full) is counted and retried with the next batch."""
-        if self.sent is None or self.sent == self.stored:
+        if self.sent is None or self.sent == self._progress.stored:
             return
         try:
-            await self.marker.store_async(self.sent)
+            await self._progress.store(self.sent)
         except OSError as exc:
             self._error("marker_write", exc)
             self._log.warning("storing the WAL progress marker failed; will retry", err=self.last_error)
             return
-        self.stored = self.sent
         self.failing = False
 
     def _error(self, reason: str, exc: BaseException | str) -> None:
@@ -229,21 +219,26 @@ class LokiClient:
     async def _send_tenant(self, tenant: str, tb: TenantBatch) -> None:
         body = encode_tenant_batch(tb, self.external)
         backoff = self.cfg.backoff_config
-        delay = float(backoff.min_period)
+        waits = Backoff(float(backoff.min_period), float(backoff.max_period))
         attempt = 0
         while True:
             attempt += 1
-            status, retry_after = await self._post(body, tenant)
-            if 200 <= status < 300:
+            try:
+                await self._post(body, tenant)
+            except (RecoverableError, NonRecoverableError) as exc:
+                failure = exc
+            else:
                 self._failing.recovered("Loki accepts batches again")
                 metrics.SENT_ENTRIES.labels(self.host, tenant).inc(tb.entries)
                 metrics.SENT_BYTES.labels(self.host, tenant).inc(tb.size)
-                if self.stored == self.sent:
+                if self._progress.stored == self.sent:
                     self.failing = False
                 return
+            status = failure.status
+            self._reason = str(failure)
             self.failing = True
             self.last_error = f"HTTP {status}" if status else "connection error"
-            retry = status <= 0 or status == 429 or status >= 500
+            retry = isinstance(failure, RecoverableError)
             if not retry or (backoff.max_retries > 0 and attempt >= backoff.max_retries):
                 reason = "rate_limited" if status == 429 else "ingester_error"
                 metrics.DROPPED_ENTRIES.labels(self.host, tenant, reason).inc(tb.entries)
@@ -252,15 +247,13 @@ class LokiClient:
                                 attempts=attempt)
                 return
             metrics.BATCH_RETRIES.labels(self.host, tenant).inc()
-            wait = random.uniform(delay, 2 * delay)
-            delay = min(delay * 2, float(backoff.max_period))
-            if retry_after is not None:
-                wait = max(wait, retry_after)
+            wait = waits.next(failure.retry_after if isinstance(failure, RecoverableError) else None)
             self._failing.failed(status=status, reason=self._reason, retry_in=round(wait, 3))
             await asyncio.sleep(wait)
 
-    async def _post(self, body: bytes, tenant: str) -> tuple[int, float | None]:
-        """(the HTTP status or 0 on a connection-level or request error, its Retry-After in seconds)."""
+    async def _post(self, body: bytes, tenant: str) -> None:
+        """Send one batch. 429, 5xx, connection and request errors raise RecoverableError (status 0 when there
+        was none), any other non-2xx NonRecoverableError."""
         headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
         if tenant:
             headers["X-Scope-OrgID"] = tenant
@@ -277,16 +270,17 @@ class LokiClient:
                                     **self.http.request_options()) as resp:
                 status = resp.status
                 status_label = str(status)
-                if status // 100 != 2:
-                    text = (await resp.content.read(1024)).decode("utf-8", "replace").split("\n", 1)[0]
-                    self._reason = f"Loki answered {status}: {text}"
-                return status, retry_after_seconds(resp.headers.get("Retry-After"))
+                if status // 100 == 2:
+                    return
+                text = (await resp.content.read(1024)).decode("utf-8", "replace").split("\n", 1)[0]
+                message = f"Loki answered {status}: {text}"
+                if status == 429 or status >= 500:
+                    raise RecoverableError(message, parse_retry_after(resp.headers.get("Retry-After")), status)
+                raise NonRecoverableError(message, status)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self._reason = str(exc) or type(exc).__name__
-            return 0, None
+            raise RecoverableError(str(exc) or type(exc).__name__) from exc
         except (ValueError, TypeError) as exc:  # a request aiohttp refuses to build: retried, then dropped
-            self._reason = f"cannot build the request: {type(exc).__name__}: {exc}"
-            return 0, None
+            raise RecoverableError(f"cannot build the request: {type(exc).__name__}: {exc}") from exc
         finally:
             metrics.REQUEST_DURATION_WRITE.labels(status_label, self.host, tenant).observe(
                 time.perf_counter() - start)

@@ -1,8 +1,11 @@
-"""One logs instance (a ``logs.configs[]`` entry): its WAL, its Loki clients and its push listeners.
+"""One logs instance (a ``logs.configs[]`` entry): its WAL, its Loki clients and its push path, nothing else.
 
 Accepted pushes are appended to the instance's WAL (``<wal root>/logs/<safe name>``) and acknowledged
-once durable; every ``clients[]`` entry, and the search store, tails that WAL from its own position. ``add_sink``
-lets another part of the node (e.g. a local search store) receive every accepted push as well.
+once durable; every ``clients[]`` entry tails that WAL from its own position. What feeds the instance (push
+listeners, file tailing) and what else reads its WAL (the search store) are attached by the logs manager:
+:meth:`LogsInstance.attach` adds another WAL consumer (retention waits for it, :meth:`LogsInstance.stop` drains it
+beside the clients, and its back-pressure check can refuse pushes), ``add_sink`` another receiver of every
+accepted push.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from typing import Any
 
 import snappy
 
-from service.http.auth import HTTPAuthConfig
 from service.http.errors import HTTPError
 from service.log import get_logger
 from service.logs import metrics
@@ -25,11 +27,15 @@ from service.logs.record import RECORD_TYPE, encode_record
 from service.proto.push_pb2 import PushRequest
 from service.tasks import cancel_and_wait
 from service.wal import WAL, wal_dir_for
+from service.wal.consumer import WALConsumer
 
 Sink = Callable[[str, bytes, int, Callable[[], PushRequest]], Any]
 """Called with (tenant, body, entries, request) for every accepted push, after it is durable: ``body`` is the
 request as the WAL holds it (snappy-compressed protobuf, canonical labels) and ``request()`` parses it only
 for a sink that needs the message."""
+
+CapacityCheck = Callable[[], None]
+"""Raises :class:`Overloaded` while an attached consumer is too far behind to take more pushes."""
 
 DEFAULT_MAX_PENDING_BYTES = 64 << 20
 DEFAULT_MAX_BACKLOG_BYTES = 512 << 20
@@ -53,27 +59,23 @@ def rules_for(sc: ScrapeConfig | None) -> PushRules:
 
 
 class LogsInstance:
-    def __init__(self, cfg: LogsInstanceConfig, positions_dir: str, wal_root: str, *,
+    def __init__(self, cfg: LogsInstanceConfig, wal_root: str, *,
                  max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
-                 max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES, wal_sync_interval: float = 0.005,
-                 http_auth: HTTPAuthConfig | None = None) -> None:
+                 max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES, wal_sync_interval: float = 0.005) -> None:
         self.cfg = cfg
         self.name = cfg.name
-        self.positions_dir = positions_dir
         self.wal_dir = wal_dir_for(os.path.join(wal_root, "logs"), cfg.name)
         self.max_pending_bytes = max_pending_bytes
         self.max_backlog_bytes = max_backlog_bytes
         self.wal_sync_interval = wal_sync_interval
-        self.http_auth = http_auth  # the node's server.http_auth, required on loki_push_api listeners too
         self.wal: WAL | None = None
         self.clients: list[LokiClient] = []
-        self.servers: list[Any] = []
-        self.files: Any = None  # FileTailing when the instance tails files
-        self.store: Any = None  # LogStore when `search.enabled`
-        self.wal_root = wal_root
+        self.wal_metrics_name = f"logs/{cfg.name}"  # the `instance` label of its WAL's self metrics
         push = cfg.push_configs()
         self.default_rules = rules_for(push[0] if push else None)
         self._sinks: list[Sink] = []
+        self._consumers: list[WALConsumer] = []  # attached: besides the clients
+        self._checks: list[CapacityCheck] = []
         self._pending = 0
         self._appended = 0
         self._truncator: asyncio.Task[None] | None = None
@@ -86,81 +88,43 @@ class LogsInstance:
         if sink in self._sinks:
             self._sinks.remove(sink)
 
+    def attach(self, consumer: WALConsumer, check: CapacityCheck | None = None) -> None:
+        """Another reader of this instance's WAL, started by the caller on :attr:`wal`: retention keeps what it
+        has not passed, :meth:`stop` drains it beside the clients, and ``check`` may refuse pushes."""
+        self._consumers.append(consumer)
+        if check is not None:
+            self._checks.append(check)
+
     # --- lifecycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        from service.logs.server import PushServer  # the server imports routes, which import this module
-
+        """Open the WAL and start the clients."""
         self.wal = await asyncio.to_thread(WAL.open, self.wal_dir, sync_interval=self.wal_sync_interval,
-                                           instance=f"logs/{self.name}")
-        seen: set[str] = set()
-        for cc in self.cfg.clients:
-            if cc.display_name() in seen:
-                raise ValueError(f"logs instance {self.name}: two clients named {cc.display_name()!r}")
-            seen.add(cc.display_name())
-            client = LokiClient(cc, self.wal, self.name)
-            client.start()
-            self.clients.append(client)
+                                           instance=self.wal_metrics_name)
         try:
-            for sc in self.cfg.push_configs():
-                server = PushServer(self, sc)
-                await server.start()
-                self.servers.append(server)
+            seen: set[str] = set()
+            for cc in self.cfg.clients:
+                if cc.display_name() in seen:
+                    raise ValueError(f"logs instance {self.name}: two clients named {cc.display_name()!r}")
+                seen.add(cc.display_name())
+                client = LokiClient(cc, self.wal, self.name)
+                await client.start()
+                self.clients.append(client)
         except BaseException:
             await self.stop()
             raise
         self._truncator = asyncio.create_task(self._truncate_loop(), name=f"logs-truncate[{self.name}]")
-        await self._start_store()
-        await self._start_files()
-        self._log.info("logs instance started", clients=len(self.clients), push_servers=len(self.servers),
-                       file_targets=len(self.targets()))
-
-    async def _start_store(self) -> None:
-        """The search store reads this instance's WAL from its own position (a consumer like a client)."""
-        from service.logs.search.store import LogStore
-
-        if not self.cfg.search.enabled:
-            return
-        self.store = LogStore(self.cfg.search, self.cfg.search.directory(self.wal_root, self.name), instance=self.name,
-                              wal=self.wal)
-        await self.store.start()
-
-    async def _start_files(self) -> None:
-        from service.logs.files import FileTailing, file_scrape_configs
-
-        if not file_scrape_configs(self.cfg):
-            return
-        try:
-            self.files = FileTailing(self.cfg, self.positions_dir, self.push)
-            await self.files.start()
-        except BaseException:
-            self.files = None
-            await self.stop()
-            raise
-
-    def targets(self) -> list[dict[str, Any]]:
-        """File targets in the shape of the Agent API targets list (docs/http-api.md)."""
-        if self.files is None:
-            return []
-        return [{"instance": self.name, **t} for t in self.files.targets()]
 
     async def stop(self) -> None:
-        if self.files is not None:
-            await self.files.stop()  # saves positions of what the WAL accepted
-            self.files = None
-        for server in self.servers:
-            await server.stop()
-        self.servers = []
+        """Stop after what feeds it stopped: the clients and attached consumers drain side by side, each within
+        its own deadline (none raises), then the WAL closes."""
         await cancel_and_wait(self._truncator)
         self._truncator = None
-        # The store and the clients drain side by side, each within its own deadline; none raises.
-        await asyncio.gather(*(c.stop() for c in self.clients),
-                             *([self.store.stop()] if self.store is not None else []), return_exceptions=True)
-        self.store = None
-        self.clients = []
+        consumers: list[WALConsumer] = [*self.clients, *self._consumers]
+        await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
+        self.clients, self._consumers, self._checks = [], [], []
         if self.wal is not None:
             await self.wal.aclose()
             self.wal = None
-        self._log.info("logs instance stopped")
 
     def status(self) -> dict[str, Any]:
         """The instance's consumers of its WAL, for /api/status: unhealthy while a client is failing."""
@@ -177,9 +141,7 @@ class LogsInstance:
         wal = self.wal
         if wal is None:
             return
-        consumers = [c.marker.load() for c in self.clients]
-        if self.store is not None and self.store.indexer is not None:
-            consumers.append(self.store.indexer.marker.load())
+        consumers = [c.stored_position for c in [*self.clients, *self._consumers]]
         try:
             await asyncio.to_thread(wal.truncate, 0, 0, consumers)
         except OSError as exc:
@@ -196,9 +158,8 @@ class LogsInstance:
             backlog = self._appended - min(c.consumed_bytes for c in self.clients)
             if backlog > self.max_backlog_bytes:
                 raise Overloaded(429, 5, "forwarding to Loki is behind; retry later")
-        indexer = self.store.indexer if self.store is not None else None
-        if indexer is not None and indexer.lag_bytes > self.max_backlog_bytes:
-            raise Overloaded(429, 5, "the search store is behind; retry later")
+        for check in self._checks:
+            check()
 
     async def accept(self, rules: PushRules, body: bytes, content_type: str | None, content_encoding: str | None,
                      limit: int, tenant: str) -> list[str]:

@@ -8,8 +8,8 @@ Each ``loki_push_api`` listener serves the same handlers bound to its own instan
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -23,8 +23,16 @@ from service.logs.instance import LogsInstance
 from service.logs.push import DEFAULT_MAX_MESSAGE_SIZE, NoPushTarget, PushRules, check_tenant
 from service.wal import WALError
 
-if TYPE_CHECKING:
-    from service.logs.manager import LogsManager
+
+class Instances(Protocol):
+    """What the main-port routes need of the logs manager (which imports this module's listeners)."""
+
+    @property
+    def instances(self) -> Mapping[str, LogsInstance]: ...
+
+    def default_instance(self) -> LogsInstance: ...
+
+    def targets(self) -> list[dict[str, Any]]: ...
 
 Resolve = Callable[[Request], tuple[LogsInstance, PushRules, int]]
 """(instance, rules, max message size) for a request, or HTTPError / NoPushTarget."""
@@ -90,7 +98,7 @@ def push_routes(resolve: Resolve) -> list[Route]:
     ]
 
 
-def logs_routes(manager: LogsManager) -> list[Route]:
+def logs_routes(manager: Instances) -> list[Route]:
     """Routes for the node's main port."""
 
     def default(request: Request) -> tuple[LogsInstance, PushRules, int]:

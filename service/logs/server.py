@@ -7,14 +7,13 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
-from service.http.auth import RequireAuth
+from service.http.auth import HTTPAuthConfig, RequireAuth
 from service.http.errors import not_found
 from service.http.limits import ServerLimits, protocol_class
 from service.http.tls import ServerTLSConfig
@@ -22,12 +21,9 @@ from service.log import get_logger
 from service.logs import metrics
 from service.logs.config import ScrapeConfig
 from service.logs.grpc_server import GrpcPushServer, GrpcSettings
-from service.logs.instance import rules_for
+from service.logs.instance import LogsInstance, rules_for
 from service.logs.push import PushRules
 from service.logs.routes import push_routes
-
-if TYPE_CHECKING:
-    from service.logs.instance import LogsInstance
 
 
 class _Server(uvicorn.Server):
@@ -36,9 +32,11 @@ class _Server(uvicorn.Server):
 
 
 class PushServer:
-    def __init__(self, instance: LogsInstance, sc: ScrapeConfig) -> None:
+    def __init__(self, instance: LogsInstance, sc: ScrapeConfig, http_auth: HTTPAuthConfig | None = None) -> None:
+        """``http_auth``: the node's ``server.http_auth``, required on loki_push_api listeners too."""
         assert sc.loki_push_api is not None
         self.instance = instance
+        self.http_auth = http_auth
         self.job = sc.job_name
         self.server_cfg = sc.loki_push_api.server
         self.rules: PushRules = rules_for(sc)
@@ -68,7 +66,7 @@ class PushServer:
                                      f"{host}:{cfg.http_listen_port}: {exc.strerror}") from None
         self.port = sock.getsockname()[1]
         app: ASGIApp = Starlette(routes=push_routes(self._resolve), exception_handlers={404: not_found})
-        auth = self.instance.http_auth
+        auth = self.http_auth
         if auth is not None and auth.enabled:
             app = RequireAuth(app, auth)
         tls = cfg.http_tls_config or ServerTLSConfig()

@@ -16,12 +16,15 @@ from typing import Any
 from prometheus_client import Counter
 
 from service.log import get_logger
+from service.metricnames import remove_series
 from service.metrics import records
 from service.metrics.config import GlobalConfig, InstanceConfig
+from service.metrics.remote import metrics as remote_metrics
 from service.metrics.remote.queue import RemoteWriteQueue
 from service.metrics.scrape.manager import ScrapeManager
 from service.tasks import cancel_and_wait
 from service.wal import WAL, Position, WALError, wal_dir_for
+from service.wal import metrics as wal_metrics
 
 # Group-commit pacing of the instance WAL (least seconds between fsyncs under load; a lone record is synced
 # at once). bench/write_ingest.py measured 0, 1 and 5 ms within noise of each other at 2000-sample
@@ -66,6 +69,7 @@ class MetricsInstance:
         self.log = get_logger("metrics.instance", instance=cfg.name)
         self.wal: WAL | None = None
         self.queues: list[RemoteWriteQueue] = []
+        self.endpoints: set[tuple[str, str, str]] = set()  # the label sets of its queues' self metrics
         self.scrape: ScrapeManager | None = None
         self._accepting = False
         self._retention: asyncio.Task[None] | None = None
@@ -97,9 +101,11 @@ class MetricsInstance:
         assert self.wal is not None
         for rw in self.cfg.remote_write:
             queue = RemoteWriteQueue(self.wal, rw, instance=self.name,
-                                     external_labels=dict(self.global_cfg.external_labels))
+                                     external_labels=dict(self.global_cfg.external_labels),
+                                     flush_deadline=float(self.cfg.remote_flush_deadline))
             await queue.start()
             self.queues.append(queue)
+            self.endpoints.add(queue.labels)
 
     async def append(self, body: bytes, *, samples: int = 0, exemplars: int = 0) -> Position:
         """Durably append a validated, snappy-compressed WriteRequest; returns once an fsync covers it.
@@ -125,9 +131,8 @@ class MetricsInstance:
         return self.scrape.targets() if self.scrape is not None else []
 
     def consumer_positions(self) -> list[Position | None]:
-        """Each remote_write endpoint's progress marker (None: it has read nothing yet)."""
-        assert self.wal is not None
-        return [self.wal.marker(rw.name).load() for rw in self.cfg.remote_write]
+        """What each remote_write queue's progress marker holds (None: it has read nothing yet)."""
+        return [queue.stored_position for queue in self.queues]
 
     async def truncate_once(self) -> None:
         wal = self.wal
@@ -203,3 +208,14 @@ class MetricsInstance:
     async def stop(self) -> None:
         await self.halt()
         await self.drain()
+
+    def forget_metrics(self, successor: object = None) -> None:
+        """After :meth:`drain`: remove the self-metric series that died with this instance. Without a
+        ``successor`` the config was removed, so all of them; with one (the same config restarted), only the
+        remote_write endpoints the successor no longer has."""
+        kept = successor.endpoints if isinstance(successor, MetricsInstance) else set()
+        for labels in self.endpoints - kept:
+            remote_metrics.forget(*labels)
+        if successor is None:
+            wal_metrics.forget(self.name)
+            remove_series((SAMPLES_APPENDED, EXEMPLARS_APPENDED), self.name)

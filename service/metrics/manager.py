@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
 from prometheus_client import Counter, Gauge
 
-from service.config.schema import encode
+from service.instancediff import config_hash, diff
 from service.log import get_logger
 from service.metrics.config import InstanceConfig
 
@@ -62,17 +60,12 @@ class Instance(Protocol):
 
     def targets(self) -> list[dict[str, Any]]: ...
 
+    def forget_metrics(self, successor: object = None) -> None:
+        """After drain: remove its self-metric series (all without a successor: the config was removed)."""
+
 
 InstanceFactory = Callable[[InstanceConfig], Instance]
 OnHalted = Callable[[list[str]], Awaitable[None]]
-
-
-def config_hash(cfg: InstanceConfig) -> str:
-    """Hash of the config's canonical plain data (secrets included, so a changed password restarts the
-    instance). JSON rather than YAML: the YAML emitter took 4 ms a config, most of a 10k-config reshard."""
-    data = orjson.dumps(encode(cfg, show_secrets=True), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS,
-                        default=str)
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass
@@ -101,6 +94,13 @@ class Failure:
     retry_at: float
 
 
+def _forget_metrics(instance: Instance, successor: Instance | None = None) -> None:
+    try:
+        instance.forget_metrics(successor)
+    except Exception as exc:  # stale series must never fail a start or a drain
+        _log.error("removing an instance's self metrics failed", instance=instance.name, err=_reason(exc))
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -113,6 +113,7 @@ class InstanceManager:
         self._running: dict[str, _Running] = {}
         self._draining: dict[str, tuple[Instance, asyncio.Task[None]]] = {}
         self._failed: dict[str, Failure] = {}
+        self._replaced: dict[str, Instance] = {}  # restarted: the old instance, until its successor started
         self._lock = asyncio.Lock()
         self._concurrency = concurrency
         self._retry_first = retry_first
@@ -154,9 +155,8 @@ class InstanceManager:
             result = ApplyResult()
             for name in [n for n, f in self._failed.items() if n not in desired or f.digest != digests[n]]:
                 self._clear_failure(name)  # removed, or changed: a changed config is tried at once
-            to_stop = [n for n in self._running if n not in desired]
-            to_restart = [n for n in self._running if n in desired and self._running[n].digest != digests[n]]
-            to_start = [n for n in desired if n not in self._running and n not in self._failed]
+            change = diff({n: r.digest for n, r in self._running.items()}, digests, self._failed)
+            to_stop, to_restart, to_start = change.stop, change.restart, change.start
             waiting = sum(1 for n in desired if n in self._failed)
             result.failed.update({n: self._failed[n].reason for n in desired if n in self._failed})
             result.unchanged = len(desired) - len(to_start) - len(to_restart) - waiting
@@ -164,7 +164,7 @@ class InstanceManager:
 
             async def halt(name: str) -> None:
                 async with limit:
-                    await self._halt(name, result)
+                    await self._halt(name, result, removed=name in to_stop)
 
             await asyncio.gather(*(halt(n) for n in to_stop + to_restart))
             if on_halted is not None and to_stop:
@@ -190,8 +190,9 @@ class InstanceManager:
             self._schedule_retry()
             return result
 
-    async def _halt(self, name: str, result: ApplyResult) -> None:
-        """Stop `name`'s scraping and receiving now; its WAL drains in the background."""
+    async def _halt(self, name: str, result: ApplyResult, *, removed: bool) -> None:
+        """Stop `name`'s scraping and receiving now; its WAL drains in the background. A `removed` instance's
+        self metrics go once it drained; a restarted one's stay for its successor (see `_start`)."""
         entry = self._running.pop(name)
         try:
             await entry.instance.halt()
@@ -199,16 +200,20 @@ class InstanceManager:
             ABNORMAL_EXITS.labels(name).inc()
             _log.error("instance failed to stop cleanly", instance=name, err=_reason(exc))
             result.failed[name] = f"stop: {_reason(exc)}"
-        task = asyncio.create_task(self._drain(name, entry.instance), name=f"instance-drain[{name}]")
+        if not removed:
+            self._replaced[name] = entry.instance
+        task = asyncio.create_task(self._drain(name, entry.instance, removed), name=f"instance-drain[{name}]")
         self._draining[name] = (entry.instance, task)
 
-    async def _drain(self, name: str, instance: Instance) -> None:
+    async def _drain(self, name: str, instance: Instance, removed: bool) -> None:
         try:
             await instance.drain()
         except Exception as exc:
             ABNORMAL_EXITS.labels(name).inc()
             _log.error("instance failed to drain its WAL", instance=name, err=_reason(exc))
         finally:
+            if removed:  # before a new instance of the name can start: `_start` waits for this task
+                _forget_metrics(instance)
             if self._draining.get(name, (None,))[0] is instance:
                 del self._draining[name]
             DRAINING.set(len(self._draining))
@@ -222,12 +227,17 @@ class InstanceManager:
 
     async def _start(self, name: str, cfg: InstanceConfig, digest: str, result: ApplyResult) -> bool:
         await self._cut_drain(name)
+        previous = self._replaced.pop(name, None)
         try:
             instance = self._factory(cfg)
             await instance.start()
         except Exception as exc:
             result.failed[name] = f"start: {self._record_failure(name, cfg, digest, exc)}"
+            if previous is not None:  # nothing runs the config now: its series would only mislead
+                _forget_metrics(previous)
             return False
+        if previous is not None:
+            _forget_metrics(previous, instance)
         self._running[name] = _Running(instance, digest)
         self._clear_failure(name)
         return True

@@ -22,6 +22,7 @@ from service.http.body import read_body
 from service.http.errors import HTTPError, guarded, not_found, render_text
 from service.http.paths import InvalidName, decode_name
 from service.log import get_logger
+from service.metrics.decode_pool import DecodePool, DecodeUnavailable
 from service.metrics.forward import FORWARDED_HEADER
 from service.metrics.ingest import CodecError, IngestStats, SeriesChecker, TooLarge
 from service.metrics.routing import Verdict, WriteRouter
@@ -41,6 +42,8 @@ DURATION = Histogram("agent_remote_write_receiver_request_duration_seconds",
 RECEIVED_BYTES = Counter("agent_remote_write_receiver_received_bytes_total",
                          "Compressed bytes of remote write bodies accepted into a WAL.")
 SAMPLES = Counter("agent_remote_write_receiver_samples_total", "Samples in accepted remote write requests.")
+WORKER_DECODES = Counter("agent_remote_write_receiver_worker_decodes_total",
+                         "Remote write bodies decoded and checked by an ingest worker process.")
 _log = get_logger("metrics.receiver")
 
 
@@ -71,6 +74,8 @@ def _http_error(exc: Exception, request: Request) -> HTTPError | None:
         return HTTPError(413, str(exc))
     if isinstance(exc, CodecError):
         return HTTPError(400, str(exc))
+    if isinstance(exc, DecodeUnavailable):  # an ingest worker died: nothing stored, the sender retries
+        return HTTPError(503, str(exc), _RETRY)
     if isinstance(exc, WALError):
         name = instance_name(request)
         _log.error("WAL append failed", instance=name, err=str(exc))
@@ -83,16 +88,19 @@ class WriteReceiver:
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                  max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
                  checker: SeriesChecker | None = None, offload_bytes: int = 1 << 20,
-                 router: WriteRouter | None = None) -> None:
+                 router: WriteRouter | None = None, decode_pool: DecodePool | None = None) -> None:
         """``offload_bytes``: bodies at least this large are decoded in a worker thread so one huge
         request does not stall the event loop (snappy and upb release the GIL only partly).
-        ``router`` says where a write for an instance not running here goes (none: such a write is refused)."""
+        ``router`` says where a write for an instance not running here goes (none: such a write is refused).
+        ``decode_pool``: ingest worker processes that decode the bodies they take (service.metrics.decode_pool);
+        the WAL append and the answer stay here."""
         self.lookup = lookup
         self.router = router or WriteRouter()
         self.max_body_bytes = max_body_bytes
         self.max_decoded_bytes = max_decoded_bytes
         self.checker = checker or SeriesChecker()
         self.offload_bytes = offload_bytes
+        self.decode_pool = decode_pool
 
     async def handle(self, request: Request) -> Response:
         start = time.perf_counter()
@@ -143,6 +151,10 @@ class WriteReceiver:
         raise HTTPError(503, f"instance {name} is not running on any node yet (it is being placed); retry", _RETRY)
 
     async def _decode(self, body: bytes) -> IngestStats:
+        pool = self.decode_pool
+        if pool is not None and pool.takes(body):
+            WORKER_DECODES.inc()
+            return await pool.decode(body, self.max_decoded_bytes)
         if len(body) >= self.offload_bytes:
             return await asyncio.to_thread(self.checker.decode, body, self.max_decoded_bytes)
         return self.checker.decode(body, self.max_decoded_bytes)

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from service.http.envelope import JSON, success
 from service.metrics.config import InstanceConfig
+from service.metrics.decode_pool import DecodePool
 from service.metrics.manager import InstanceManager
 from service.metrics.receiver import PREFIX, WriteReceiver
 from service.metrics.routing import WriteRouter
@@ -27,8 +28,9 @@ def failed_targets(configs: dict[str, InstanceConfig], reasons: dict[str, str]) 
 
 
 def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None = None, *,
-                       router: WriteRouter | None = None) -> list[Route]:
-    """`router` lets the write endpoint pass writes on to the node that runs the instance."""
+                       router: WriteRouter | None = None, decode_pool: DecodePool | None = None) -> list[Route]:
+    """`router` lets the write endpoint pass writes on to the node that runs the instance; `decode_pool`
+    decodes large write bodies in ingest worker processes."""
     async def instances(request: Request) -> Response:
         """`data` stays the running names (as Grafana Agent answers); instances that failed to start are
         listed beside it."""
@@ -47,7 +49,7 @@ def metrics_api_routes(manager: InstanceManager, receiver: WriteReceiver | None 
         found = list(itertools.chain.from_iterable(i.targets() for i in running if i is not None))
         return found + failed_targets(manager.failed_configs(), manager.failures())
 
-    receiver = receiver or WriteReceiver(lookup, router=router)
+    receiver = receiver or WriteReceiver(lookup, router=router, decode_pool=decode_pool)
     return [
         *targets_routes(all_targets),
         Route("/agent/api/v1/metrics/instances", instances, methods=["GET"]),

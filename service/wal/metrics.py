@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from service.metricnames import remove_series
+
 _L = ("instance",)
 
 CORRUPTIONS = Counter(
@@ -52,8 +54,4 @@ _ALL = (
 
 def forget(instance: str) -> None:
     """Remove an instance's series (when the instance is deleted for good, not on a restart)."""
-    for metric in _ALL:
-        try:
-            metric.remove(instance)
-        except KeyError:
-            continue
+    remove_series(_ALL, instance)

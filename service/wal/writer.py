@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from . import metrics
 from .errors import WALError
@@ -30,9 +29,6 @@ from .record import HEADER_SIZE, MAX_PAYLOAD, Position, check_type, encode_heade
 from .retention import TruncateResult, truncate
 from .segment import SegmentSummary, list_segments, repair_segment, scan_segment, segment_path
 from .segment_writer import SegmentWriter
-
-if TYPE_CHECKING:
-    from .tail import WALTail
 
 log = logging.getLogger(__name__)
 
@@ -276,12 +272,6 @@ class WAL:
     def unsubscribe(self, event: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             self._notifier.unsubscribe(loop, event)
-
-    def tail(self, start: Position | None = None) -> WALTail:
-        """A live tail from ``start`` (default: the oldest record); see :class:`WALTail`."""
-        from .tail import WALTail
-
-        return WALTail(self, start)
 
     def marker(self, consumer: str) -> ProgressMarker:
         """The progress marker of ``consumer`` (e.g. a remote_write endpoint name)."""

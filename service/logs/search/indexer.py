@@ -30,6 +30,7 @@ from service.logs.record import RECORD_TYPE, decode_record
 from service.logs.search.schema import connect, read_progress
 from service.logs.search.writer import Push, Writer
 from service.wal import WAL, WALTail
+from service.wal.consumer import MarkerPolicy
 from service.wal.record import Position, Record
 from service.wal.segment import list_segments, segment_path
 
@@ -57,6 +58,8 @@ MARKER_ERRORS = Counter("logs_search_marker_errors_total", "Failed writes of the
 
 _log = get_logger("logs.search")
 
+SERIES = (LAG_BYTES, LAG_SECONDS, UP, RESTARTS, BAD_RECORDS, MARKER_ERRORS)  # each labelled by instance only
+
 
 def wal_bytes_between(directory: str, start: Position, end: Position) -> int:
     """WAL bytes from `start` to `end` (segment files counted by their size on disk)."""
@@ -81,14 +84,12 @@ class SearchIndexer:
         self.db_path = db_path
         self.instance = instance
         self.max_queue_entries = max_queue_entries
-        self.marker = wal.marker(CONSUMER)
+        self._progress = MarkerPolicy(wal.marker(CONSUMER), MARKER_INTERVAL)
         self.bad_records = 0
         self.marker_errors = 0
         self.lag_bytes = 0
         self.lag_seconds = 0.0
         self._start: Position | None = None  # where the current tail began
-        self._stored: Position | None = None  # what the marker holds
-        self._stored_at = 0.0
         self._caught_up_at = time.monotonic()
         self._deaths: tuple[Position | None, int] = (None, 0)
         self._skip_one = False
@@ -120,6 +121,13 @@ class SearchIndexer:
     async def finish(self) -> None:
         """After the writer stopped: store the final position (best effort)."""
         await self._store_marker(force=True)
+
+    @property
+    def stored_position(self) -> Position | None:
+        """What the marker holds (read once when unknown): the WAL keeps every record after it for the store."""
+        if self._progress.stored is None:
+            self._progress.stored = self._progress.marker.load()
+        return self._progress.stored
 
     @property
     def position(self) -> Position | None:
@@ -173,7 +181,7 @@ class SearchIndexer:
         """Feed the writer from its position until stopped; raises when the writer is gone."""
         start = await asyncio.to_thread(self._resume_position)
         self._start = start
-        tail = self.wal.tail(start)
+        tail = WALTail(self.wal, start)
         self._tail = tail
         if self._stopping.is_set():
             tail.close()
@@ -234,33 +242,29 @@ class SearchIndexer:
             stored = read_progress(conn)
             if stored is not None:
                 return Position(*stored)
-            marker = self.marker.load()
+            marker = self._progress.marker.load()
             if marker is not None:
                 return marker
             if conn.execute("SELECT 1 FROM logs LIMIT 1").fetchone() is not None:
                 return self.wal.durable_position
             return None
         except sqlite3.Error:
-            return self.marker.load()
+            return self._progress.marker.load()
         finally:
             conn.close()
 
     # --- progress and lag -------------------------------------------------------------------------------
     async def _store_marker(self, *, force: bool = False) -> None:
         pos = self.writer.committed
-        now = time.monotonic()
-        if pos is None or Position(*pos) == self._stored or (not force and now - self._stored_at < MARKER_INTERVAL):
+        if pos is None:
             return
-        self._stored_at = now
         try:
-            await self.marker.store_async(Position(*pos))
+            await self._progress.store(Position(*pos), force=force)
         except OSError as exc:
             self.marker_errors += 1
             self._metrics[5].inc()
             _log.warning("storing the search store's WAL marker failed; will retry", err=str(exc),
                          instance=self.instance)
-            return
-        self._stored = Position(*pos)
 
     def _update_lag(self) -> None:
         durable = self.wal.durable_position

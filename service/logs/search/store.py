@@ -33,14 +33,17 @@ import orjson
 import snappy
 
 from service.logs.labels import format_labels
+from service.logs.search import indexer as indexer_metrics
+from service.logs.search import writer as writer_metrics
 from service.logs.search.config import SearchConfig
 from service.logs.search.indexer import SearchIndexer
 from service.logs.search.query import Filters
 from service.logs.search.schema import DB_FILE, MINUTE_MS, connect, covering_index_ready, rollup_ready
 from service.logs.search.writer import Writer
 from service.logs.search.writer_proc import DELETED_AGE, DELETED_SIZE, SIZE
+from service.metricnames import remove_series
 from service.proto.push_pb2 import PushRequest
-from service.wal import WAL
+from service.wal import WAL, Position
 
 ERROR_WORDS = ("error", "exception", "fail", "fatal", "panic")
 
@@ -78,6 +81,9 @@ class RetentionView:
     @property
     def last_size(self) -> int:
         return int(self._shared[SIZE])
+
+
+STOP_DEADLINE = 10.0  # seconds a stopping store may spend writing what it read
 
 
 class LogStore:
@@ -134,8 +140,15 @@ class LogStore:
         if self.indexer is not None:
             self.indexer.start()
 
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Stop indexing, write what was read (within `timeout` in all), store the WAL marker; never raises."""
+    @property
+    def stored_position(self) -> Position | None:
+        """What the store's WAL marker holds: the WAL keeps every record after it (a WAL consumer)."""
+        return self.indexer.stored_position if self.indexer is not None else None
+
+    async def stop(self, flush_deadline: float | None = None) -> None:
+        """Stop indexing, write what was read (within `flush_deadline`, default 10 s, in all), store the WAL
+        marker; never raises."""
+        timeout = STOP_DEADLINE if flush_deadline is None else flush_deadline
         deadline = time.monotonic() + timeout
         if self.indexer is not None:
             await self.indexer.stop(timeout / 2)
@@ -146,6 +159,14 @@ class LogStore:
     @property
     def running(self) -> bool:
         return self.writer is not None
+
+    @staticmethod
+    def forget_metrics(instance: str) -> None:
+        """Remove the self-metric series of ``instance``'s store (its instance was removed, or runs on without
+        search)."""
+        remove_series((*indexer_metrics.SERIES, *writer_metrics.SERIES), instance)
+        for reason in ("age", "size"):
+            remove_series((writer_metrics.DELETED,), instance, reason)
 
     # ------------------------------------------------------------------------------------------ ingest
 

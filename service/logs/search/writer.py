@@ -37,6 +37,7 @@ QUEUED_ENTRIES = Gauge("logs_search_queue_entries", "Entries read from the WAL a
 DELETED = Counter("logs_search_retention_deleted_entries_total", "Entries deleted by search store retention.",
                   ["instance", "reason"])
 STORE_BYTES = Gauge("logs_search_store_bytes", "Bytes in use by the search store database.", ["instance"])
+SERIES = (WRITTEN_ENTRIES, SKIPPED_ENTRIES, QUEUED_ENTRIES, STORE_BYTES)  # labelled by instance only (not DELETED)
 
 _SEND_MAX_ENTRIES = 5_000  # pushes per pipe message
 _CTX = multiprocessing.get_context("spawn")  # never fork a process with running threads and an event loop

@@ -3,18 +3,18 @@
 Like Prometheus' ``storage/remote/client.go``: 2xx is success; 5xx, connection errors and timeouts are
 recoverable (retry with backoff); 429 is recoverable when ``retry_on_http_429`` is set; any other status is
 non-recoverable (drop the batch). ``Retry-After`` (seconds or an HTTP date) is passed on with recoverable
-errors so the caller can honour it.
+errors so the caller can honour it. The outcome types are shared with the Loki client (``service.http.retry``).
 """
 
 from __future__ import annotations
 
-import email.utils
-import time
-
 import aiohttp
 
 from service.http.client import HTTPClient, HTTPClientError
+from service.http.retry import NonRecoverableError, RecoverableError, parse_retry_after
 from service.metrics.config.remote_write import RemoteWriteConfig
+
+__all__ = ["NonRecoverableError", "RecoverableError", "WriteClient"]
 
 RW_HEADERS = {
     "Content-Encoding": "snappy",
@@ -22,39 +22,6 @@ RW_HEADERS = {
     "X-Prometheus-Remote-Write-Version": "0.1.0",
 }
 _MAX_ERROR_BODY = 512  # bytes of a failed response's body quoted in the error
-
-
-class RecoverableError(Exception):
-    """The request may succeed if sent again; ``retry_after`` is the server's hint in seconds, if any."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class NonRecoverableError(Exception):
-    """The remote refused the data for good (e.g. 400): the batch is dropped. ``status`` is the HTTP
-    status (0 when there was none)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date); None when absent or invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class WriteClient:
@@ -80,7 +47,7 @@ class WriteClient:
                 text = (await resp.content.read(_MAX_ERROR_BODY)).decode("utf-8", "replace").strip()
                 message = f"server returned HTTP status {resp.status} {resp.reason or ''}: {text}".strip()
                 if resp.status >= 500 or (resp.status == 429 and self.retry_on_429):
-                    raise RecoverableError(message, parse_retry_after(resp.headers.get("Retry-After")))
+                    raise RecoverableError(message, parse_retry_after(resp.headers.get("Retry-After")), resp.status)
                 raise NonRecoverableError(message, resp.status)
         except (TimeoutError, aiohttp.ClientError, OSError, HTTPClientError) as exc:
             raise RecoverableError(f"{type(exc).__name__}: {exc}") from exc

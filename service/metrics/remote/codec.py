@@ -39,6 +39,9 @@ class TooLarge(CodecError):
         self.declared = declared
         self.limit = limit
 
+    def __reduce__(self) -> tuple[type, tuple[int, int]]:
+        return TooLarge, (self.declared, self.limit)  # pickles across ingest worker processes
+
 
 @dataclass(slots=True)
 class WriteStats:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from service.metricnames import remove_series
+
 _NS = "prometheus_remote_storage_"
 LABELS = ("remote_name", "url", "instance")
 
@@ -80,13 +82,6 @@ _ALL = (SAMPLES, SAMPLES_FAILED, SAMPLES_RETRIED, SAMPLES_DROPPED, SAMPLES_PENDI
 
 def forget(remote_name: str, url: str, instance: str) -> None:
     """Remove one queue's series (when its endpoint is removed for good)."""
-    for metric in _ALL:
-        try:
-            metric.remove(remote_name, url, instance)
-        except KeyError:
-            continue
+    remove_series(_ALL, remote_name, url, instance)
     for reason in ISOLATION_REASONS:
-        try:
-            ISOLATED.remove(remote_name, url, instance, reason)
-        except KeyError:
-            continue
+        remove_series((ISOLATED,), remote_name, url, instance, reason)

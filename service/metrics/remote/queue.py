@@ -8,14 +8,15 @@ Two tasks joined by a bounded queue of prepared batches (Prometheus' ``queue_man
   write_relabel_configs are set; otherwise the stored bytes are forwarded. Prepared batches wait in a queue
   bounded by ``capacity`` samples, so preparing the next batch overlaps sending the current one;
 - the *sender* sends batches strictly one after another (split across shards, see ``shards``), retrying
-  recoverable failures with exponential backoff (``min_backoff``..``max_backoff``, or the server's
-  Retry-After) until they succeed. A refused request of several records is split in two and each half sent
-  on its own, down to one record and then to one series, so a part the remote refuses (one that slipped into
-  the WAL malformed, or a series it rejects) is dropped and counted alone (``agent_remote_write_isolated_total``)
-  instead of taking its batch with it. Only then does it advance the acknowledged
-  position. The marker is stored at most every ``marker_interval`` seconds and on stop, so after a crash at
-  most that much is sent twice and nothing acknowledged into the WAL is lost. The number of shards moves
-  between ``min_shards`` and ``max_shards`` with what the sender saw (see ``resharding``).
+  recoverable failures with jittered exponential backoff (``min_backoff``..``max_backoff``, and at least the
+  server's Retry-After: :mod:`service.http.retry`, shared with the Loki client) until they succeed. A refused
+  request of several records is split in two and each half sent on its own, down to one record and then to
+  one series, so a part the remote refuses (one that slipped into the WAL malformed, or a series it rejects)
+  is dropped and counted alone (``agent_remote_write_isolated_total``) instead of taking its batch with it.
+  Only then does it advance the acknowledged position. The marker is stored at most every
+  ``marker_interval`` seconds, when idle and on stop (:class:`~service.wal.consumer.MarkerPolicy`), so after
+  a crash at most that much is sent twice and nothing acknowledged into the WAL is lost. The number of shards
+  moves between ``min_shards`` and ``max_shards`` with what the sender saw (see ``resharding``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import snappy
 
 from service.config.secrets import redact_url
 from service.http.client import HTTPClient
+from service.http.retry import Backoff
 from service.log import RepeatedWarning
+from service.metrics.config.instance import DEFAULT_REMOTE_FLUSH_DEADLINE
 from service.metrics.config.remote_write import RemoteWriteConfig
 from service.metrics.remote import metrics as m
 from service.metrics.remote.batch import RECORD_WRITE_REQUEST, Batch, Counts, count, decode_record
@@ -39,6 +42,7 @@ from service.metrics.remote.resharding import ShardController
 from service.metrics.remote.rewrite import SeriesRewriter
 from service.metrics.remote.shards import split_by_series, top_level_fields
 from service.wal import WAL, Position, Record, WALTail
+from service.wal.consumer import MarkerPolicy, finish_within
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +61,20 @@ def _where(position: Position | None) -> dict[str, object]:
 
 
 class RemoteWriteQueue:
-    """Sends what a WAL holds to one remote_write endpoint. ``start()`` once, ``stop(deadline)`` once."""
+    """Sends what a WAL holds to one remote_write endpoint. ``start()`` once, ``stop(deadline)`` once: a
+    :class:`~service.wal.consumer.WALConsumer`."""
 
     def __init__(self, wal: WAL, cfg: RemoteWriteConfig, *, instance: str, external_labels: dict[str, str],
                  http: HTTPClient | None = None, marker_interval: float = 1.0,
-                 shard_update_interval: float = 10.0) -> None:
+                 shard_update_interval: float = 10.0,
+                 flush_deadline: float = float(DEFAULT_REMOTE_FLUSH_DEADLINE)) -> None:
         self.wal = wal
         self.cfg = cfg
         self.instance = instance
         self.name = cfg.name or redact_url(cfg.url)
         self.url = redact_url(cfg.url)  # for labels, logs and status: never the password (as Prometheus)
         self.marker_interval = marker_interval
+        self.flush_deadline = flush_deadline
         qc = cfg.queue_config
         self.max_samples = max(1, qc.max_samples_per_send)
         self.deadline = float(qc.batch_send_deadline)
@@ -77,15 +84,13 @@ class RemoteWriteQueue:
         rewriter = SeriesRewriter(external_labels, cfg.write_relabel_configs)
         self._rewriter = rewriter if rewriter.active else None
         self._client = WriteClient(cfg, http)
-        self._marker = wal.marker(self.name)
-        self._labels = (self.name, self.url, instance)
+        self._progress = MarkerPolicy(wal.marker(self.name), marker_interval)
+        self._labels = self.labels = (self.name, self.url, instance)  # of its self metrics
         self._batches: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, qc.capacity // self.max_samples))
         self._records: deque[Record] = deque()
         self._drain = asyncio.Event()
         self._tail: WALTail | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._stored: Position | None = None
-        self._stored_at = 0.0
         self.acked_position: Position | None = None  # end of the last batch answered (or dropped)
         self.samples_sent = self.samples_failed = self.samples_retried = self.samples_dropped = 0
         self.samples_pending = 0
@@ -101,28 +106,29 @@ class RemoteWriteQueue:
         """Load the marker and start following the WAL from it."""
         if self._tasks:
             raise RuntimeError("queue already started")
-        start = await asyncio.to_thread(self._marker.load)
-        self._stored = self.acked_position = start
-        self._stored_at = time.monotonic()
-        self._tail = self.wal.tail(start)
+        start = self.acked_position = await self._progress.load()
+        self._tail = WALTail(self.wal, start)
         self._resharding.start(time.monotonic())
         tag = f"{self.instance}/{self.name}"
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"rw-read[{tag}]"),
                        asyncio.create_task(self._send_loop(), name=f"rw-send[{tag}]")]
         self._log(logging.INFO, "remote_write queue started", **_where(start))
 
-    async def stop(self, flush_deadline: float) -> None:
-        """Send what is durable in the WAL now, for at most ``flush_deadline`` seconds; then stop and store
-        the marker. Returns within the deadline (a few ms for the marker aside)."""
+    @property
+    def stored_position(self) -> Position | None:
+        """What the marker holds: the WAL keeps every record after it for this endpoint."""
+        return self._progress.stored
+
+    async def stop(self, flush_deadline: float | None = None) -> None:
+        """Send what is durable in the WAL now, for at most ``flush_deadline`` seconds (default: the instance's
+        ``remote_flush_deadline``); then stop and store the marker. Returns within the deadline (a few ms for
+        the marker aside)."""
         if not self._tasks:
             await self._client.close()
             return
         self._drain.set()
-        margin = min(0.25, flush_deadline * 0.1)
-        _, pending = await asyncio.wait(self._tasks, timeout=max(0.0, flush_deadline - margin))
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        deadline = self.flush_deadline if flush_deadline is None else flush_deadline
+        cut = await finish_within(self._tasks, deadline - min(0.25, deadline * 0.1))
         if self._tail is not None:
             self._tail.close()
         await self._store_marker(force=True)
@@ -130,7 +136,7 @@ class RemoteWriteQueue:
         self.samples_pending = 0
         m.SAMPLES_PENDING.labels(*self._labels).set(0)
         self._log(logging.INFO, "remote_write queue stopped", **_where(self.acked_position),
-                  unsent_batches=len(pending))
+                  unsent_batches=cut)
 
     def cut_flush(self) -> None:
         """End a running :meth:`stop` now (the next instance of the config sends the rest from the marker)."""
@@ -255,6 +261,7 @@ class RemoteWriteQueue:
                     batch = await self._batches.get()
             except TimeoutError:
                 self._update_shards()
+                await self._store_marker()  # idle: what the last batches acknowledged goes to the marker
                 continue
             if batch is None:
                 return
@@ -333,7 +340,7 @@ class RemoteWriteQueue:
         """Send until answered 2xx (None) or refused for good (the error); recoverable failures are retried,
         in place."""
         labels = self._labels
-        backoff = self.min_backoff
+        backoff: Backoff | None = None  # made on the first failure: nothing extra per batch sent at once
         while True:
             started = time.monotonic()
             try:
@@ -341,11 +348,11 @@ class RemoteWriteQueue:
             except RecoverableError as exc:
                 m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
                 self._count_retry(counts)
-                delay = exc.retry_after if exc.retry_after is not None else backoff
+                backoff = backoff or Backoff(self.min_backoff, self.max_backoff)
+                delay = backoff.next(exc.retry_after)
                 self.last_error = str(exc)
-                self._retry_warning.failed(**self._extra(error=str(exc), retry_in=delay))
+                self._retry_warning.failed(**self._extra(error=str(exc), retry_in=round(delay, 3)))
                 await asyncio.sleep(delay)
-                backoff = min(backoff * 2, self.max_backoff)
                 continue
             except NonRecoverableError as exc:
                 m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
@@ -397,18 +404,10 @@ class RemoteWriteQueue:
         return end[0] * size + end[1], acked[0] * size + acked[1]
 
     async def _store_marker(self, force: bool = False) -> None:
-        pos = self.acked_position
-        if pos is None or pos == self._stored:
-            return
-        now = time.monotonic()
-        if not force and now - self._stored_at < self.marker_interval:
-            return
         try:
-            await self._marker.store_async(pos)
+            await self._progress.store(self.acked_position, force=force)
         except OSError as exc:
             self._log(logging.ERROR, "cannot store WAL progress marker", error=str(exc))
-            return
-        self._stored, self._stored_at = pos, now
 
     def _set_gauges(self) -> None:
         qc = self.cfg.queue_config
