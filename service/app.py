@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.routing import Router
 
 from service.cluster.routes import cluster_routes
 from service.config.errors import ConfigError
 from service.http.access_log import AccessLog
 from service.http.auth import RequireAuth
+from service.http.errors import not_found
 from service.log import get_logger
 from service.logs.routes import logs_routes
 from service.logs.search.chat.service import ChatService
@@ -32,10 +33,6 @@ from service.ops.selfmetrics import metrics_routes
 from service.ui.routes import ui_routes
 
 _log = get_logger("app")
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return PlainTextResponse("404 page not found\n", status_code=404)
 
 
 async def _method_not_allowed(request: Request, exc: Exception) -> Response:
@@ -91,7 +88,7 @@ def build_app(node: Node) -> AccessLog:
         *search_routes(node.logs.search_store, status_provider=node.status, chat=chat, cluster=node.search_cluster),
         *ui_routes(node.all_targets, node.search_peers, node.write_forwarder.peers),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found,
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: not_found,
                                                                          405: _method_not_allowed})
     router: Router = app.router
     router.redirect_slashes = False

@@ -1,6 +1,6 @@
 """The import direction docs/architecture.md describes, checked on the source: the data path (metrics, logs)
-imports neither the control path (cluster, configapi) nor the other data path, and no two top-level parts of
-`service` import each other, directly or through others."""
+imports neither the control path (cluster, configapi) nor the other data path, and no two modules, nor two
+top-level parts of `service`, import each other, directly or through others."""
 
 from __future__ import annotations
 
@@ -19,16 +19,19 @@ def _module_name(path: Path) -> str:
 
 
 def _imports() -> dict[str, set[str]]:
-    """Every module of `service` → the `service` modules it imports (at any depth, TYPE_CHECKING included)."""
+    """Every module of `service` → the `service` modules it imports (at any depth, TYPE_CHECKING included);
+    `from service.logs import metrics` imports the module `service.logs.metrics`."""
+    paths = {_module_name(path): path for path in SERVICE.rglob("*.py")}
     found: dict[str, set[str]] = {}
-    for path in SERVICE.rglob("*.py"):
+    for module, path in paths.items():
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names.update(a.name for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module)
-        found[_module_name(path)] = {n for n in names if n == "service" or n.startswith("service.")}
+                names.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths else node.module
+                             for a in node.names)
+        found[module] = {n for n in names if n == "service" or n.startswith("service.")}
     return found
 
 
@@ -109,6 +112,12 @@ def test_the_top_level_parts_of_service_import_each_other_in_one_direction() -> 
     detail = [f"{' ↔ '.join(c)}: " + "; ".join(w for (a, b), w in sorted(witness.items()) if a in c and b in c)
               for c in cycles]
     assert not cycles, "\n".join(detail)
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """Module by module (TYPE_CHECKING imports included, since they are dependencies too)."""
+    cycles = _cycles({module: targets - {module} for module, targets in _imports().items()})
+    assert not cycles, "\n".join(" → ".join(c) for c in cycles)
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

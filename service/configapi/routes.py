@@ -18,7 +18,7 @@ from service.configapi.store import ConfigStore, UniquenessError
 from service.configapi.worker import RETRY_AFTER, Busy, ValidationWorker
 from service.http.body import read_body
 from service.http.envelope import success
-from service.http.errors import HTTPError, guarded, render_agent
+from service.http.errors import HTTPError, guarded, not_found, render_agent
 from service.http.paths import InvalidName, decode_name, raw_segment
 from service.kv.store import KVError, KVUnavailable
 from service.log import get_logger
@@ -82,10 +82,6 @@ def _unreadable(name: str, reason: str) -> HTTPError:
     return HTTPError(422, f"failed to get config {name}: stored value cannot be read: {reason}")
 
 
-def _not_found() -> Response:
-    return PlainTextResponse("404 page not found\n", status_code=404)
-
-
 class ConfigAPI:
     def __init__(self, store: ConfigStore | None, global_cfg: GlobalConfig, *, allow_reading_files: bool,
                  read_api_enabled: bool = True, body_limit: int = DEFAULT_BODY_LIMIT,
@@ -130,7 +126,7 @@ class ConfigAPI:
         assert self.store is not None
         name = self._name(request, CONFIGS + "/")
         if name is None:
-            return _not_found()
+            return await not_found(request)
         try:
             text = await self.store.get(name)
         except (ValueError, OSError, EOFError, zlib.error) as exc:  # not gzip YAML, or not UTF-8
@@ -158,7 +154,7 @@ class ConfigAPI:
         assert self.store is not None
         name = self._name(request, CONFIG)
         if name is None:
-            return _not_found()
+            return await not_found(request)
         body = await read_body(request, self.body_limit)
         checked = await self.validator.validate(body, name, self.global_cfg, self.allow_reading_files,
                                                 self.accept_unsupported_sd)
@@ -175,7 +171,7 @@ class ConfigAPI:
         assert self.store is not None
         name = self._name(request, CONFIG)
         if name is None:
-            return _not_found()
+            return await not_found(request)
         if not await self.store.delete(name):
             raise HTTPError(404, f"configuration {name} does not exist")
         _CHANGES["deleted"].inc()

@@ -60,6 +60,11 @@ def render_loggator(exc: HTTPError) -> Response:
                     media_type=JSON, headers=exc.headers or None)
 
 
+async def not_found(request: Request, exc: Exception | None = None) -> Response:
+    """Go's `http.NotFound` answer, for every path nothing serves (a Starlette 404 handler as well)."""
+    return render_text(HTTPError(404, "404 page not found"))
+
+
 def guarded(render: Renderer, translate: Translate | None = None) -> Callable[[Handler], Handler]:
     """Wraps a handler (a function or a method; the request is its last argument) so that every failure is
     answered with `render`: an HTTPError as raised, any other exception as `translate` maps it."""

@@ -11,10 +11,10 @@ import ssl
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp
 
 from service.http.auth import HTTPAuthConfig, RequireAuth
+from service.http.errors import not_found
 from service.http.limits import ServerLimits, protocol_class
 from service.http.tls import ServerTLSConfig
 from service.log import get_logger
@@ -29,10 +29,6 @@ from service.logs.routes import push_routes
 class _Server(uvicorn.Server):
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         await self._serve(sockets)  # no signal capture: the node's own server owns the signals
-
-
-async def _not_found(request: Request, exc: Exception) -> Response:
-    return PlainTextResponse("404 page not found\n", status_code=404)
 
 
 class PushServer:
@@ -69,7 +65,7 @@ class PushServer:
             raise OSError(exc.errno, f"loki_push_api {self.job}: cannot listen on "
                                      f"{host}:{cfg.http_listen_port}: {exc.strerror}") from None
         self.port = sock.getsockname()[1]
-        app: ASGIApp = Starlette(routes=push_routes(self._resolve), exception_handlers={404: _not_found})
+        app: ASGIApp = Starlette(routes=push_routes(self._resolve), exception_handlers={404: not_found})
         auth = self.http_auth
         if auth is not None and auth.enabled:
             app = RequireAuth(app, auth)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.http.body import read_body
-from service.http.errors import HTTPError, guarded, render_text
+from service.http.errors import HTTPError, guarded, not_found, render_text
 from service.http.paths import InvalidName, decode_name
 from service.log import get_logger
 from service.metrics.decode_pool import DecodePool, DecodeUnavailable
@@ -114,7 +114,7 @@ class WriteReceiver:
     async def _handle(self, request: Request) -> Response:
         name = instance_name(request)
         if name is None:
-            raise HTTPError(404, "404 page not found")
+            return await not_found(request)
         instance = self.lookup(name)
         if instance is None:
             return await self._not_here(request, name)
