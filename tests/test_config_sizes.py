@@ -17,3 +17,9 @@ from service.config.sizes import BASE2, DATASIZE, SI_OR_IEC, SizeNotation, parse
 ])
 def test_each_notation_reads_what_its_program_reads(notation: SizeNotation, text: str, size: int | None) -> None:
     assert parse_size(text, notation) == size
+
+
+@pytest.mark.parametrize("text", ["5i", "5ib", "1.5iB"])
+def test_a_unit_without_a_factor_is_not_a_size(text: str) -> None:
+    """`longer_than: 5i` in a drop stage raised KeyError (a 500 from the config API) instead of a config error."""
+    assert parse_size(text, DATASIZE) is None

@@ -57,5 +57,7 @@ def parse_size(text: str, notation: SizeNotation) -> int | None:
     if match is None:
         return None
     number, unit = match.group(1), match.group(2) or ""
-    factor = notation.factors[notation.key(unit)]
+    factor = notation.factors.get(notation.key(unit))
+    if factor is None:  # a unit the pattern admits but the notation has no factor for ("5i")
+        return None
     return int(float(number) * factor) if notation.decimals else int(number) * factor
