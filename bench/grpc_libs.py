@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.proto.push_pb2 import PushRequest
-from tests.ports import free_port
+from tests.helpers.ports import free_port
 
 LINES, CONCURRENCY = 1000, 8
 METHOD = "/logproto.Pusher/Push"

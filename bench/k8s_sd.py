@@ -7,7 +7,7 @@ process's RSS growth, the time until every config's targets exist, and the time 
 target. Each config keeps the 5 pods labelled for it, so targets stay realistic (C*5 in all); scrape loops
 point at a closed loopback port with a 1h interval, so no discovered address is ever contacted.
 
-The stand-in API server (tests/k8s_apiserver.py; no kube-apiserver runs here) runs in its own process.
+The stand-in API server (tests/helpers/k8s_apiserver.py; no kube-apiserver runs here) runs in its own process.
 Run: ``python bench/k8s_sd.py [--configs 1000] [--pods 5000]``.
 """
 
@@ -45,7 +45,7 @@ def pod(i: int, configs: int) -> dict:
 
 
 def serve(port: int, pods: int, configs: int) -> None:
-    from tests.k8s_apiserver import FakeAPIServer
+    from tests.helpers.k8s_apiserver import FakeAPIServer
 
     srv = FakeAPIServer(port, bookmark_interval=5.0).start()
     for i in range(pods):
@@ -71,7 +71,7 @@ def stats(port: int) -> dict[str, int]:
 async def run(port: int, configs: int, pods: int) -> dict[str, float]:
     from service.metrics.discovery.kubernetes.registry import registry
     from service.metrics.scrape.manager import ScrapeManager
-    from tests.scrape_targets import scrape_config
+    from tests.helpers.scrape_targets import scrape_config
 
     async def append(body: bytes) -> None:
         return None
@@ -130,7 +130,7 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.pods, args.configs)
         return
-    from tests.ports import free_port
+    from tests.helpers.ports import free_port
 
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--pods", str(args.pods),

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from log_search import pct, push_bodies
 
-from tests.cluster_harness import cluster_config
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, request, wait_for
+from tests.helpers.cluster_harness import cluster_config
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, request, wait_for
 
 LOGS = """logs:
   positions_directory: positions

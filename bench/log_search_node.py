@@ -20,7 +20,7 @@ from pathlib import Path
 import snappy
 
 from service.proto.push_pb2 import PushRequest
-from tests.node_process import NodeProcess, wait_for
+from tests.helpers.node_process import NodeProcess, wait_for
 
 LINES, CONNS, BODIES = 1000, 16, 16
 WORDS = ["GET", "POST", "PUT", "DELETE", "user", "order", "payment", "cache", "session", "token", "request",

@@ -37,7 +37,7 @@ import orjson
 import snappy
 
 from service.proto.push_pb2 import PushRequest
-from tests.node_process import NodeProcess, free_port, wait_for
+from tests.helpers.node_process import NodeProcess, free_port, wait_for
 
 LINES, CONNS = 1000, 16
 LINE = "level=info ts=2026-01-01T00:00:00Z caller=bench.go:42 msg=\"request served\" status=200 path=/api/v1/x"

@@ -26,8 +26,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from service.wal import WAL
-from tests.prometheus_server import PrometheusServer, free_port
-from tests.remote_helpers import request_body, rw_config
+from tests.helpers.prometheus_server import PrometheusServer, free_port
+from tests.helpers.remote_helpers import request_body, rw_config
 
 SERIES = 2000
 

@@ -41,10 +41,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from service.cluster.ring import Ring
 from service.configapi.store import encode_value
-from tests.cluster_harness import NodeCluster, config_body, instance_starts
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, wait_for
-from tests.ports import free_port
+from tests.helpers.cluster_harness import NodeCluster, config_body, instance_starts
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.ports import free_port
 
 SCRAPE_INTERVAL = 1.0  # of the configs the stuck-remote rows scrape with
 STUCK_REMOTE = "remote_write:\n  - url: http://127.0.0.1:1/api/v1/write\n"

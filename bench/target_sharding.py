@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.cluster_harness import NodeCluster
-from tests.etcd_server import EtcdServer
-from tests.node_process import wait_for
-from tests.sharding_targets import ManyTargets
+from tests.helpers.cluster_harness import NodeCluster
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import wait_for
+from tests.helpers.sharding_targets import ManyTargets
 
 
 def cpu_seconds(pid: int) -> float:

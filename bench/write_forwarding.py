@@ -19,10 +19,10 @@ from pathlib import Path
 
 from bench.codec import build_series
 from bench.write_ingest import LUA, SERIES, keep_best, run_wrk, summary
-from tests.cluster_harness import NodeCluster
-from tests.etcd_server import EtcdServer
-from tests.node_process import wait_for
-from tests.rw_payloads import write_body
+from tests.helpers.cluster_harness import NodeCluster
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import wait_for
+from tests.helpers.rw_payloads import write_body
 
 WRITE = "/agent/api/v1/metrics/instance/bench/write"
 

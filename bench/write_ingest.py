@@ -28,8 +28,8 @@ import urllib.request
 from pathlib import Path
 
 from bench.codec import build_series
-from tests.node_process import REPO, free_port, wait_for
-from tests.rw_payloads import write_body
+from tests.helpers.node_process import REPO, free_port, wait_for
+from tests.helpers.rw_payloads import write_body
 
 SERIES = 2000
 VMAGENT = "/usr/bin/vmagent"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.etcd_server import EtcdServer
+from tests.helpers.etcd_server import EtcdServer
 
 
 @pytest.fixture

@@ -5,26 +5,16 @@ Every command runs the console script `scraping-service` installed in the venv, 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.certs import make_certs
-from tests.node_process import REPO, NodeProcess, free_port, node_config
-from tests.polling import wait_for
-
-SCRIPT = Path(sys.executable).parent / "scraping-service"
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([str(SCRIPT), *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+from tests.helpers.certs import make_certs
+from tests.helpers.cli import SCRIPT, run_cli
+from tests.helpers.node_process import NodeProcess, free_port, node_config
+from tests.helpers.polling import wait_for
 
 
 def test_missing_config_file_exits_1(tmp_path: Path) -> None:

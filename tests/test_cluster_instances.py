@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.certs import make_certs
-from tests.cluster_harness import INSTANCES, NodeCluster, cluster_config, config_body
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, wait_for
+from tests.helpers.certs import make_certs
+from tests.helpers.cluster_harness import INSTANCES, NodeCluster, cluster_config, config_body
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, wait_for
 
 STUCK_REMOTE = "remote_write:\n  - url: http://127.0.0.1:1/api/v1/write\n"
 CONFIG = "/agent/api/v1/config/"

@@ -14,7 +14,7 @@ from service.cluster.lease_keeper import LeaseKeeper
 from service.kv.config import EtcdConfig
 from service.kv.etcd import EtcdKV
 from service.kv.store import LeaseExpired
-from tests.etcd_server import EtcdServer
+from tests.helpers.etcd_server import EtcdServer
 
 TTL = 2.0
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import service.kv.etcd  # noqa: F401  (a required dependency: a broken install fails here, never a skip)
-from tests.cluster_harness import INSTANCES, NodeCluster, cluster_config, instance_starts
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, wait_for
+from tests.helpers.cluster_harness import INSTANCES, NodeCluster, cluster_config, instance_starts
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, wait_for
 
 NAMES = [f"cfg-{i:03d}" for i in range(200)]
 TTL = 2.0

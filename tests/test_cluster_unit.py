@@ -17,7 +17,7 @@ from service.kv.memory import MemoryKV
 from service.metrics.config import GlobalConfig, InstanceConfig
 from service.metrics.manager import InstanceManager
 from service.settings import parse_node_config
-from tests.polling import wait_until
+from tests.helpers.polling import wait_until
 
 PREFIX = "configurations/"
 

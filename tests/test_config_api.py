@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, node_config
-from tests.polling import wait_for
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, node_config
+from tests.helpers.polling import wait_for
 
 CONFIG = "/agent/api/v1/config/"
 CONFIGS = "/agent/api/v1/configs"
@@ -324,7 +324,7 @@ def test_etcd_nodes_share_configs_and_survive_outage(tmp_path: Path) -> None:
         assert first.get("/-/healthy").status == 200
 
         etcd.start()
-        from tests.node_process import wait_for
+        from tests.helpers.node_process import wait_for
 
         wait_for(lambda: first.get(CONFIGS).status == 200, 30, what="first node to reconnect to etcd")
         assert put(first, "after", scrape_config("aj")).status == 201

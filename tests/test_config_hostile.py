@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.node_process import NodeProcess, node_config
-from tests.polling import wait_for
-from tests.ports import free_port
-from tests.rw_payloads import simple_series, write_body
+from tests.helpers.node_process import NodeProcess, node_config
+from tests.helpers.polling import wait_for
+from tests.helpers.ports import free_port
+from tests.helpers.rw_payloads import simple_series, write_body
 
 pytestmark = pytest.mark.slow
 

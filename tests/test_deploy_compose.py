@@ -18,8 +18,8 @@ import pytest
 
 from service.cli import _run_parser
 from service.settings import parse_node_config
-from tests import deploy_tools
-from tests.node_process import NodeProcess, free_port
+from tests.helpers import deploy_tools
+from tests.helpers.node_process import NodeProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_DIR = ROOT / "deploy" / "compose"

@@ -14,7 +14,7 @@ from service.metrics.discovery.base import Provider
 from service.metrics.discovery.dns import DNSProvider
 from service.metrics.discovery.file import FileProvider
 from service.metrics.discovery.http import HTTPProvider
-from tests.polling import wait_until
+from tests.helpers.polling import wait_until
 
 
 def addresses(p: Provider) -> list[str]:

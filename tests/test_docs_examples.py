@@ -24,9 +24,9 @@ from service.logs.search.config import SearchConfig
 from service.metrics.config import InstanceConfig
 from service.nodecheck import check_node_file, decode_checked
 from service.settings import MetricsConfig, NodeConfig
-from tests.node_process import REPO, NodeProcess
-from tests.polling import wait_for
-from tests.test_cli import run_cli
+from tests.helpers.cli import run_cli
+from tests.helpers.node_process import REPO, NodeProcess
+from tests.helpers.polling import wait_for
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # What a YAML block in the docs can be: a whole node file, or one of its sections shown on its own.

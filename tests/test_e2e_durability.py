@@ -1,7 +1,7 @@
 """Durability through the whole node: whatever the node acknowledged reaches a real Prometheus receiver,
 even when the node is killed (-9) or stopped (SIGTERM) under full-speed writes and then restarted.
 
-The sender (tests/rw_sender.py) logs every request answered 204 with its sample count; request k carries
+The sender (tests/helpers/rw_sender.py) logs every request answered 204 with its sample count; request k carries
 ``k % 50 + 1`` series ``durable{req="k", s="i"}`` with one sample each, so the receiver's number of series
 per ``req`` is the number of that request's samples it holds.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import WRITE, metric_sum, start_relay
-from tests.node_process import REPO, NodeProcess, wait_for
-from tests.prometheus_server import PrometheusServer
+from tests.helpers.e2e_helpers import WRITE, metric_sum, start_relay
+from tests.helpers.node_process import REPO, NodeProcess, wait_for
+from tests.helpers.prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ MIN_ACKED = 400
 def run_sender_until_stopped(node: NodeProcess, log_path: Path, sig: int) -> dict[int, int]:
     """Full-speed writes; stop the node with ``sig`` mid-stream; the acknowledged requests and samples."""
     base_ms = int(time.time() * 1000) - 60_000
-    sender = subprocess.Popen([sys.executable, "-m", "tests.rw_sender",
+    sender = subprocess.Popen([sys.executable, "-m", "tests.helpers.rw_sender",
                                f"http://127.0.0.1:{node.port}{WRITE.format('relay')}", str(log_path), "8",
                                str(base_ms)], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
     try:

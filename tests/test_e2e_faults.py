@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from service.metrics.remote.queue import ISOLATE_SENDS
-from tests.e2e_helpers import RW_HEADERS, WRITE, ThreadedPeer, metric_sum, start_relay
-from tests.node_process import NodeProcess, wait_for
-from tests.remote_helpers import CapturePeer, Reply, request_body
+from tests.helpers.e2e_helpers import RW_HEADERS, WRITE, ThreadedPeer, metric_sum, start_relay
+from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.remote_helpers import CapturePeer, Reply, request_body
 
 pytestmark = pytest.mark.slow
 

@@ -14,34 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_helpers import WRITE, NodeExporter, metric_sum, start_relay
-from tests.node_process import wait_for
-from tests.ports import free_port
-from tests.prometheus_server import PrometheusServer
+from tests.helpers.e2e_helpers import WRITE, NodeExporter, metric_sum, start_relay
+from tests.helpers.node_process import wait_for
+from tests.helpers.ports import free_port
+from tests.helpers.prometheus_server import PrometheusServer, describe_diff, raw_samples
 
 pytestmark = pytest.mark.slow
-
-Samples = dict[tuple[tuple[str, str], ...], list[tuple[float, str]]]
-
-
-def raw_samples(prom: PrometheusServer, at: float, window_s: int, drop: str = "") -> Samples:
-    """Every raw sample in (at - window_s, at], by label set (without the label ``drop``)."""
-    result = prom.api("query", query=f'{{__name__=~".+"}}[{window_s}s]', time=at)
-    assert result["resultType"] == "matrix"
-    out: Samples = {}
-    for series in result["result"]:
-        key = tuple(sorted((k, v) for k, v in series["metric"].items() if k != drop))
-        out[key] = [(float(t), v) for t, v in series["values"]]
-    return out
-
-
-def describe_diff(want: Samples, got: Samples) -> str:
-    missing = [dict(k) for k in want.keys() - got.keys()]
-    extra = [dict(k) for k in got.keys() - want.keys()]
-    differing = [dict(k) for k in want.keys() & got.keys() if want[k] != got[k]]
-    return (f"{len(missing)} series missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]}), "
-            f"{len(differing)} with other samples (e.g. {differing[:3]})")
-
 
 def test_prometheus_to_node_to_prometheus(tmp_path: Path) -> None:
     receiver = PrometheusServer(tmp_path, receiver=True).start()

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_helpers import WRITE, NodeExporter, metric_sum, metric_values, start_relay
-from tests.node_process import wait_for
-from tests.prometheus_server import PrometheusServer
-from tests.test_e2e_prometheus import describe_diff, raw_samples
-from tests.vmagent_process import VMAgent
+from tests.helpers.e2e_helpers import WRITE, NodeExporter, metric_sum, metric_values, start_relay
+from tests.helpers.node_process import wait_for
+from tests.helpers.prometheus_server import PrometheusServer, describe_diff, raw_samples
+from tests.helpers.vmagent_process import VMAgent
 
 pytestmark = pytest.mark.slow
 

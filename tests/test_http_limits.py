@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import pytest
 
 from service.http.limits import effective_conn_limit
-from tests.node_process import NodeProcess, node_config, wait_for
-from tests.ports import free_port
+from tests.helpers.node_process import NodeProcess, node_config, wait_for
+from tests.helpers.ports import free_port
 
 CONN_LIMIT = 40
 HEADER_TIMEOUT = 3.0

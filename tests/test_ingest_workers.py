@@ -21,10 +21,10 @@ from service.metrics.ingest import CodecError, SeriesChecker, TooLarge
 from service.settings import parse_node_config
 from service.wal import wal_dir_for
 from service.wal.reader import read_records
-from tests.e2e_helpers import metric_sum
-from tests.node_process import NodeProcess
-from tests.polling import wait_for
-from tests.rw_payloads import write_body
+from tests.helpers.e2e_helpers import metric_sum
+from tests.helpers.node_process import NodeProcess
+from tests.helpers.polling import wait_for
+from tests.helpers.rw_payloads import write_body
 
 WRITE = "/agent/api/v1/metrics/instance/demo/write"
 HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"}

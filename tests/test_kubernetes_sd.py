@@ -1,4 +1,4 @@
-"""Kubernetes service discovery against tests/k8s_apiserver.py, a stand-in API server (no kube-apiserver runs
+"""Kubernetes service discovery against tests/helpers/k8s_apiserver.py, a stand-in API server (no kube-apiserver runs
 on this machine).
 
 - Every role's targets and labels are compared with vmagent 1.79's (a real, independent implementation) on
@@ -31,11 +31,11 @@ from service.metrics.config import parse_instance
 from service.metrics.discovery.kubernetes import informer as informer_mod
 from service.metrics.discovery.kubernetes.provider import KubernetesProvider
 from service.metrics.discovery.kubernetes.registry import registry
-from tests import k8s_objects as ko
-from tests.k8s_apiserver import FakeAPIServer
-from tests.node_process import NodeProcess, node_config
-from tests.polling import wait_for, wait_until
-from tests.ports import free_port
+from tests.helpers import k8s_objects as ko
+from tests.helpers.k8s_apiserver import FakeAPIServer
+from tests.helpers.node_process import NodeProcess, node_config
+from tests.helpers.polling import wait_for, wait_until
+from tests.helpers.ports import free_port
 
 ROLES = ("pod", "node", "service", "endpoints", "endpointslice", "ingress")
 P = "__meta_kubernetes_"
@@ -419,7 +419,7 @@ def test_in_cluster_service_account_token_ca_and_own_namespace(tmp_path: Path, m
     """The in-cluster path: KUBERNETES_SERVICE_HOST/PORT, HTTPS verified with the service account CA, the
     token re-read after it rotates, own_namespace from the namespace file."""
     from service.metrics.discovery.kubernetes import client as client_mod
-    from tests.certs import make_certs
+    from tests.helpers.certs import make_certs
 
     certs = make_certs(tmp_path / "certs")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -456,7 +456,7 @@ def test_in_cluster_service_account_token_ca_and_own_namespace(tmp_path: Path, m
 def test_scrape_pool_follows_label_changes_with_a_group_level_keep(apiserver: FakeAPIServer) -> None:
     """The pool reuses relabel results of unchanged groups: a changed pod must still be re-evaluated."""
     from service.metrics.scrape.manager import ScrapeManager
-    from tests.scrape_targets import scrape_config
+    from tests.helpers.scrape_targets import scrape_config
 
     async def append(body: bytes) -> None:
         return None

@@ -21,8 +21,8 @@ from service.kv.embedded import EmbeddedKV
 from service.kv.etcd import EtcdKV
 from service.kv.memory import MemoryKV
 from service.kv.store import MAX_TXN_OPS, EventType, KVError, KVStore, LeaseExpired, WatchEvent
-from tests.aio import run, take
-from tests.polling import wait_until
+from tests.helpers.aio import run, take
+from tests.helpers.polling import wait_until
 
 
 @dataclass

@@ -12,10 +12,10 @@ from aetcd import rpc
 
 from service.kv.etcd import EtcdKV
 from service.kv.store import EventType, KVError, KVUnavailable
-from tests.aio import run, take
-from tests.certs import make_certs
-from tests.etcd_server import EtcdServer, free_port
-from tests.polling import wait_until
+from tests.helpers.aio import run, take
+from tests.helpers.certs import make_certs
+from tests.helpers.etcd_server import EtcdServer, free_port
+from tests.helpers.polling import wait_until
 
 REQUEST_TIMEOUT = 1.0
 

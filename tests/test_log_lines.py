@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from service import log
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, node_config
-from tests.polling import wait_for
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, node_config
+from tests.helpers.polling import wait_for
 
 
 def _capture() -> tuple[io.StringIO, logging.Handler]:

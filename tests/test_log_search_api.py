@@ -7,7 +7,7 @@ import urllib.parse
 import pytest
 
 from service.logs.search.store import source_id
-from tests.log_search_helpers import add_entries, entry, make_store, now_ms, request, search_app, serve
+from tests.helpers.log_search_helpers import add_entries, entry, make_store, now_ms, request, search_app, serve
 
 T0 = now_ms() - 10 * 60_000  # ten minutes ago, inside every default window
 

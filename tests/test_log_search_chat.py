@@ -14,7 +14,7 @@ from starlette.routing import Route
 from service.logs.search.chat.service import ChatService
 from service.logs.search.config import ChatConfig
 from service.logs.search.routes import search_routes
-from tests.log_search_helpers import add_entries, entry, make_store, now_ms, request, serve
+from tests.helpers.log_search_helpers import add_entries, entry, make_store, now_ms, request, serve
 
 
 def chat_app(store, config: ChatConfig | None = None) -> Starlette:
@@ -198,7 +198,7 @@ def test_openai_errors_are_mapped(store, provider, upstream, status, code):
 
 
 def test_openai_unreachable_is_503(store):
-    from tests.log_search_helpers import free_port
+    from tests.helpers.log_search_helpers import free_port
 
     config = ChatConfig(url=f"http://127.0.0.1:{free_port()}/v1", model="m")
     with serve(chat_app(store, config)) as app:

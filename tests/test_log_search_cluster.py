@@ -15,9 +15,9 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.cluster_harness import NodeCluster
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, wait_for
+from tests.helpers.cluster_harness import NodeCluster
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from service.logs.search.schema import DB_FILE
-from tests.node_process import NodeProcess, wait_for
-from tests.test_logs_node import proto_body
+from tests.helpers.logs_node import proto_body
+from tests.helpers.node_process import NodeProcess, wait_for
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.node_process import NodeProcess, wait_for
-from tests.test_logs_node import proto_body
+from tests.helpers.logs_node import proto_body
+from tests.helpers.node_process import NodeProcess, wait_for
 
 
 def node_yaml(log_dir: Path) -> str:

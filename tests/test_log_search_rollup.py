@@ -14,8 +14,8 @@ from service.logs.search.config import SearchConfig
 from service.logs.search.query import Filters
 from service.logs.search.schema import SCHEMA_VERSION, SLOT_MS, connect
 from service.logs.search.store import LogStore
-from tests.aio import run
-from tests.log_search_helpers import add_entries, entry, make_store, now_ms
+from tests.helpers.aio import run
+from tests.helpers.log_search_helpers import add_entries, entry, make_store, now_ms
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE

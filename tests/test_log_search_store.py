@@ -13,9 +13,9 @@ from service.config.schema import loads
 from service.logs.search.config import SearchConfig, max_size_bytes
 from service.logs.search.query import Filters, fts_expression
 from service.logs.search.schema import connect, used_bytes
-from tests.aio import run
-from tests.log_search_helpers import Entry, add_entries, entry, make_store, now_ms, request, search_app, serve
-from tests.polling import wait_for
+from tests.helpers.aio import run
+from tests.helpers.log_search_helpers import Entry, add_entries, entry, make_store, now_ms, request, search_app, serve
+from tests.helpers.polling import wait_for
 
 
 def test_fifty_thousand_entries_counts_are_exact(tmp_path):

@@ -8,8 +8,8 @@ import random
 import sqlite3
 
 from service.logs.search.query import Filters
-from tests.aio import run
-from tests.log_search_helpers import add_entries, entry, make_store, now_ms
+from tests.helpers.aio import run
+from tests.helpers.log_search_helpers import add_entries, entry, make_store, now_ms
 
 MINUTE = 60_000
 WORDS = ("alpha", "bravo", "charlie")

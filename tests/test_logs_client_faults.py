@@ -1,6 +1,6 @@
 """Loki forwarding survives what once killed it: a full disk under its progress marker, credentials both in
 the URL and in basic_auth, a failing Loki at shutdown, and a Retry-After. The Loki side is the capture server
-(tests/loki_capture.py): no real Loki runs here."""
+(tests/helpers/loki_capture.py): no real Loki runs here."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 
 from service.logs.client import redacted, split_userinfo
 from service.wal import wal_dir_for
-from tests.loki_capture import LokiCapture
-from tests.node_process import NodeProcess, wait_for
-from tests.test_logs_node import proto_body
+from tests.helpers.logs_node import proto_body
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import NodeProcess, wait_for
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 

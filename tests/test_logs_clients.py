@@ -2,7 +2,7 @@
 (gzip JSON + structured metadata) and winston-loki under node (protobuf + snappy, unsorted labels).
 
 The clients are installed at test time into a cached temporary venv / npm prefix, never into the
-project's dependencies. A failed install fails the test (tests/peers.py: what `make test` installs is
+project's dependencies. A failed install fails the test (tests/helpers/peers.py: what `make test` installs is
 required, never skipped).
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.loki_capture import LokiCapture
-from tests.node_process import NodeProcess, free_port, wait_for
-from tests.test_logs_node import node_yaml
+from tests.helpers.logs_node import node_yaml
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import NodeProcess, free_port, wait_for
 
 CACHE = Path(tempfile.gettempdir()) / "scraping-service-loki-clients"
 

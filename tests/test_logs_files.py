@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.loki_capture import LokiCapture
-from tests.node_process import NodeProcess, wait_for
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import NodeProcess, wait_for
 
 
 def node_yaml(loki_url: str, log_dir: Path) -> str:

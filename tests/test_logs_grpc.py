@@ -1,7 +1,7 @@
 """gRPC Loki push (``logproto.Pusher/Push``) on a ``loki_push_api`` listener of a real node.
 
 The client is generated from tests/data/loki_push.proto with grpcio-tools when the tests run and runs in its
-own process (tests/grpc_push_client.py). Loki is the capture stand-in (no real Loki runs here).
+own process (tests/helpers/grpc_push_client.py). Loki is the capture stand-in (no real Loki runs here).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.certs import make_certs
-from tests.grpc_push_client import GrpcPushClient, generate
-from tests.loki_capture import LokiCapture
-from tests.node_process import NodeProcess, free_port, request, wait_for
+from tests.helpers.certs import make_certs
+from tests.helpers.grpc_push_client import GrpcPushClient, generate
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import NodeProcess, free_port, request, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -219,7 +219,7 @@ def test_grpc_answers_unavailable_with_retry_info_when_forwarding_is_behind(gen:
     from service.config.schema import loads
     from service.logs.config import LogsConfig, LogsInstanceConfig
     from service.logs.manager import LogsManager
-    from tests.aio import run
+    from tests.helpers.aio import run
 
     with LokiCapture() as loki:
         loki.capture.fail(503)

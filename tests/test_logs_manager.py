@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from service.config.schema import loads
 from service.logs.config import LogsConfig
 from service.logs.manager import LogsManager
-from tests.aio import run
+from tests.helpers.aio import run
 
 
 def _config(tmp_path: Path, names: dict[str, bool]) -> LogsConfig:

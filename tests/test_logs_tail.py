@@ -16,7 +16,7 @@ from service.config.errors import ConfigError
 from service.logs.entry import Entry
 from service.logs.tail.manager import FileTargetManager
 from service.logs.tail.positions import Positions
-from tests.polling import wait_until
+from tests.helpers.polling import wait_until
 
 FAST = {"sync_period": 0.1, "poll_min": 0.02, "poll_max": 0.05}
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests import deploy_tools
-from tests.node_process import NodeProcess, wait_for
+from tests.helpers import deploy_tools
+from tests.helpers.node_process import NodeProcess, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 MIXIN = ROOT / "deploy" / "mixin"
@@ -184,7 +184,7 @@ def exposed_names(text: str) -> set[str]:
 
 @pytest.mark.slow
 def test_every_metric_in_rules_and_dashboards_exists_on_a_real_node(tmp_path: Path) -> None:
-    from tests.ports import free_port
+    from tests.helpers.ports import free_port
 
     push_port = free_port()
     node = NodeProcess(tmp_path / "node", "")

@@ -14,7 +14,7 @@ from service.app import build_app
 from service.node import Node, NodeOptions
 from service.ops.openapi import PATH, document
 from service.settings import parse_node_config
-from tests.node_process import node_config
+from tests.helpers.node_process import node_config
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 

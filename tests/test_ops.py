@@ -7,8 +7,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.node_process import NodeProcess, wait_for
-from tests.peers import require
+from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.peers import require
 
 BASE = """server:
   log_level: info
@@ -118,7 +118,7 @@ def test_self_metrics_pass_promtool(tmp_path: Path) -> None:
             f"        labels: {{job: files, __path__: {log_file}}}\n")
     node = NodeProcess(tmp_path, BASE.format(configs=configs("a", "b")) + tail).start()
     try:
-        from tests.rw_payloads import simple_series, write_body
+        from tests.helpers.rw_payloads import simple_series, write_body
 
         wait_for(lambda: b"promtail_read_lines_total{" in node.get("/metrics").body, 10, what="file tailing metrics")
         resp = node.request("POST", "/agent/api/v1/metrics/instance/a/write", write_body(simple_series(5)))

@@ -1,10 +1,10 @@
-"""The skip policy (tests/peers.py): a missing peer fails loudly, naming the installer."""
+"""The skip policy (tests/helpers/peers.py): a missing peer fails loudly, naming the installer."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.peers import PeerMissing, require
+from tests.helpers.peers import PeerMissing, require
 
 
 def test_missing_peer_fails_with_how_to_install() -> None:

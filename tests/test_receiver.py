@@ -18,20 +18,10 @@ from service.proto import push_pb2
 from service.proto.remote_pb2 import WriteRequest
 from service.wal import wal_dir_for
 from service.walstats import instance_wal_stats
-from tests.node_process import REPO, NodeProcess, free_port, wait_for
-from tests.prometheus_server import require_prometheus
-from tests.rw_payloads import simple_series, write_body
-
-WRITE = "/agent/api/v1/metrics/instance/{}/write"
-RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
-              "X-Prometheus-Remote-Write-Version": "0.1.0"}
-
-
-def static_config(wal_dir: Path, names: list[str], extra: str = "") -> str:
-    lines = ["server:", "  log_level: warn", "metrics:", f"  wal_directory: {wal_dir}", "  global:",
-             "    scrape_interval: 15s", "  configs:"]
-    lines += [f"  - name: {n!r}" for n in names]
-    return "\n".join(lines) + "\n" + extra
+from tests.helpers.node_process import REPO, NodeProcess, free_port, wait_for
+from tests.helpers.prometheus_server import require_prometheus
+from tests.helpers.receiver_node import RW_HEADERS, WRITE, static_config
+from tests.helpers.rw_payloads import simple_series, write_body
 
 
 def start_node(base: Path, names: list[str], wal_dir: Path | None = None) -> NodeProcess:
@@ -158,7 +148,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
     node = start_node(tmp_path / "node", ["demo"])
     log_path = tmp_path / "acked.log"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    sender = subprocess.Popen([sys.executable, "-m", "tests.rw_sender",
+    sender = subprocess.Popen([sys.executable, "-m", "tests.helpers.rw_sender",
                                f"http://127.0.0.1:{node.port}{WRITE.format('demo')}", str(log_path), "8"],
                               env=env, cwd=REPO)
     try:

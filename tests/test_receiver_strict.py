@@ -13,10 +13,10 @@ import pytest
 import snappy
 
 from service.metrics.ingest import CodecError, SeriesChecker
-from tests.node_process import NodeProcess
-from tests.prometheus_server import PrometheusServer
-from tests.rw_malformed import Case, accepted, cases
-from tests.test_receiver import RW_HEADERS, WRITE, static_config
+from tests.helpers.node_process import NodeProcess
+from tests.helpers.prometheus_server import PrometheusServer
+from tests.helpers.receiver_node import RW_HEADERS, WRITE, static_config
+from tests.helpers.rw_malformed import Case, accepted, cases
 
 TS_MS = int(time.time() * 1000)
 CASES = cases(TS_MS)
@@ -67,7 +67,7 @@ def test_node_refuses_what_prometheus_refuses(case: Case, node: NodeProcess, pro
     status, text = post_prometheus(prometheus, case.raw)
     assert f"{status} {text}".strip().startswith(case.prometheus), (status, text)
     if case.prometheus_accepts:
-        assert status == 204  # we are stricter here on purpose (see tests/rw_malformed.py)
+        assert status == 204  # we are stricter here on purpose (see tests/helpers/rw_malformed.py)
     else:
         assert status >= 400
     before = appended(node)
@@ -93,7 +93,7 @@ def test_fast_path_accepts_canonical_bodies_without_walking(monkeypatch: pytest.
     """A canonically encoded body never reaches the Python walker (the receiver's fast path)."""
     from bench.codec import build_series
     from service.metrics.remote import validate
-    from tests.rw_payloads import write_body
+    from tests.helpers.rw_payloads import write_body
 
     def no_walk(*args: object, **kwargs: object) -> None:
         raise AssertionError("walked a canonical body")

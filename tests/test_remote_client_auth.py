@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.metrics.remote.client import NonRecoverableError, RecoverableError, WriteClient
-from tests.remote_helpers import CapturePeer, Reply, request_body, rw_config
+from tests.helpers.remote_helpers import CapturePeer, Reply, request_body, rw_config
 
 BODY = request_body(2, 1_700_000_000_000)
 

@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 from service.metrics.remote.codec import encode_labels, encode_timeseries
 from service.metrics.remote.queue import RemoteWriteQueue
 from service.wal import WAL
-from tests.polling import wait_until
-from tests.prometheus_server import PrometheusServer
-from tests.remote_helpers import fill_wal, request_body, rw_config
+from tests.helpers.polling import wait_until
+from tests.helpers.prometheus_server import PrometheusServer
+from tests.helpers.remote_helpers import fill_wal, request_body, rw_config
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ from prometheus_client import REGISTRY
 from service.metrics.remote.queue import ISOLATE_SENDS, RemoteWriteQueue
 from service.proto.remote_pb2 import MetricMetadata, WriteRequest
 from service.wal import WAL
-from tests.polling import wait_until
-from tests.prometheus_server import free_port
-from tests.remote_helpers import CapturePeer, Reply, fill_wal, request_body, rw_config
+from tests.helpers.polling import wait_until
+from tests.helpers.prometheus_server import free_port
+from tests.helpers.remote_helpers import CapturePeer, Reply, fill_wal, request_body, rw_config
 
 
 def run(coro) -> None:  # type: ignore[no-untyped-def]

@@ -9,9 +9,9 @@ from pathlib import Path
 from service.metrics.remote.queue import RemoteWriteQueue
 from service.metrics.remote.resharding import ShardController
 from service.wal import WAL
-from tests.aio import run
-from tests.polling import wait_until
-from tests.remote_helpers import CapturePeer, Reply, fill_wal, rw_config
+from tests.helpers.aio import run
+from tests.helpers.polling import wait_until
+from tests.helpers.remote_helpers import CapturePeer, Reply, fill_wal, rw_config
 
 
 def intervals(c: ShardController, start: float, windows: list[tuple[float, int, bool]]) -> list[int | None]:

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from tests.conformance_target import ConformanceTarget
-from tests.node_process import NodeProcess, wait_for
-from tests.peers import require
-from tests.ports import free_port
-from tests.prometheus_server import PrometheusServer
+from tests.helpers.conformance_target import ConformanceTarget
+from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.peers import require
+from tests.helpers.ports import free_port
+from tests.helpers.prometheus_server import PrometheusServer
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 

@@ -7,8 +7,8 @@ import math
 from collections.abc import Awaitable, Callable
 
 from service.metrics.scrape.manager import ScrapeManager
-from tests.polling import wait_until
-from tests.scrape_targets import TargetServer, decode_bodies, is_stale, scrape_config
+from tests.helpers.polling import wait_until
+from tests.helpers.scrape_targets import TargetServer, decode_bodies, is_stale, scrape_config
 
 
 def config(port: int, job: str, path: str, extra: str = "") -> str:

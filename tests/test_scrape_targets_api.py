@@ -13,8 +13,8 @@ from service.metrics.scrape.routes import targets_routes
 from service.metrics.scrape.targetstats import main as target_stats_main
 from service.metrics.scrape.targetstats import target_stats
 from service.wal import WAL
-from tests.polling import wait_until
-from tests.scrape_targets import TargetServer, scrape_config
+from tests.helpers.polling import wait_until
+from tests.helpers.scrape_targets import TargetServer, scrape_config
 
 
 def test_targets_api_and_target_stats(tmp_path, capsys) -> None:

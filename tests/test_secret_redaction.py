@@ -15,8 +15,8 @@ from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults
 from service.metrics.config.render import render_instance
 from service.ops.config_dump import render_node_config
 from service.settings import parse_node_config
-from tests.node_process import NodeProcess, wait_for
-from tests.ports import free_port
+from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.ports import free_port
 
 CONFIG = "/agent/api/v1/config/"
 

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from service.metricnames import ExactCounter, exposition
-from tests.node_process import REPO, NodeProcess
-from tests.polling import wait_for
+from tests.helpers.node_process import REPO, NodeProcess
+from tests.helpers.polling import wait_for
 
 OURS = re.compile(r"^(agent_|prometheus_remote_storage_|loki_|promtail_|logentry_|logs_search_)")
 

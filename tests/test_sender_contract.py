@@ -24,10 +24,10 @@ from service.metrics.remote.queue import RemoteWriteQueue
 from service.proto.push_pb2 import PushRequest
 from service.wal import WAL, Position
 from service.wal.consumer import MarkerPolicy, finish_within
-from tests.aio import run
-from tests.polling import wait_until
-from tests.ports import free_port
-from tests.remote_helpers import fill_wal, rw_config
+from tests.helpers.aio import run
+from tests.helpers.polling import wait_until
+from tests.helpers.ports import free_port
+from tests.helpers.remote_helpers import fill_wal, rw_config
 
 
 # --- the backoff ------------------------------------------------------------------------------------------
@@ -183,7 +183,7 @@ def test_instance_retention_follows_what_each_queue_stored(tmp_path: Path) -> No
     answers."""
     from service.metrics.config import GlobalConfig, apply_defaults, parse_instance
     from service.metrics.instance import MetricsInstance
-    from tests.remote_helpers import CapturePeer, request_body
+    from tests.helpers.remote_helpers import CapturePeer, request_body
 
     async def scenario() -> None:
         peer = await CapturePeer().start()

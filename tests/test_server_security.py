@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.certs import make_certs
-from tests.node_process import NodeProcess, node_config, wait_for
-from tests.ports import free_port
+from tests.helpers.certs import make_certs
+from tests.helpers.node_process import NodeProcess, node_config, wait_for
+from tests.helpers.ports import free_port
 
 CONFIG = "/agent/api/v1/config/"
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_harness import NodeCluster
-from tests.etcd_server import EtcdServer
-from tests.node_process import wait_for
-from tests.prometheus_server import PrometheusServer
-from tests.rw_payloads import write_body
-from tests.sharding_targets import ManyTargets
+from tests.helpers.cluster_harness import NodeCluster
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import wait_for
+from tests.helpers.prometheus_server import PrometheusServer
+from tests.helpers.rw_payloads import write_body
+from tests.helpers.sharding_targets import ManyTargets
 
 TARGETS = 200
 INTERVAL = 2.0

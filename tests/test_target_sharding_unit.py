@@ -10,10 +10,10 @@ from collections import defaultdict
 from service.metrics.config.instance import parse_instance
 from service.metrics.scrape.manager import ScrapeManager
 from service.metrics.scrape.sharding import ShardView, TargetShards
-from tests.aio import run
-from tests.polling import wait_until
-from tests.scrape_targets import decode_bodies, is_stale, scrape_config
-from tests.sharding_targets import ManyTargets
+from tests.helpers.aio import run
+from tests.helpers.polling import wait_until
+from tests.helpers.scrape_targets import decode_bodies, is_stale, scrape_config
+from tests.helpers.sharding_targets import ManyTargets
 
 KEYS = [bytes([i % 256, i // 256]) * 8 for i in range(3000)]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests import deploy_tools
-from tests.cluster_harness import NodeCluster
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, wait_for
+from tests.helpers import deploy_tools
+from tests.helpers.cluster_harness import NodeCluster
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from service.wal import WAL, Position, WALError, read_records, safe_name, wal_dir_for
 from service.wal.record import HEADER_SIZE
-from tests.wal_helpers import payload, segment_files
+from tests.helpers.wal_helpers import payload, segment_files
 
 
 def test_round_trip_across_segment_rollover(tmp_path):

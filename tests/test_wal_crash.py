@@ -9,14 +9,14 @@ import sys
 import time
 
 from service.wal import WAL, WALReader
-from tests.wal_helpers import payload
+from tests.helpers.wal_helpers import payload
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 WRITER = """
 import asyncio, sys
 sys.path.insert(0, sys.argv[2])
-from tests.wal_helpers import payload
+from tests.helpers.wal_helpers import payload
 from service.wal import WAL
 
 async def appender(wal, w, out):

@@ -11,8 +11,8 @@ import pytest
 from service.wal import WAL, WALError, WALReader, WALTail, read_records
 from service.wal.record import HEADER_SIZE
 from service.wal.segment import segment_path
-from tests.tmpfs import mounted_tmpfs
-from tests.wal_helpers import metric, payload
+from tests.helpers.tmpfs import mounted_tmpfs
+from tests.helpers.wal_helpers import metric, payload
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import threading
 import time
 
 from service.wal import WAL, read_records
-from tests.wal_helpers import metric, payload
+from tests.helpers.wal_helpers import metric, payload
 
 
 def test_concurrent_durable_appends_share_fsyncs(tmp_path):

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from service.wal import WAL, Position, ProgressMarker, list_markers, read_records, wal_stats
-from tests.wal_helpers import metric, payload, segment_files
+from tests.helpers.wal_helpers import metric, payload, segment_files
 
 HOUR_MS = 3_600_000
 

@@ -10,7 +10,7 @@ import pytest
 from service.wal import WAL, read_records
 from service.wal.record import HEADER_SIZE
 from service.wal.segment import segment_path
-from tests.wal_helpers import metric, payload
+from tests.helpers.wal_helpers import metric, payload
 
 
 def _write(directory: str, n: int, instance: str) -> list:

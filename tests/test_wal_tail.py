@@ -9,7 +9,7 @@ import time
 
 from service.wal import WAL, Position, WALTail
 from service.wal.segment import segment_path
-from tests.wal_helpers import payload
+from tests.helpers.wal_helpers import payload
 
 
 def test_tail_follows_durable_appends_across_segments(tmp_path):

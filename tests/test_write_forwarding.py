@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.certs import make_certs
-from tests.cluster_harness import INSTANCES, NodeCluster, cluster_config, config_body
-from tests.e2e_helpers import metric_sum, metric_values
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, wait_for
-from tests.ports import free_port
-from tests.prometheus_server import PrometheusServer
-from tests.rw_payloads import simple_series, write_body
+from tests.helpers.certs import make_certs
+from tests.helpers.cluster_harness import INSTANCES, NodeCluster, cluster_config, config_body
+from tests.helpers.e2e_helpers import metric_sum, metric_values
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.ports import free_port
+from tests.helpers.prometheus_server import PrometheusServer
+from tests.helpers.rw_payloads import simple_series, write_body
 
 NAMES = [f"team-{i}" for i in range(6)]
 WRITE = "/agent/api/v1/metrics/instance/{}/write"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_harness import INSTANCES, NodeCluster
-from tests.etcd_server import EtcdServer
-from tests.node_process import wait_for
-from tests.rw_payloads import simple_series, write_body
+from tests.helpers.cluster_harness import INSTANCES, NodeCluster
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import wait_for
+from tests.helpers.rw_payloads import simple_series, write_body
 
 pytestmark = pytest.mark.slow
 

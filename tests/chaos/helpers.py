@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e_helpers import RW_HEADERS, WRITE, relay_config
-from tests.loki_capture import LokiCapture
-from tests.node_process import NodeProcess
-from tests.prometheus_server import PrometheusServer
-from tests.rw_sender import body_for
+from tests.helpers.e2e_helpers import RW_HEADERS, WRITE, relay_config
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import NodeProcess
+from tests.helpers.prometheus_server import PrometheusServer
+from tests.helpers.rw_sender import body_for
 
 SOAK = os.environ.get("CHAOS_SOAK", "") not in ("", "0")
 """Long mode (CHAOS_SOAK=1, or pytest --soak): a 10-minute outage instead of 20 s. Out of CI."""
@@ -110,7 +110,7 @@ class Load:
 
 
 def metrics_load(port: int, base_ms: int, **kwargs: object) -> Load:
-    """remote_write requests as tests/rw_sender.py sends them; an acked item is (request number, samples)."""
+    """remote_write requests as tests/helpers/rw_sender.py sends them; an acked item is (request number, samples)."""
     def make(k: int) -> tuple[str, bytes, dict[str, str], object]:
         body, n = body_for(k, base_ms)
         return WRITE.format("relay"), body, RW_HEADERS, (k, n)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.helpers import metrics_load, missing_metrics
-from tests.e2e_helpers import FAST_QUEUE
-from tests.etcd_server import EtcdServer
-from tests.node_process import NodeProcess, node_config, wait_for
-from tests.prometheus_server import PrometheusServer, available
+from tests.helpers.e2e_helpers import FAST_QUEUE
+from tests.helpers.etcd_server import EtcdServer
+from tests.helpers.node_process import NodeProcess, node_config, wait_for
+from tests.helpers.prometheus_server import PrometheusServer, available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not available(), reason="prometheus is not installed")]
 def timed_status(node: NodeProcess, path: str) -> tuple[int, float]:

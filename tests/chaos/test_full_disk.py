@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.helpers import LOGS, acked_lines, lines_at, logs_load, metrics_load, missing_metrics
-from tests.e2e_helpers import FAST_QUEUE
-from tests.loki_capture import LokiCapture
-from tests.node_process import NodeProcess, node_config, wait_for
-from tests.prometheus_server import PrometheusServer, available
-from tests.tmpfs import fill, mounted_tmpfs
+from tests.helpers.e2e_helpers import FAST_QUEUE
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import NodeProcess, node_config, wait_for
+from tests.helpers.prometheus_server import PrometheusServer, available
+from tests.helpers.tmpfs import fill, mounted_tmpfs
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not available(), reason="prometheus is not installed")]
 

@@ -21,9 +21,9 @@ from tests.chaos.helpers import (
     relay_node,
     search_total,
 )
-from tests.loki_capture import LokiCapture
-from tests.node_process import wait_for
-from tests.prometheus_server import PrometheusServer, available
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import wait_for
+from tests.helpers.prometheus_server import PrometheusServer, available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not available(), reason="prometheus is not installed")]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.helpers import SOAK, acked_lines, lines_at, logs_load, metrics_load, missing_metrics, relay_node
-from tests.e2e_helpers import metric_sum
-from tests.loki_capture import LokiCapture
-from tests.node_process import wait_for
-from tests.prometheus_server import PrometheusServer, available
+from tests.helpers.e2e_helpers import metric_sum
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import wait_for
+from tests.helpers.prometheus_server import PrometheusServer, available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not available(), reason="prometheus is not installed")]
 OUTAGE = 600.0 if SOAK else 20.0

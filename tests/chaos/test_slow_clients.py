@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.helpers import metrics_load, missing_metrics, relay_node
-from tests.e2e_helpers import WRITE
-from tests.loki_capture import LokiCapture
-from tests.node_process import wait_for
-from tests.prometheus_server import PrometheusServer, available
+from tests.helpers.e2e_helpers import WRITE
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import wait_for
+from tests.helpers.prometheus_server import PrometheusServer, available
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not available(), reason="prometheus is not installed")]
 SLOW_HEADERS, SLOW_BODIES, NON_READERS = 200, 50, 20

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.node_process import NodeProcess, Response
+from tests.helpers.node_process import NodeProcess, Response
 
 
 def send(node: NodeProcess, method: str, path: str, body: bytes | str | None = None,

@@ -2,7 +2,7 @@
 
 The node runs the scraping service on the embedded KV store (config and ring APIs), a metrics instance
 `fuzzrw` (put through the config API) that remote_writes to a real Prometheus receiver, and a logs
-instance `default` with log search that forwards to tests/loki_capture.py (a stand-in: no Loki runs here).
+instance `default` with log search that forwards to tests/helpers/loki_capture.py (a stand-in: no Loki runs here).
 Tests share it (per xdist worker) and tell their data apart by a label or line prefix of their own.
 """
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_helpers import FAST_QUEUE
-from tests.loki_capture import LokiCapture
-from tests.node_process import NodeProcess, node_config, wait_for
-from tests.prometheus_server import PrometheusServer, available
+from tests.helpers.e2e_helpers import FAST_QUEUE
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import NodeProcess, node_config, wait_for
+from tests.helpers.prometheus_server import PrometheusServer, available
 
 RW_INSTANCE = "fuzzrw"
 

@@ -18,11 +18,11 @@ import pytest
 import snappy
 
 from service.proto.push_pb2 import PushRequest
-from tests.e2e_helpers import RW_HEADERS, WRITE
 from tests.fuzz.client import send
 from tests.fuzz.conftest import LOGS, RW_INSTANCE, FuzzEnv
-from tests.loki_capture import LokiCapture
-from tests.node_process import NodeProcess, node_config, wait_for
+from tests.helpers.e2e_helpers import RW_HEADERS, WRITE
+from tests.helpers.loki_capture import LokiCapture
+from tests.helpers.node_process import NodeProcess, node_config, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
 """Loki push fuzzing (protobuf and JSON, every Content-Encoding) against a live node whose logs instance
-forwards to tests/loki_capture.py (a stand-in: no Loki runs here).
+forwards to tests/helpers/loki_capture.py (a stand-in: no Loki runs here).
 
 Valid pushes are all answered 204 and each acknowledged line arrives downstream exactly once, with its
 timestamp, and is searchable. Malformed pushes get a 4xx, no reset; the good pushes around them all arrive.
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from service.proto.push_pb2 import PushRequest
 from tests.fuzz.client import send
 from tests.fuzz.conftest import FuzzEnv
-from tests.node_process import wait_for
+from tests.helpers.node_process import wait_for
 
 pytestmark = pytest.mark.slow
 PUSH = "/loki/api/v1/push"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.client import send
 from tests.fuzz.conftest import RW_INSTANCE, FuzzEnv
-from tests.node_process import wait_for
+from tests.helpers.node_process import wait_for
 
 pytestmark = pytest.mark.slow
 FUZZ = settings(max_examples=30, deadline=None,

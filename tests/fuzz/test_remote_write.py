@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.metrics.remote.codec import encode_labels, encode_timeseries
-from tests.e2e_helpers import RW_HEADERS, WRITE, metric_sum
 from tests.fuzz.client import send
 from tests.fuzz.conftest import RW_INSTANCE, FuzzEnv
 from tests.fuzz.wire import check
-from tests.node_process import wait_for
+from tests.helpers.e2e_helpers import RW_HEADERS, WRITE, metric_sum
+from tests.helpers.node_process import wait_for
 
 pytestmark = pytest.mark.slow
 PATH = WRITE.format(RW_INSTANCE)

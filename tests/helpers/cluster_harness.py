@@ -9,7 +9,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.node_process import NodeProcess, wait_for
+from tests.helpers.node_process import NodeProcess, wait_for
 
 INSTANCES = "/agent/api/v1/metrics/instances"
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.node_process import NodeProcess, wait_for
-from tests.peers import require
-from tests.ports import free_port
-from tests.remote_helpers import CapturePeer, Reply
+from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.peers import require
+from tests.helpers.ports import free_port
+from tests.helpers.remote_helpers import CapturePeer, Reply
 
 WRITE = "/agent/api/v1/metrics/instance/{}/write"
 RW_HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf",
@@ -71,7 +71,7 @@ class NodeExporter:
             self.proc = subprocess.Popen([require(NODE_EXPORTER, "prometheus-node-exporter"),
                                           f"--web.listen-address=127.0.0.1:{self.port}",
                                           "--no-collector.systemd"], stdout=log, stderr=subprocess.STDOUT)
-        from tests.node_process import request
+        from tests.helpers.node_process import request
 
         wait_for(lambda: request(self.port, "GET", "/metrics", timeout=2).status == 200, 15,
                  what="node-exporter")

@@ -5,7 +5,7 @@ Its own process because the generated module defines ``logproto.PushRequest`` ag
 over JSON lines: ``push`` (messages built with the generated classes), ``raw`` (bytes sent as they are, for
 malformed input) and ``flood`` (concurrent pushes until one fails, each acknowledgement reported as it comes).
 
-    python -m tests.grpc_push_client <generated dir> <host:port> [<ca file>]
+    python -m tests.helpers.grpc_push_client <generated dir> <host:port> [<ca file>]
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parent / "data"
-REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent.parent / "data"
+REPO = Path(__file__).resolve().parents[2]
 METHOD = "/logproto.Pusher/Push"
 
 
@@ -42,7 +42,8 @@ class GrpcPushClient:
     """The test side: ``with GrpcPushClient(gen_dir, "127.0.0.1:port") as c: c.push([...])``."""
 
     def __init__(self, gen_dir: Path, target: str, ca: Path | None = None) -> None:
-        args = [sys.executable, "-m", "tests.grpc_push_client", str(gen_dir), target, *([str(ca)] if ca else [])]
+        args = [sys.executable, "-m", "tests.helpers.grpc_push_client", str(gen_dir), target,
+                *([str(ca)] if ca else [])]
         self.proc = subprocess.Popen(args, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def __enter__(self) -> GrpcPushClient:

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.ports import free_port
+from tests.helpers.ports import free_port
 
 ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"
 

@@ -19,8 +19,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.peers import require
-from tests.ports import free_port
+from tests.helpers.peers import require
+from tests.helpers.ports import free_port
 
 BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 _EMPTY_CONFIG = "global: {scrape_interval: 15s}\nscrape_configs: []\n"
@@ -28,12 +28,12 @@ _EMPTY_CONFIG = "global: {scrape_interval: 15s}\nscrape_configs: []\n"
 
 def available() -> bool:
     """Whether the binary is installed. Tests do not skip on this: they call require_prometheus() (or start
-    a server), which fails when it is missing (tests/peers.py)."""
+    a server), which fails when it is missing (tests/helpers/peers.py)."""
     return os.access(BINARY, os.X_OK)
 
 
 def require_prometheus() -> str:
-    """The binary's path; fails (tests/peers.py) when Debian's prometheus is not installed."""
+    """The binary's path; fails (tests/helpers/peers.py) when Debian's prometheus is not installed."""
     return require(BINARY, "prometheus")
 
 
@@ -127,3 +127,25 @@ class PrometheusServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+Samples = dict[tuple[tuple[str, str], ...], list[tuple[float, str]]]
+
+
+def raw_samples(prom: PrometheusServer, at: float, window_s: int, drop: str = "") -> Samples:
+    """Every raw sample in (at - window_s, at], by label set (without the label ``drop``)."""
+    result = prom.api("query", query=f'{{__name__=~".+"}}[{window_s}s]', time=at)
+    assert result["resultType"] == "matrix"
+    out: Samples = {}
+    for series in result["result"]:
+        key = tuple(sorted((k, v) for k, v in series["metric"].items() if k != drop))
+        out[key] = [(float(t), v) for t, v in series["values"]]
+    return out
+
+
+def describe_diff(want: Samples, got: Samples) -> str:
+    missing = [dict(k) for k in want.keys() - got.keys()]
+    extra = [dict(k) for k in got.keys() - want.keys()]
+    differing = [dict(k) for k in want.keys() & got.keys() if want[k] != got[k]]
+    return (f"{len(missing)} series missing (e.g. {missing[:3]}), {len(extra)} unexpected (e.g. {extra[:3]}), "
+            f"{len(differing)} with other samples (e.g. {differing[:3]})")

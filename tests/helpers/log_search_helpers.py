@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from service.logs.search.config import SearchConfig
 from service.logs.search.store import LogStore
-from tests.ports import free_port
+from tests.helpers.ports import free_port
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A remote write sender process for the durability test.
 
-    python -m tests.rw_sender URL LOG [THREADS] [BASE_MS]
+    python -m tests.helpers.rw_sender URL LOG [THREADS] [BASE_MS]
 
 Each thread posts distinct requests as fast as the receiver answers. Request k carries series labelled
 `req="<k>"` with `k % 50 + 1` samples at `BASE_MS + k` (default 1_700_000_000_000); every request
@@ -16,7 +16,7 @@ import sys
 import threading
 from urllib.parse import urlsplit
 
-from tests.rw_payloads import write_body
+from tests.helpers.rw_payloads import write_body
 
 
 def body_for(k: int, base_ms: int = 1_700_000_000_000) -> tuple[bytes, int]:

@@ -11,9 +11,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.node_process import wait_for
-from tests.peers import require
-from tests.ports import free_port
+from tests.helpers.node_process import wait_for
+from tests.helpers.peers import require
+from tests.helpers.ports import free_port
 
 
 class VMAgent:

@@ -1,0 +1,1 @@
+"""Shared test machinery: peers, node processes, payloads, polling. No tests live here."""
