@@ -45,6 +45,7 @@ DRAINING = Gauge("agent_metrics_instances_draining",
                  "Stopped instances still sending their WAL (up to remote_flush_deadline).")
 RETRY_FIRST = 1.0  # seconds before the first retry of a failed start; doubles up to RETRY_MAX
 RETRY_MAX = 60.0
+HALT_BATCH = 128  # instances whose on_halted is called together (one etcd transaction releases their claims)
 
 
 class Instance(Protocol):
@@ -166,9 +167,17 @@ class InstanceManager:
                 async with limit:
                     await self._halt(name, result)
 
-            await asyncio.gather(*(halt(n) for n in to_stop + to_restart))
-            if on_halted is not None and to_stop:
-                await on_halted(list(to_stop))
+            stopping = set(to_stop)
+
+            async def halt_batch(batch: list[str]) -> None:
+                # a batch's claims go as soon as its last scrape ended, not after every other halt
+                await asyncio.gather(*(halt(n) for n in batch))
+                ended = [n for n in batch if n in stopping]
+                if on_halted is not None and ended:
+                    await on_halted(ended)
+
+            halts = to_stop + to_restart
+            await asyncio.gather(*(halt_batch(halts[i:i + HALT_BATCH]) for i in range(0, len(halts), HALT_BATCH)))
 
             async def start(name: str) -> bool:
                 async with limit:
@@ -187,6 +196,26 @@ class InstanceManager:
                 _log.info("applied instance configs", started=len(result.started), stopped=len(result.stopped),
                           restarted=len(result.restarted), unchanged=result.unchanged, failed=len(result.failed),
                           draining=len(self._draining))
+            self._schedule_retry()
+            return result
+
+    async def start_more(self, desired: Mapping[str, InstanceConfig], digests: Mapping[str, str]) -> ApplyResult:
+        """Start these configs, which do not run here yet, and leave everything else as it is: a takeover
+        between two full `apply` calls (the next one sees them running, unchanged)."""
+        async with self._lock:
+            result = ApplyResult()
+            names = [n for n in desired if n not in self._running]
+            limit = asyncio.Semaphore(self._concurrency)
+
+            async def start(name: str) -> bool:
+                async with limit:
+                    return await self._start(name, desired[name], digests[name], result)
+
+            oks = await asyncio.gather(*(start(n) for n in names))
+            result.started = [n for n, ok in zip(names, oks, strict=True) if ok]
+            result.unchanged = len(desired) - len(names)
+            CONFIG_CHANGES.labels("created").inc(len(result.started))
+            self._set_gauges()
             self._schedule_retry()
             return result
 
