@@ -201,6 +201,11 @@ class Sharder:
         owned = [(name, p) for p in configs.pairs
                  if ring.owner(name := p.key[len(self.config_prefix):]) == self.node_id]
         await asyncio.to_thread(self.cache.parse_missing, owned)
+        ready = {name: parsed for name, pair in owned if (parsed := self.cache.get(name, pair)).cfg is not None}
+        # open their WALs and run their discovery too: once ACTIVE, each only has to begin scraping
+        self.manager.prepare({n: p.cfg for n, p in ready.items() if p.cfg is not None},
+                             {n: p.digest for n, p in ready.items()})
+        await self.manager.wait_prepared()
 
     async def _watch(self, prefix: str, relevant: Callable[[WatchEvent], bool]) -> None:
         delay = 0.1
@@ -315,8 +320,11 @@ class Sharder:
             won = await self.claims.acquire(wanted, lease, claims) if wanted else set()
             result.claimed = len(won)
             held |= won
-            self._track_pending(set(desired) - held, won)
-            result.pending = len(desired) - len(held)
+            pending = set(desired) - held
+            self._track_pending(pending, won)
+            result.pending = len(pending)
+            # pre-warm what waits for another node's claim: once it goes, only scraping has to begin
+            self.manager.prepare({n: desired[n] for n in pending}, {n: digests[n] for n in pending})
 
             final = {n: desired[n] for n in held}
             stale = {c.name: c for c in claims.values() if c.node == self.node_id and c.name not in final}
@@ -334,6 +342,7 @@ class Sharder:
             if stale:
                 self._step = f"the KV store to release {len(stale)} claims"
                 result.released += await self.claims.release(list(stale.values()))
+            await self.manager.drop_prepared(keep=pending)
             await self._mark_failures(final, claims, lease)
             result.running = len(self.manager.running())
             m.CONFIGS_OWNED.set(result.owned)

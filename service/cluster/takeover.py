@@ -126,6 +126,9 @@ class Takeover:
                 return
             began = time.monotonic()
             won = await sharder.claims.acquire(list(cfgs), lease, {})
+            waiting = set(cfgs) - won  # still held (a LEAVING node halting): pre-warm, start on its deletion
+            if waiting:
+                manager.prepare({n: cfgs[n] for n in waiting}, {n: digests[n] for n in waiting})
             if not won:
                 return
             sharder.note_claimed(won)

@@ -53,13 +53,16 @@ class Instance(Protocol):
 
     async def start(self) -> None: ...
 
-    async def halt(self) -> None:
+    async def halt(self, *, quiet: bool = False) -> None:
         """Stop scraping and receiving; quick. The WAL stays open for drain()."""
 
-    async def drain(self, flush_deadline: float | None = None) -> None:
+    async def drain(self, flush_deadline: float | None = None, *, quiet: bool = False) -> None:
         """Send what the WAL holds for at most the deadline, then close it."""
 
     def cut_drain(self) -> None: ...
+
+    async def prepare(self) -> None:
+        """Optional: everything start() does short of scraping and receiving (a pre-warmed handoff)."""
 
     def targets(self) -> list[dict[str, Any]]: ...
 
@@ -92,6 +95,14 @@ class _Running:
 
 
 @dataclass
+class _Prepared:
+    """An instance made ready ahead (WAL open, queues and discovery running) for a config about to come here."""
+
+    digest: str
+    task: asyncio.Task[Instance]
+
+
+@dataclass
 class Failure:
     """A config that should run here but failed to start; retried at `retry_at` (monotonic)."""
 
@@ -114,6 +125,8 @@ class InstanceManager:
         self._running: dict[str, _Running] = {}
         self._draining: dict[str, tuple[Instance, asyncio.Task[None]]] = {}
         self._failed: dict[str, Failure] = {}
+        self._prepared: dict[str, _Prepared] = {}
+        self._prepare_limit = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
         self._concurrency = concurrency
         self._retry_first = retry_first
@@ -219,6 +232,68 @@ class InstanceManager:
             self._schedule_retry()
             return result
 
+    # pre-warmed handoff ----------------------------------------------------------------------------------
+    def prepared(self) -> list[str]:
+        return sorted(self._prepared)
+
+    def prepare(self, desired: Mapping[str, InstanceConfig], digests: Mapping[str, str]) -> int:
+        """In the background, make these configs' instances ready short of scraping (another node still runs
+        them): a later start then only begins scraping. Skips what runs, is prepared or still drains here
+        (two instances must never hold one WAL). Returns how many were newly set going."""
+        count = 0
+        for name, cfg in desired.items():
+            if name in self._running or name in self._prepared or name in self._draining:
+                continue
+            task = asyncio.create_task(self._prepare_one(cfg), name=f"instance-prepare[{name}]")
+            self._prepared[name] = _Prepared(digests[name], task)
+            count += 1
+        return count
+
+    async def _prepare_one(self, cfg: InstanceConfig) -> Instance:
+        async with self._prepare_limit:
+            instance = self._factory(cfg)
+            prepare = getattr(instance, "prepare", None)
+            if prepare is not None:
+                await prepare()
+            return instance
+
+    async def _take_prepared(self, name: str, digest: str) -> Instance | None:
+        """The instance prepared for `name` at this digest (None: none, or it failed, or the config changed)."""
+        entry = self._prepared.pop(name, None)
+        if entry is None:
+            return None
+        if entry.digest != digest:
+            await self._discard(entry)
+            return None
+        try:
+            return await entry.task
+        except Exception as exc:  # started from scratch instead, which reports the failure
+            _log.info("pre-warming an instance failed", instance=name, err=_reason(exc))
+            return None
+
+    async def _discard(self, entry: _Prepared) -> None:
+        entry.task.cancel()
+        results = await asyncio.gather(entry.task, return_exceptions=True)
+        instance = results[0]
+        if isinstance(instance, BaseException):
+            return
+        try:
+            await instance.halt(quiet=True)  # it never scraped: no "halted" / "stopped" events
+            await instance.drain(0.0, quiet=True)
+        except Exception as exc:
+            _log.error("closing a pre-warmed instance failed", instance=instance.name, err=_reason(exc))
+
+    async def wait_prepared(self) -> None:
+        """Until every instance being prepared is ready (or failed)."""
+        await asyncio.gather(*(e.task for e in list(self._prepared.values())), return_exceptions=True)
+
+    async def drop_prepared(self, keep: set[str] | frozenset[str] = frozenset()) -> int:
+        """Close the prepared instances not named in `keep` (their handoff is off); how many."""
+        async with self._lock:
+            gone = [self._prepared.pop(n) for n in [n for n in self._prepared if n not in keep]]
+            await asyncio.gather(*(self._discard(e) for e in gone))
+            return len(gone)
+
     async def _halt(self, name: str, result: ApplyResult) -> None:
         """Stop `name`'s scraping and receiving now; its WAL drains in the background."""
         entry = self._running.pop(name)
@@ -252,7 +327,7 @@ class InstanceManager:
     async def _start(self, name: str, cfg: InstanceConfig, digest: str, result: ApplyResult) -> bool:
         await self._cut_drain(name)
         try:
-            instance = self._factory(cfg)
+            instance = await self._take_prepared(name, digest) or self._factory(cfg)
             await instance.start()
         except Exception as exc:
             result.failed[name] = f"start: {self._record_failure(name, cfg, digest, exc)}"
@@ -306,6 +381,7 @@ class InstanceManager:
     async def halt_all(self, on_halted: OnHalted | None = None) -> None:
         """Stop every instance's scraping and receiving; their WALs keep draining (see wait_drained)."""
         await self.apply({}, on_halted=on_halted)
+        await self.drop_prepared()
 
     async def wait_drained(self) -> None:
         while self._draining:
@@ -314,6 +390,7 @@ class InstanceManager:
     async def stop_all(self) -> None:
         """Stop everything and wait until every WAL drained (each bounded by its remote_flush_deadline)."""
         await self.apply({})
+        await self.drop_prepared()
         task, self._retry_task = self._retry_task, None
         if task is not None:
             task.cancel()
