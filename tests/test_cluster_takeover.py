@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from service.cluster.membership import State
+from service.cluster.ring import Ring
+from service.cluster.takeover import Takeover
 from tests.cluster_harness import NodeCluster
 from tests.etcd_server import EtcdServer
 from tests.node_process import NodeProcess
@@ -34,6 +37,30 @@ def log_events(node: NodeProcess, msg: str) -> list[dict[str, object]]:
         record["at"] = ts.timestamp()
         out.append(record)
     return out
+
+
+class _SharderView:
+    ring: Ring | None = None
+
+
+def test_takeover_ring_view_keeps_what_the_watch_saw_after_a_listing() -> None:
+    """A member deleted while a reshard listed stays out of the fast takeover's ring when that reshard's
+    older listing arrives; a deletion older than the listing is replaced by it."""
+    view = _SharderView()
+    takeover = Takeover(view)  # type: ignore[arg-type]
+    view.ring = Ring(["a", "b", "c"])
+    takeover.resharded(view.ring, revision=10)
+    takeover.member_changed("c", None, revision=12)
+    assert takeover.ring().members == ("a", "b")  # type: ignore[union-attr]
+    takeover.resharded(Ring(["a", "b", "c"]), revision=11)  # listed before the deletion
+    assert takeover.ring().members == ("a", "b")  # type: ignore[union-attr]
+    takeover.member_changed("c", State.ACTIVE, revision=20)  # it came back
+    takeover.member_changed("b", State.ACTIVE, revision=21)  # a heartbeat: changes nothing
+    assert takeover.ring().members == ("a", "b", "c")  # type: ignore[union-attr]
+    takeover.resharded(Ring(["a", "b", "c"]), revision=30)
+    takeover.member_changed("b", State.LEAVING, revision=31)
+    assert takeover.ring().members == ("a", "c")  # type: ignore[union-attr]
+    assert takeover._gone == ["c", "c", "b"]  # the pass takes over what each one left
 
 
 @pytest.fixture

@@ -225,13 +225,13 @@ class Sharder:
 
     def _ring_changed(self, event: WatchEvent) -> bool:
         if event.type is EventType.DELETE:
-            self.takeover.member_changed(event.key[len(self.membership.prefix):], None)
+            self.takeover.member_changed(event.key[len(self.membership.prefix):], None, event.revision)
             return True
         try:
             member = Member.decode(event.value)
         except ValueError:
             return False
-        self.takeover.member_changed(member.id, member.state)
+        self.takeover.member_changed(member.id, member.state, event.revision)
         return self._ring_view.get(member.id) is not member.state
 
     def _claim_released(self, event: WatchEvent) -> bool:
@@ -283,7 +283,7 @@ class Sharder:
             self._ring = ring
             pairs = {p.key[len(self.config_prefix):]: p for p in configs.pairs}
             self.pairs = pairs
-            self.takeover.resharded(ring)
+            self.takeover.resharded(ring, ring_listing.revision)
             self.cache.forget_missing({p.key for p in configs.pairs})
             if not leaving:
                 self._prewarm_successors(ring, pairs)

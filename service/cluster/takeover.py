@@ -42,6 +42,7 @@ class Takeover:
         self._ring: Ring | None = None
         self._names: set[str] = set()
         self._gone: list[str] = []  # members that left the ring since the last pass
+        self._recent: dict[str, tuple[int, State | None]] = {}  # member → (revision, state) seen by the watch
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -56,13 +57,22 @@ class Takeover:
             await asyncio.gather(task, return_exceptions=True)
 
     # what the reshard and the watches tell it ----------------------------------------------------------
-    def resharded(self, ring: Ring) -> None:
-        """A full reshard saw this ring: it replaces whatever the watches told since."""
+    def resharded(self, ring: Ring, revision: int) -> None:
+        """A full reshard saw this ring at `revision`; what the watch saw after that revision still counts
+        (a member deleted while the reshard listed must not come back into view)."""
         self._active = set(ring.members)
         self._ring = ring
+        self._recent = {mid: seen for mid, seen in self._recent.items() if seen[0] > revision}
+        for mid, (_, state) in self._recent.items():
+            self._apply(mid, state)
 
-    def member_changed(self, member_id: str, state: State | None) -> None:
-        """A member's record was deleted (state None) or written with `state`."""
+    def member_changed(self, member_id: str, state: State | None, revision: int) -> None:
+        """A member's record was deleted (state None) or written with `state`, at `revision`."""
+        if state is not State.ACTIVE or member_id not in self._active:
+            self._recent[member_id] = (revision, state)  # heartbeats of ACTIVE members are not kept
+        self._apply(member_id, state)
+
+    def _apply(self, member_id: str, state: State | None) -> None:
         if state is State.ACTIVE:
             if member_id not in self._active:
                 self._active.add(member_id)
