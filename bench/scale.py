@@ -132,7 +132,8 @@ def main() -> None:
     figures = Figures()
     gone = []
     try:
-        cluster.add(args.nodes)
+        for node in cluster.add(args.nodes, wait=False):  # ten interpreters importing at once: be patient
+            node.wait_ready(600)
         idle = {nid: rss_kib(n.pid) for nid, n in cluster.nodes.items()}
         figures.append(("nodes started (idle RSS per node)",
                         f"{args.nodes}, {min(idle.values()) / 1024:.0f}-{max(idle.values()) / 1024:.0f} MiB"))
@@ -164,7 +165,8 @@ def main() -> None:
 
         before = running(cluster)
         phase = Phase(etcd.endpoint)
-        cluster.add(1, wait=False)
+        (joiner,) = cluster.add(1, wait=False)
+        joiner.wait_ready(600)
         wait_for(lambda: converged(cluster, args.configs)() and all(running(cluster).values()), args.timeout,
                  interval=1.0, what="join converged")
         after = running(cluster)
