@@ -203,3 +203,30 @@ def test_a_prepared_instance_only_begins_on_start_and_others_are_dropped() -> No
         await manager.stop_all()
 
     asyncio.run(scenario())
+
+
+class GatedPreparingInstance(PreparingInstance):
+    """prepare() holds its slot until the gate opens (a WAL open on a slow disk)."""
+
+    gate: asyncio.Event
+
+    async def prepare(self) -> None:
+        self.events.append(("prepare", self.name))
+        await self.gate.wait()
+
+
+def test_a_start_does_not_wait_behind_queued_preparations() -> None:
+    async def scenario() -> None:
+        PreparingInstance.events = []
+        GatedPreparingInstance.gate = asyncio.Event()
+        manager = InstanceManager(GatedPreparingInstance, concurrency=1)
+        wanted = cfgs("a", "b", "c")
+        digests = dict.fromkeys(wanted, "d1")
+        manager.prepare(wanted, digests)
+        result = await manager.start_more({"c": wanted["c"]}, {"c": "d1"})  # "c" is still queued behind a, b
+        assert result.started == ["c"]
+        assert ("prepare", "c") not in PreparingInstance.events  # started from scratch, not after a and b
+        GatedPreparingInstance.gate.set()
+        await manager.stop_all()
+
+    asyncio.run(scenario())

@@ -99,7 +99,8 @@ class _Prepared:
     """An instance made ready ahead (WAL open, queues and discovery running) for a config about to come here."""
 
     digest: str
-    task: asyncio.Task[Instance]
+    task: asyncio.Task[Instance] = field(init=False)
+    began: bool = False  # past the concurrency bound: its WAL is being opened
 
 
 @dataclass
@@ -244,13 +245,15 @@ class InstanceManager:
         for name, cfg in desired.items():
             if name in self._running or name in self._prepared or name in self._draining:
                 continue
-            task = asyncio.create_task(self._prepare_one(cfg), name=f"instance-prepare[{name}]")
-            self._prepared[name] = _Prepared(digests[name], task)
+            entry = _Prepared(digests[name])
+            entry.task = asyncio.create_task(self._prepare_one(cfg, entry), name=f"instance-prepare[{name}]")
+            self._prepared[name] = entry
             count += 1
         return count
 
-    async def _prepare_one(self, cfg: InstanceConfig) -> Instance:
+    async def _prepare_one(self, cfg: InstanceConfig, entry: _Prepared) -> Instance:
         async with self._prepare_limit:
+            entry.began = True
             instance = self._factory(cfg)
             prepare = getattr(instance, "prepare", None)
             if prepare is not None:
@@ -262,7 +265,8 @@ class InstanceManager:
         entry = self._prepared.pop(name, None)
         if entry is None:
             return None
-        if entry.digest != digest:
+        if entry.digest != digest or not entry.began:
+            # changed, or still queued behind other preparations: starting it now beats waiting for them
             await self._discard(entry)
             return None
         try:
