@@ -279,8 +279,8 @@ class InstanceManager:
         entry.task.cancel()
         results = await asyncio.gather(entry.task, return_exceptions=True)
         instance = results[0]
-        if isinstance(instance, BaseException):
-            return
+        if isinstance(instance, BaseException) or getattr(instance, "prepare", None) is None:
+            return  # nothing was opened (an instance without prepare() is only built, never started)
         try:
             await instance.halt(quiet=True)  # it never scraped: no "halted" / "stopped" events
             await instance.drain(0.0, quiet=True)
