@@ -10,6 +10,7 @@ from types import FrameType
 
 import uvicorn
 
+from service import gcpacing
 from service.app import build_app
 from service.http.limits import ServerLimits, effective_conn_limit, protocol_class, raise_fd_limit
 from service.log import get_logger
@@ -75,6 +76,7 @@ def serve(cfg: NodeConfig, options: NodeOptions, host: str, port: int) -> int:
                    key_file=cfg.server.http_tls_config.key_file, err=str(exc))
         return 1
     server = _Server(config)
+    gcpacing.pace()  # the process's own node only (not in-process tests): see gcpacing.py
     _log.info("starting", address=f"{host}:{port}")
     try:
         server.run()

@@ -175,3 +175,78 @@ def test_ten_thousand_configs_apply_in_bulk() -> None:
         assert result.unchanged == 10_000 and not result.started
 
     asyncio.run(scenario())
+
+
+class PreparingInstance(RecordingInstance):
+    """Records prepare() too; halt/drain take the keyword the manager passes for a discarded one."""
+
+    async def prepare(self) -> None:
+        self.events.append(("prepare", self.name))
+
+    async def halt(self, *, quiet: bool = False) -> None:
+        self.events.append(("stop", self.name))
+
+    async def drain(self, flush_deadline: float | None = None, *, quiet: bool = False) -> None:
+        self.events.append(("drained", self.name))
+
+
+def test_a_prepared_instance_only_begins_on_start_and_others_are_dropped() -> None:
+    async def scenario() -> None:
+        PreparingInstance.events = []
+        manager = InstanceManager(PreparingInstance)
+        made: list[str] = []
+        factory = manager._factory
+
+        def counting(cfg: InstanceConfig) -> PreparingInstance:
+            made.append(cfg.name)
+            return factory(cfg)  # type: ignore[return-value]
+
+        manager._factory = counting  # type: ignore[assignment]
+        wanted = cfgs("a", "b", "c")
+        digests = {"a": "d1", "b": "d1", "c": "d1"}
+        assert manager.prepare(wanted, digests) == 3
+        assert manager.prepare(wanted, digests) == 0  # already under way
+        await manager.wait_prepared()
+        assert sorted(e for e in PreparingInstance.events if e[0] == "prepare") == [
+            ("prepare", "a"), ("prepare", "b"), ("prepare", "c")]
+        assert PreparingInstance.events.count(("start", "a")) == 0  # nothing scrapes while prepared
+
+        result = await manager.start_more({"a": wanted["a"], "b": wanted["b"]}, {"a": "d1", "b": "d2"})
+        assert sorted(result.started) == ["a", "b"]
+        assert made.count("a") == 1  # the prepared one began
+        assert made.count("b") == 2  # b changed meanwhile: its prepared instance was closed, a new one started
+        assert ("stop", "b") in PreparingInstance.events
+        assert manager.prepared() == ["c"]
+        assert await manager.drop_prepared(keep=set()) == 1
+        assert manager.prepared() == [] and ("drained", "c") in PreparingInstance.events
+        assert manager.running() == ["a", "b"]
+        await manager.stop_all()
+
+    asyncio.run(scenario())
+
+
+class GatedPreparingInstance(PreparingInstance):
+    """prepare() holds its slot until the gate opens (a WAL open on a slow disk)."""
+
+    gate: asyncio.Event
+
+    async def prepare(self) -> None:
+        self.events.append(("prepare", self.name))
+        await self.gate.wait()
+
+
+def test_a_start_does_not_wait_behind_queued_preparations() -> None:
+    async def scenario() -> None:
+        PreparingInstance.events = []
+        GatedPreparingInstance.gate = asyncio.Event()
+        manager = InstanceManager(GatedPreparingInstance, concurrency=1)
+        wanted = cfgs("a", "b", "c")
+        digests = dict.fromkeys(wanted, "d1")
+        manager.prepare(wanted, digests)
+        result = await manager.start_more({"c": wanted["c"]}, {"c": "d1"})  # "c" is still queued behind a, b
+        assert result.started == ["c"]
+        assert ("prepare", "c") not in PreparingInstance.events  # started from scratch, not after a and b
+        GatedPreparingInstance.gate.set()
+        await manager.stop_all()
+
+    asyncio.run(scenario())

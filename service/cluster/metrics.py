@@ -19,3 +19,5 @@ CONFIGS_PENDING = Gauge("agent_cluster_configs_pending_handoff",
 HANDOFF_WAIT = Histogram("agent_cluster_handoff_wait_seconds",
                          "Time from when this node first wanted a config held by another node until it claimed it.",
                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60))
+TAKEOVERS = Counter("agent_cluster_takeover_starts_total",
+                    "Configs started by the fast takeover (a claim or a member gone), between full reshards.")

@@ -1,8 +1,9 @@
 """The sharder: from the KV store's configs and ring to this node's running set, in one bulk diff.
 
 Triggers: a watch on the config prefix (any change), on the ring prefix (a member appeared, left or changed
-state; heartbeats alone do not count), on the claims prefix (a claim we wait for was released), the
-`reshard_interval` timer and explicit requests. Triggers arriving within `debounce` are coalesced.
+state; heartbeats alone do not count), the `reshard_interval` timer and explicit requests. Triggers arriving
+within `debounce` are coalesced. A deleted claim and a member leaving the ring first go to the fast takeover
+(takeover.py), which claims and starts just the configs freed for this node without a full listing.
 
 One reshard (bounded by `reshard_timeout`): list configs, members and claims once; compute the owner of every
 config on the ring; parse owned configs through the (key, mod_revision) cache; claim the owned configs not
@@ -26,6 +27,7 @@ from service.cluster.configcache import ConfigCache
 from service.cluster.membership import Member, Membership, State, parse_members
 from service.cluster.placement import Placement
 from service.cluster.ring import Ring
+from service.cluster.takeover import Takeover
 from service.cluster.targetsharding import ShardedConfigs, shard_view
 from service.kv.store import EventType, KVError, KVPair, KVStore, Lease, WatchEvent
 from service.log import RepeatedWarning, get_logger
@@ -104,10 +106,26 @@ class Sharder:
         self.target_shards = target_shards
         self.sharded_configs = ShardedConfigs()
         self.sharded: set[str] = set()
+        self.pairs: dict[str, KVPair] = {}  # the configs the last reshard listed, by name
+        self.takeover = Takeover(self)
 
     @property
     def node_id(self) -> str:
         return self.membership.node_id
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held by a reshard and by a fast takeover: one changes the running set at a time."""
+        return self._lock
+
+    @property
+    def ring(self) -> Ring | None:
+        """The ring the last reshard computed (None before the first)."""
+        return self._ring
+
+    @property
+    def leaving(self) -> bool:
+        return self.membership.state is State.LEAVING
 
     # lifecycle ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -115,6 +133,7 @@ class Sharder:
             self._tasks = [asyncio.create_task(self._run(), name="cluster-sharder")]
 
     async def stop(self) -> None:
+        await self.takeover.stop()
         tasks, self._tasks = self._tasks, []
         if self._successors_task is not None:
             tasks.append(self._successors_task)
@@ -140,6 +159,7 @@ class Sharder:
 
     async def _run(self) -> None:
         await self._join()
+        self.takeover.start()
         self._tasks += [
             asyncio.create_task(self._watch(self.config_prefix, lambda e: True), name="cluster-watch-configs"),
             asyncio.create_task(self._watch(self.membership.prefix, self._ring_changed), name="cluster-watch-ring"),
@@ -188,6 +208,11 @@ class Sharder:
         owned = [(name, p) for p in configs.pairs
                  if ring.owner(name := p.key[len(self.config_prefix):]) == self.node_id]
         await asyncio.to_thread(self.cache.parse_missing, owned)
+        ready = {name: parsed for name, pair in owned if (parsed := self.cache.get(name, pair)).cfg is not None}
+        # open their WALs and run their discovery too: once ACTIVE, each only has to begin scraping
+        self.manager.prepare({n: p.cfg for n, p in ready.items() if p.cfg is not None},
+                             {n: p.digest for n, p in ready.items()})
+        await self.manager.wait_prepared()
 
     async def _watch(self, prefix: str, relevant: Callable[[WatchEvent], bool]) -> None:
         delay = 0.1
@@ -207,15 +232,20 @@ class Sharder:
 
     def _ring_changed(self, event: WatchEvent) -> bool:
         if event.type is EventType.DELETE:
+            self.takeover.member_changed(event.key[len(self.membership.prefix):], None, event.revision)
             return True
         try:
             member = Member.decode(event.value)
         except ValueError:
             return False
+        self.takeover.member_changed(member.id, member.state, event.revision)
         return self._ring_view.get(member.id) is not member.state
 
     def _claim_released(self, event: WatchEvent) -> bool:
-        return event.type is EventType.DELETE and event.key[len(self.claims.prefix):] in self._pending_since
+        """A deleted claim goes to the fast takeover; it asks for a full reshard when it cannot take it."""
+        if event.type is EventType.DELETE:
+            self.takeover.claim_deleted(event.key[len(self.claims.prefix):])
+        return False
 
     # one reshard -------------------------------------------------------------------------------------
     async def reshard(self, trigger: str = "request") -> ReshardResult:
@@ -259,6 +289,8 @@ class Sharder:
                 ring = self._ring  # keeps its owner cache
             self._ring = ring
             pairs = {p.key[len(self.config_prefix):]: p for p in configs.pairs}
+            self.pairs = pairs
+            self.takeover.resharded(ring, ring_listing.revision)
             self.cache.forget_missing({p.key for p in configs.pairs})
             if not leaving:
                 self._prewarm_successors(ring, pairs)
@@ -305,8 +337,11 @@ class Sharder:
             won = await self.claims.acquire(wanted, lease, claims) if wanted else set()
             result.claimed = len(won)
             held |= won
-            self._track_pending(set(desired) - held, won)
-            result.pending = len(desired) - len(held)
+            pending = set(desired) - held
+            self._track_pending(pending, won)
+            result.pending = len(pending)
+            # pre-warm what waits for another node's claim: once it goes, only scraping has to begin
+            self.manager.prepare({n: desired[n] for n in pending}, {n: digests[n] for n in pending})
 
             final = {n: desired[n] for n in held}
             stale = {c.name: c for c in claims.values() if c.node == self.node_id and c.name not in final}
@@ -324,6 +359,7 @@ class Sharder:
             if stale:
                 self._step = f"the KV store to release {len(stale)} claims"
                 result.released += await self.claims.release(list(stale.values()))
+            await self.manager.drop_prepared(keep=pending)
             await self._mark_failures(final, claims, lease)
             result.running = len(self.manager.running())
             m.CONFIGS_OWNED.set(result.owned)
@@ -383,6 +419,18 @@ class Sharder:
         if parsed:
             _log.info("parsed the configs this node takes over if another node leaves", configs=parsed)
 
+    def waiting_for(self, name: str) -> bool:
+        """The last reshard wanted `name` here but another node held its claim."""
+        return name in self._pending_since
+
+    def note_claimed(self, won: set[str]) -> None:
+        """The fast takeover claimed these: no longer waited for."""
+        now = time.monotonic()
+        for name in won:
+            since = self._pending_since.pop(name, None)
+            if since is not None:
+                m.HANDOFF_WAIT.observe(now - since)
+
     def _track_pending(self, pending: set[str], won: set[str]) -> None:
         now = time.monotonic()
         for name in won:
@@ -398,7 +446,23 @@ class Sharder:
         """Leaving: stop every instance's scraping and receiving; the caller then revokes the lease (every
         claim goes with it) and only then waits for the WALs to drain."""
         async with self._lock:
-            await self.manager.halt_all()
+            lease = self.membership.lease
+            listing = asyncio.ensure_future(self.claims.list()) if lease is not None else None
+
+            async def release(names: list[str]) -> None:
+                # each batch of claims goes as its last scrape ends: successors start while the rest halts
+                if listing is None:
+                    return
+                try:
+                    claims = await asyncio.shield(listing)
+                    await self.claims.release([claims[n] for n in names if self.claims.ours(claims.get(n), lease)])
+                except KVError as exc:
+                    _log.info("claims not released one by one; they go with the lease", err=str(exc))
+
+            await self.manager.halt_all(on_halted=release)
+            if listing is not None:
+                listing.cancel()
+                await asyncio.gather(listing, return_exceptions=True)
 
 
 def _count_states(members: dict[str, Member]) -> None:

@@ -81,18 +81,33 @@ class MetricsInstance:
         self._samples = SAMPLES_APPENDED.labels(cfg.name)
         self._exemplars = EXEMPLARS_APPENDED.labels(cfg.name)
 
-    async def start(self) -> None:
-        """Open the WAL, start the queues and the scrape loops; on any failure close what was opened."""
+    async def prepare(self) -> None:
+        """Open the WAL, start the queues and run discovery, but neither scrape nor receive: a pre-warmed
+        handoff does this while another node still holds the config's claim, so :meth:`start` only has to
+        begin scraping. On any failure close what was opened."""
+        if self.wal is not None:
+            return
         self.wal = await asyncio.to_thread(WAL.open, self.wal_dir, sync_interval=self.sync_interval,
                                            instance=self.name)
         try:
             await self._start_queues()
-            self._accepting = True
-            self._retention = asyncio.create_task(self._retention_loop(), name=f"wal-retention[{self.name}]")
             self.scrape = ScrapeManager(self.name, list(self.cfg.scrape_configs), self._append_scrape,
                                         host_filter=self.cfg.host_filter,
                                         host_filter_relabel_configs=self.cfg.host_filter_relabel_configs,
                                         shards=self.shards)
+            self.scrape.discover_ahead()
+        except BaseException:
+            await self.halt(quiet=True)
+            await self.drain(0.0, quiet=True)
+            raise
+
+    async def start(self) -> None:
+        """Prepare (unless done ahead), then accept writes and start the scrape loops."""
+        await self.prepare()
+        try:
+            assert self.scrape is not None
+            self._accepting = True
+            self._retention = asyncio.create_task(self._retention_loop(), name=f"wal-retention[{self.name}]")
             await self.scrape.start()
         except BaseException:
             await self.halt(quiet=True)

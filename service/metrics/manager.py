@@ -43,6 +43,7 @@ DRAINING = Gauge("agent_metrics_instances_draining",
                  "Stopped instances still sending their WAL (up to remote_flush_deadline).")
 RETRY_FIRST = 1.0  # seconds before the first retry of a failed start; doubles up to RETRY_MAX
 RETRY_MAX = 60.0
+HALT_BATCH = 128  # instances whose on_halted is called together (one etcd transaction releases their claims)
 
 
 class Instance(Protocol):
@@ -50,13 +51,16 @@ class Instance(Protocol):
 
     async def start(self) -> None: ...
 
-    async def halt(self) -> None:
+    async def halt(self, *, quiet: bool = False) -> None:
         """Stop scraping and receiving; quick. The WAL stays open for drain()."""
 
-    async def drain(self, flush_deadline: float | None = None) -> None:
+    async def drain(self, flush_deadline: float | None = None, *, quiet: bool = False) -> None:
         """Send what the WAL holds for at most the deadline, then close it."""
 
     def cut_drain(self) -> None: ...
+
+    async def prepare(self) -> None:
+        """Optional: everything start() does short of scraping and receiving (a pre-warmed handoff)."""
 
     def targets(self) -> list[dict[str, Any]]: ...
 
@@ -81,6 +85,15 @@ class ApplyResult:
 class _Running:
     instance: Instance
     digest: str
+
+
+@dataclass
+class _Prepared:
+    """An instance made ready ahead (WAL open, queues and discovery running) for a config about to come here."""
+
+    digest: str
+    task: asyncio.Task[Instance] = field(init=False)
+    began: bool = False  # past the concurrency bound: its WAL is being opened
 
 
 @dataclass
@@ -114,6 +127,8 @@ class InstanceManager:
         self._draining: dict[str, tuple[Instance, asyncio.Task[None]]] = {}
         self._failed: dict[str, Failure] = {}
         self._replaced: dict[str, Instance] = {}  # restarted: the old instance, until its successor started
+        self._prepared: dict[str, _Prepared] = {}
+        self._prepare_limit = asyncio.Semaphore(concurrency)
         self._lock = asyncio.Lock()
         self._concurrency = concurrency
         self._retry_first = retry_first
@@ -166,9 +181,17 @@ class InstanceManager:
                 async with limit:
                     await self._halt(name, result, removed=name in to_stop)
 
-            await asyncio.gather(*(halt(n) for n in to_stop + to_restart))
-            if on_halted is not None and to_stop:
-                await on_halted(list(to_stop))
+            stopping = set(to_stop)
+
+            async def halt_batch(batch: list[str]) -> None:
+                # a batch's claims go as soon as its last scrape ended, not after every other halt
+                await asyncio.gather(*(halt(n) for n in batch))
+                ended = [n for n in batch if n in stopping]
+                if on_halted is not None and ended:
+                    await on_halted(ended)
+
+            halts = to_stop + to_restart
+            await asyncio.gather(*(halt_batch(halts[i:i + HALT_BATCH]) for i in range(0, len(halts), HALT_BATCH)))
 
             async def start(name: str) -> bool:
                 async with limit:
@@ -189,6 +212,92 @@ class InstanceManager:
                           draining=len(self._draining))
             self._schedule_retry()
             return result
+
+    async def start_more(self, desired: Mapping[str, InstanceConfig], digests: Mapping[str, str]) -> ApplyResult:
+        """Start these configs, which do not run here yet, and leave everything else as it is: a takeover
+        between two full `apply` calls (the next one sees them running, unchanged)."""
+        async with self._lock:
+            result = ApplyResult()
+            names = [n for n in desired if n not in self._running]
+            limit = asyncio.Semaphore(self._concurrency)
+
+            async def start(name: str) -> bool:
+                async with limit:
+                    return await self._start(name, desired[name], digests[name], result)
+
+            oks = await asyncio.gather(*(start(n) for n in names))
+            result.started = [n for n, ok in zip(names, oks, strict=True) if ok]
+            result.unchanged = len(desired) - len(names)
+            CONFIG_CHANGES.labels("created").inc(len(result.started))
+            self._set_gauges()
+            self._schedule_retry()
+            return result
+
+    # pre-warmed handoff ----------------------------------------------------------------------------------
+    def prepared(self) -> list[str]:
+        return sorted(self._prepared)
+
+    def prepare(self, desired: Mapping[str, InstanceConfig], digests: Mapping[str, str]) -> int:
+        """In the background, make these configs' instances ready short of scraping (another node still runs
+        them): a later start then only begins scraping. Skips what runs, is prepared or still drains here
+        (two instances must never hold one WAL). Returns how many were newly set going."""
+        count = 0
+        for name, cfg in desired.items():
+            if name in self._running or name in self._prepared or name in self._draining:
+                continue
+            entry = _Prepared(digests[name])
+            entry.task = asyncio.create_task(self._prepare_one(cfg, entry), name=f"instance-prepare[{name}]")
+            self._prepared[name] = entry
+            count += 1
+        return count
+
+    async def _prepare_one(self, cfg: InstanceConfig, entry: _Prepared) -> Instance:
+        async with self._prepare_limit:
+            entry.began = True
+            instance = self._factory(cfg)
+            prepare = getattr(instance, "prepare", None)
+            if prepare is not None:
+                await prepare()
+            return instance
+
+    async def _take_prepared(self, name: str, digest: str) -> Instance | None:
+        """The instance prepared for `name` at this digest (None: none, or it failed, or the config changed)."""
+        entry = self._prepared.pop(name, None)
+        if entry is None:
+            return None
+        if entry.digest != digest or not entry.began:
+            # changed, or still queued behind other preparations: starting it now beats waiting for them
+            await self._discard(entry)
+            return None
+        try:
+            return await entry.task
+        except Exception as exc:  # started from scratch instead, which reports the failure
+            _log.info("pre-warming an instance failed", instance=name, err=_reason(exc))
+            return None
+
+    async def _discard(self, entry: _Prepared) -> None:
+        entry.task.cancel()
+        results = await asyncio.gather(entry.task, return_exceptions=True)
+        instance = results[0]
+        if isinstance(instance, BaseException) or getattr(instance, "prepare", None) is None:
+            return  # nothing was opened (an instance without prepare() is only built, never started)
+        try:
+            await instance.halt(quiet=True)  # it never scraped: no "halted" / "stopped" events
+            await instance.drain(0.0, quiet=True)
+        except Exception as exc:
+            _log.error("closing a pre-warmed instance failed", instance=instance.name, err=_reason(exc))
+        _forget_metrics(instance)  # its WAL and queue series; nothing of that name runs here (see prepare)
+
+    async def wait_prepared(self) -> None:
+        """Until every instance being prepared is ready (or failed)."""
+        await asyncio.gather(*(e.task for e in list(self._prepared.values())), return_exceptions=True)
+
+    async def drop_prepared(self, keep: set[str] | frozenset[str] = frozenset()) -> int:
+        """Close the prepared instances not named in `keep` (their handoff is off); how many."""
+        async with self._lock:
+            gone = [self._prepared.pop(n) for n in [n for n in self._prepared if n not in keep]]
+            await asyncio.gather(*(self._discard(e) for e in gone))
+            return len(gone)
 
     async def _halt(self, name: str, result: ApplyResult, *, removed: bool) -> None:
         """Stop `name`'s scraping and receiving now; its WAL drains in the background. A `removed` instance's
@@ -229,7 +338,7 @@ class InstanceManager:
         await self._cut_drain(name)
         previous = self._replaced.pop(name, None)
         try:
-            instance = self._factory(cfg)
+            instance = await self._take_prepared(name, digest) or self._factory(cfg)
             await instance.start()
         except Exception as exc:
             result.failed[name] = f"start: {self._record_failure(name, cfg, digest, exc)}"
@@ -287,6 +396,7 @@ class InstanceManager:
     async def halt_all(self, on_halted: OnHalted | None = None) -> None:
         """Stop every instance's scraping and receiving; their WALs keep draining (see wait_drained)."""
         await self.apply({}, on_halted=on_halted)
+        await self.drop_prepared()
 
     async def wait_drained(self) -> None:
         while self._draining:
@@ -295,6 +405,7 @@ class InstanceManager:
     async def stop_all(self) -> None:
         """Stop everything and wait until every WAL drained (each bounded by its remote_flush_deadline)."""
         await self.apply({})
+        await self.drop_prepared()
         task, self._retry_task = self._retry_task, None
         if task is not None:
             task.cancel()

@@ -44,10 +44,18 @@ class ScrapeManager:
                           offset_seed=self.offset_seed, file_poll_interval=self.file_poll_interval,
                           shards=self.shards)
 
+    def discover_ahead(self) -> None:
+        """Build the pools and run their discovery, without scraping yet (a pre-warmed instance)."""
+        for sc in self.scrape_configs:
+            if sc.job_name not in self.pools:
+                self.pools[sc.job_name] = self._pool(sc)
+            self.pools[sc.job_name].discover_ahead()
+
     async def start(self) -> None:
         for sc in self.scrape_configs:
-            pool = self._pool(sc)
-            self.pools[sc.job_name] = pool
+            pool = self.pools.get(sc.job_name)
+            if pool is None:
+                pool = self.pools[sc.job_name] = self._pool(sc)
             pool.start()
         self.started = True
 

@@ -92,6 +92,7 @@ class ScrapePool:
         self._cache_filter: HostFilter | None = None
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._discovering = False
         self._configure(sc)
         self.log = get_logger("scrape", instance=instance, job=sc.job_name)
 
@@ -110,10 +111,16 @@ class ScrapePool:
         self.discovery = DiscoveryManager(sc, self._changed.set, file_poll_interval=self.file_poll_interval,
                                           host=self.host_filter.host if self.host_filter is not None else None)
 
+    def discover_ahead(self) -> None:
+        """Run discovery without scraping (a pre-warmed instance): its targets are known by the first scrape."""
+        if not self._discovering:
+            self._discovering = True
+            self.discovery.start()
+
     def start(self) -> None:
         if self.shards is not None:
             self.shards.subscribe(self._changed.set, self)
-        self.discovery.start()
+        self.discover_ahead()
         self._changed.set()
         self._task = asyncio.get_running_loop().create_task(self._sync_loop(), name=f"scrape pool {self.sc.job_name}")
 
