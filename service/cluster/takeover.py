@@ -20,19 +20,47 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from service.cluster import metrics as m
-from service.cluster.membership import State
+from service.cluster.claims import Claims
+from service.cluster.configcache import ConfigCache
+from service.cluster.membership import Membership, State
 from service.cluster.ring import Ring
-from service.kv.store import KVError
+from service.kv.store import KVError, KVPair
 from service.log import get_logger
 from service.metrics.config import InstanceConfig
-
-if TYPE_CHECKING:
-    from service.cluster.sharder import Sharder
+from service.metrics.manager import InstanceManager
 
 _log = get_logger("cluster.takeover")
+
+
+class Sharder(Protocol):
+    """What a takeover reads and asks of the node's sharder (the sharder owns the takeover, so this is a
+    protocol rather than an import of it)."""
+
+    node_id: str
+    membership: Membership
+    claims: Claims
+    cache: ConfigCache
+    manager: InstanceManager
+    pairs: dict[str, KVPair]
+    sharded: set[str]
+
+    @property
+    def lock(self) -> asyncio.Lock: ...
+
+    @property
+    def ring(self) -> Ring | None: ...
+
+    @property
+    def leaving(self) -> bool: ...
+
+    def waiting_for(self, name: str) -> bool: ...
+
+    def request(self, trigger: str = ...) -> None: ...
+
+    def note_claimed(self, won: set[str]) -> None: ...
 
 
 class Takeover:
