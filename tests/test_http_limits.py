@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import signal
 import socket
 import threading
 import time
@@ -128,6 +129,26 @@ def test_slow_loris_is_closed_after_the_header_timeout(node: NodeProcess) -> Non
         silent.close()
         slow.close()
     assert node.get("/-/ready").status == 200
+
+
+def test_a_request_sent_in_time_is_answered_after_the_node_stalled(node: NodeProcess) -> None:
+    """A node whose event loop stalls past the header timeout (here: SIGSTOP, as a starved CI machine or a
+    long GC pause does) still answers a request whose head arrived in time. uvloop runs due timers before it
+    reads the sockets, so the timeout used to close such a connection unanswered (RemoteDisconnected)."""
+    conn = socket.create_connection(("127.0.0.1", node.port))
+    try:
+        # the connection is accepted at once by an idle node; the pause below is the point of the test
+        time.sleep(0.3)
+        os.kill(node.proc.pid, signal.SIGSTOP)
+        try:
+            conn.sendall(b"GET /-/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            time.sleep(HEADER_TIMEOUT + 1)  # stalled past the timeout with the whole head in its socket
+        finally:
+            os.kill(node.proc.pid, signal.SIGCONT)
+        answer = read_response(conn, timeout=15)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    finally:
+        conn.close()
 
 
 @pytest.mark.slow

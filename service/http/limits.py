@@ -28,6 +28,7 @@ _log = get_logger("http.limits")
 
 # Connections closing gracefully after a rejection are bounded too: past this many, close at once.
 MAX_LINGERING = 256
+HEAD_GRACE_SECONDS = 0.05  # a header timeout that expired is checked once more after this (see _head_check)
 # Descriptors kept for everything else a node opens (WAL segments, KV, outgoing connections).
 RESERVED_FDS = 256
 
@@ -104,6 +105,7 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
         self._head_tail = b""
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = self.loop.time()
+        self._head_grace = False
         self._begun = False
         self._body_pending = False
         self._close_at_message_end = False
@@ -154,6 +156,7 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
         self._reading_head = True
         if self._begun:  # a later request on a kept-alive connection; the first one counts from the connect
             self._head_started = self.loop.time()
+            self._head_grace = False
         self._begun = True
         self._arm_head_timer()
 
@@ -241,6 +244,12 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
         remaining = self._head_started + self.limits.read_header_timeout - self.loop.time()
         if remaining > 0:
             self._arm_head_timer(remaining)
+            return
+        if not self._head_grace:
+            # uvloop runs due timers before it polls the sockets: after the loop stalled, bytes the client
+            # sent in time may be waiting unread. Decide after one more poll, so only a slow client is closed.
+            self._head_grace = True
+            self._arm_head_timer(HEAD_GRACE_SECONDS)
             return
         _log.debug("closing a connection that sent no complete request head in time", client=self.client)
         self.transport.close()
