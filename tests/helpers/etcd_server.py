@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.helpers.ports import free_port
+from tests.helpers.processes import terminate
 
 ETCD_IMAGE = "quay.io/coreos/etcd:v3.5.17"
 
@@ -171,14 +172,7 @@ class EtcdServer:
                 self._container.get_wrapped_container().stop(timeout=int(timeout))  # type: ignore[attr-defined]
             return
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
+        terminate(proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL at once (a crash, not a shutdown)."""

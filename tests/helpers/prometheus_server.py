@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -21,6 +20,7 @@ from typing import Any
 
 from tests.helpers.peers import require
 from tests.helpers.ports import free_port
+from tests.helpers.processes import terminate
 
 BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 _EMPTY_CONFIG = "global: {scrape_interval: 15s}\nscrape_configs: []\n"
@@ -112,13 +112,7 @@ class PrometheusServer:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM by PID, then SIGKILL if it lingers."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout)
+        terminate(proc, timeout)
         if getattr(self, "_log", None) is not None:
             self._log.close()
 

@@ -4,8 +4,6 @@ to the given URLs, each with its own queue on disk. Started on a free loopback p
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -14,6 +12,7 @@ from pathlib import Path
 from tests.helpers.node_process import wait_for
 from tests.helpers.peers import require
 from tests.helpers.ports import free_port
+from tests.helpers.processes import terminate
 
 
 class VMAgent:
@@ -58,12 +57,6 @@ class VMAgent:
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout)
+        terminate(proc, timeout)
         if getattr(self, "_log", None) is not None:
             self._log.close()
