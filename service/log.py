@@ -33,7 +33,7 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "level": "warn" if record.levelname == "WARNING" else record.levelname.lower(),
     }
     out.update(getattr(record, "fields", None) or {})
-    # stdlib loggers (WAL, remote_write queue) pass their fields as ``extra=``: keep them too
+    # plain stdlib loggers (other libraries) may pass fields as ``extra=``: keep them too
     out.update({k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS})
     if "component" not in out:
         out = {"ts": out["ts"], "level": out["level"], "component": component_of(record.name),

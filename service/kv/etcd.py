@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 
@@ -24,8 +23,9 @@ from service.kv.store import (
     ListResult,
     WatchEvent,
 )
+from service.log import get_logger
 
-log = logging.getLogger(__name__)
+_log = get_logger("kv")
 
 _WATCH_BACKOFF_MIN = 0.05
 _WATCH_BACKOFF_MAX = 1.0
@@ -224,7 +224,7 @@ class EtcdKV:
                         next_revision = event.revision + 1
                         yield event
             except KVUnavailable as exc:
-                log.debug("etcd watch on %r interrupted (%s); resuming from %s", prefix, exc, next_revision)
+                _log.debug("etcd watch interrupted; resuming", prefix=prefix, err=str(exc), revision=next_revision)
             if self._closed.is_set():
                 return
             with contextlib.suppress(TimeoutError):  # back off before re-watching; wake at once on close()

@@ -8,7 +8,6 @@ unreachable endpoint fails at once (or at its deadline), and recovery after etcd
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,8 +16,6 @@ import grpc
 from aetcd import rpc
 
 from service.kv.store import KVError, KVUnavailable, LeaseExpired
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]

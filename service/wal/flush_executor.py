@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 
-log = logging.getLogger(__name__)
+from service.log import get_logger
+
+_log = get_logger("wal")
 
 DEFAULT_THREADS = 8
 
@@ -63,7 +64,7 @@ class FlushExecutor:
             try:
                 job()
             except Exception:  # a job never takes its thread with it
-                log.exception("WAL flush job failed", extra={"component": "wal"})
+                _log.exception("WAL flush job failed")
 
     @property
     def threads(self) -> int:

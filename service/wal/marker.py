@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
+
+from service.log import get_logger
 
 from .naming import safe_name
 from .record import Position
 from .segment import fsync_dir
 
-log = logging.getLogger(__name__)
+_log = get_logger("wal")
 
 MARKER_DIR = "markers"
 _SUFFIX = ".json"
@@ -64,7 +65,7 @@ def _read(path: str, consumer: str | None) -> Position | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:
-        log.warning("unreadable WAL progress marker %s: %s", path, e, extra={"component": "wal"})
+        _log.warning("unreadable WAL progress marker", path=path, err=str(e))
         return None
 
 

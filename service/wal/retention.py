@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,7 +14,6 @@ from .segment import SegmentEnd, frames, fsync_dir, list_segments, segment_path
 if TYPE_CHECKING:
     from .writer import WAL
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -79,11 +77,7 @@ def truncate(
         if result.dropped_records:
             metrics.DROPPED_RECORDS.labels(labels).inc(result.dropped_records)
             metrics.DROPPED_BYTES.labels(labels).inc(result.dropped_bytes)
-            log.warning(
-                "max_wal_time dropped %d records not yet sent",
-                result.dropped_records,
-                extra={"component": "wal", "instance": wal.instance},
-            )
+            wal.log.warning("max_wal_time dropped records not yet sent", records=result.dropped_records)
     return result
 
 

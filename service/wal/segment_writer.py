@@ -15,8 +15,6 @@ from . import metrics
 from .record import HEADER_SIZE
 from .segment import SegmentSummary, fsync_dir, segment_path
 
-log = logging.getLogger(__name__)
-
 _IOV_MAX = 1024
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
 
@@ -24,9 +22,11 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
 class SegmentWriter:
     """Appends frames to numbered segment files in ``directory``."""
 
-    def __init__(self, directory: str, instance: str, *, fsync: bool) -> None:
+    def __init__(self, directory: str, instance: str, log: logging.LoggerAdapter[logging.Logger], *,
+                 fsync: bool) -> None:
         self.directory = directory
         self.instance = instance
+        self.log = log
         self.fsync_enabled = fsync
         self.fd: int | None = None
         self.segment = 0  # the open segment, or the one to create next when fd is None
@@ -129,7 +129,7 @@ class SegmentWriter:
                 try:
                     os.close(self.fd)
                 except OSError:
-                    log.debug("close after failed truncate", exc_info=True)
+                    self.log.debug("close after failed truncate", exc_info=True)
                 self.fd = None
                 self.add_closed_bytes(self.offset)
                 self.segment += 1
@@ -149,10 +149,8 @@ class SegmentWriter:
             finally:
                 os.close(fd)
         except OSError:
-            log.warning(
-                "could not invalidate failed WAL records; they may be read after a restart",
-                extra={"component": "wal", "instance": self.instance, "segment": self.segment},
-            )
+            self.log.warning("could not invalidate failed WAL records; they may be read after a restart",
+                             segment=self.segment)
 
     # --- size accounting ---------------------------------------------------------------------------
     def add_closed_bytes(self, n: int) -> None:

@@ -8,7 +8,6 @@ never send a record whose append was not acknowledged.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 
 from . import metrics
@@ -16,8 +15,6 @@ from .reader import Corruption
 from .record import Position, Record
 from .segment import SegmentEnd, list_segments, read_segment, segment_path
 from .writer import WAL
-
-log = logging.getLogger(__name__)
 
 
 class WALTail:
@@ -143,20 +140,15 @@ class WALTail:
         nxt = later[0] if later else max(seg + 1, self._wal.durable_position.segment)
         if skipped:
             self.skipped_segments += 1
-            log.warning(
-                "WAL segment gone before it was read; skipping to %d", nxt,
-                extra={"component": "wal", "instance": self._wal.instance, "segment": seg},
-            )
+            self._wal.log.warning("WAL segment gone before it was read; skipping on", segment=seg, next_segment=nxt)
         self.position = Position(nxt, 0)
 
     def _corrupt(self, seg: int, end: SegmentEnd, durable: Position) -> None:
         """Invalid bytes inside the durable part: count them, skip the rest of the segment."""
         self.corruptions.append(Corruption(seg, end.offset, end.reason))
         metrics.CORRUPTIONS.labels(self._wal.instance).inc()
-        log.error(
-            "corrupt WAL record; skipping the rest of segment %d: %s", seg, end.reason,
-            extra={"component": "wal", "instance": self._wal.instance, "offset": end.offset},
-        )
+        self._wal.log.error("corrupt WAL record; skipping the rest of the segment", segment=seg, offset=end.offset,
+                            reason=end.reason)
         if seg == durable.segment:
             self._stuck_in = seg  # wait for the writer to move on to the next segment
             self.position = Position(seg, end.offset)

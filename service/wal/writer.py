@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import os
 import threading
 import time
+
+from service.log import get_logger
 
 from . import metrics
 from .errors import WALError
@@ -29,8 +30,6 @@ from .record import HEADER_SIZE, MAX_PAYLOAD, Position, check_type, encode_heade
 from .retention import TruncateResult, truncate
 from .segment import SegmentSummary, list_segments, repair_segment, scan_segment, segment_path
 from .segment_writer import SegmentWriter
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
 _CUT = None  # queued in place of a record: close the segment and start the next one
@@ -52,6 +51,7 @@ class WAL:
     ) -> None:
         self.directory = directory
         self.instance = instance
+        self.log = get_logger("wal", instance=instance)  # passed to the parts that log for this WAL
         self.segment_size = segment_size
         self.sync_interval = sync_interval
         self.max_pending_bytes = max_pending_bytes
@@ -77,7 +77,7 @@ class WAL:
         self._failed = (0, 0)  # (lo, hi]: sequence numbers of the last failed batch
         self._last_error: WALError | None = None
         self._next_sync_at = 0.0
-        self._file = SegmentWriter(directory, instance, fsync=fsync)  # owned by the flush job
+        self._file = SegmentWriter(directory, instance, self.log, fsync=fsync)  # owned by the flush job
 
     # --- lifecycle ---------------------------------------------------------------------------------
     @classmethod
@@ -118,11 +118,7 @@ class WAL:
             end = repair_segment(segment_path(self.directory, number))
             if not end.clean:
                 metrics.CORRUPTIONS.labels(self.instance).inc()
-                log.warning(
-                    "cut corrupt WAL tail",
-                    extra={"component": "wal", "instance": self.instance, "segment": number,
-                           "offset": end.offset, "reason": end.reason},
-                )
+                self.log.warning("cut corrupt WAL tail", segment=number, offset=end.offset, reason=end.reason)
         self._file.add_closed_bytes(sum(os.path.getsize(segment_path(self.directory, n)) for n in segments))
         last = segments[-1] if segments else 0
         if last and os.path.getsize(segment_path(self.directory, last)) == 0:
@@ -361,7 +357,7 @@ class WAL:
             file.sync()
         except Exception as e:  # an OSError from the disk, or a bug: either way nobody may hang
             if not isinstance(e, OSError):
-                log.exception("WAL flush failed", extra={"component": "wal", "instance": self.instance})
+                self.log.exception("WAL flush failed")
             self._fail(e, ok_seq)
             return
         with self._lock:
@@ -380,7 +376,7 @@ class WAL:
         metrics.WRITES_FAILED.labels(self.instance).inc()
         errno = exc.errno if isinstance(exc, OSError) else None
         err = WALError(errno, f"WAL {self.directory}: write failed: {exc}")
-        log.error("WAL write failed: %s", exc, extra={"component": "wal", "instance": self.instance})
+        self.log.error("WAL write failed", err=str(exc))
         self._file.rewind()
         with self._lock:
             hi = self._seq

@@ -31,7 +31,7 @@ import snappy
 from service.config.secrets import redact_url
 from service.http.client import HTTPClient
 from service.http.retry import Backoff
-from service.log import RepeatedWarning
+from service.log import RepeatedWarning, get_logger
 from service.metrics.config.instance import DEFAULT_REMOTE_FLUSH_DEADLINE
 from service.metrics.config.remote_write import RemoteWriteConfig
 from service.metrics.remote import metrics as m
@@ -43,8 +43,6 @@ from service.metrics.remote.rewrite import SeriesRewriter
 from service.metrics.remote.shards import split_by_series, top_level_fields
 from service.wal import WAL, Position, Record, WALTail
 from service.wal.consumer import MarkerPolicy, finish_within
-
-log = logging.getLogger(__name__)
 
 MAX_BATCH_BYTES = 16 << 20  # decoded bytes per batch, whatever the sample count
 _READ_RECORDS = 64
@@ -73,6 +71,7 @@ class RemoteWriteQueue:
         self.instance = instance
         self.name = cfg.name or redact_url(cfg.url)
         self.url = redact_url(cfg.url)  # for labels, logs and status: never the password (as Prometheus)
+        self.log = get_logger("remote_write", instance=instance, remote_name=self.name, url=self.url)
         self.marker_interval = marker_interval
         self.flush_deadline = flush_deadline
         qc = cfg.queue_config
@@ -98,7 +97,7 @@ class RemoteWriteQueue:
         self.bad_records = self.skipped_records = 0
         self.highest_read_ts_ms = self.highest_sent_ts_ms = 0
         self.last_error = ""
-        self._retry_warning = RepeatedWarning(log, "failed to send batch, retrying")
+        self._retry_warning = RepeatedWarning(self.log, "failed to send batch, retrying")
         self._set_gauges()
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -173,7 +172,7 @@ class RemoteWriteQueue:
                 m.SAMPLES_PENDING.labels(*self._labels).set(self.samples_pending)
                 await self._batches.put(batch)
         except Exception:
-            log.exception("remote_write reader failed", extra=self._extra())
+            self.log.exception("remote_write reader failed")
         await self._batches.put(None)
 
     async def _next_batch(self) -> Batch | None:
@@ -356,7 +355,7 @@ class RemoteWriteQueue:
                 backoff = backoff or Backoff(self.min_backoff, self.max_backoff)
                 delay = backoff.next(exc.retry_after)
                 self.last_error = str(exc)
-                self._retry_warning.failed(**self._extra(error=str(exc), retry_in=round(delay, 3)))
+                self._retry_warning.failed(error=str(exc), retry_in=round(delay, 3))
                 await asyncio.sleep(delay)
                 continue
             except NonRecoverableError as exc:
@@ -365,7 +364,7 @@ class RemoteWriteQueue:
                 return exc
             m.SENT_BATCH_DURATION.labels(*labels).observe(time.monotonic() - started)
             self._count_sent(counts, len(body))
-            self._retry_warning.recovered("remote_write recovered: batches are accepted again", **self._extra())
+            self._retry_warning.recovered("remote_write recovered: batches are accepted again")
             return None
 
     def _count_sent(self, c: Counts, size: int) -> None:
@@ -422,9 +421,5 @@ class RemoteWriteQueue:
         m.SHARDS_MAX.labels(*self._labels).set(qc.max_shards)
         m.SAMPLES_PENDING.labels(*self._labels).set(0)
 
-    def _extra(self, **fields: object) -> dict[str, object]:
-        return {"component": "remote_write", "instance": self.instance, "remote_name": self.name,
-                "url": self.url, **fields}
-
     def _log(self, level: int, msg: str, **fields: object) -> None:
-        log.log(level, msg, extra=self._extra(**fields))
+        self.log.log(level, msg, **fields)
