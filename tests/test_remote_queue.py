@@ -15,7 +15,7 @@ from service.proto.remote_pb2 import MetricMetadata, WriteRequest
 from service.wal import WAL
 from tests.helpers.polling import wait_until
 from tests.helpers.prometheus_server import free_port
-from tests.helpers.remote_helpers import CapturePeer, Reply, fill_wal, request_body, rw_config
+from tests.helpers.remote_helpers import RECORD, CapturePeer, Reply, fill_wal, request_body, rw_config
 
 
 def run(coro) -> None:  # type: ignore[no-untyped-def]
@@ -110,6 +110,32 @@ def test_400_drops_only_what_is_refused_alone_and_marker_advanced(tmp_path: Path
     run(scenario())
 
 
+def test_many_refused_records_in_one_batch_never_cost_the_good_ones(tmp_path: Path) -> None:
+    """A queue that fell behind sends one large batch. When 20 of its 200 records are refused (Prometheus
+    rolls a whole request back for one out-of-order or duplicate sample and answers 400), isolating them takes
+    more requests than a fixed budget allowed, and the rest of the batch, acknowledged writes of other
+    clients, was dropped with them. Only refusals spend the budget now. The stand-in peer refuses any request
+    holding a bad series, as Prometheus does, but deterministically."""
+    async def scenario() -> None:
+        wal = await _open(tmp_path)
+        now_ms = int(time.time() * 1000)
+        for r in range(200):
+            name = "bad" if r % 10 == 3 else "good"
+            await wal.append_durable(RECORD, request_body(2, now_ms - 200_000 + r * 1000, name=name, first=2 * r))
+        peer = await CapturePeer(refuse=lambda wr: any(lb.value == "bad" for ts in wr.timeseries
+                                                       for lb in ts.labels)).start()
+        cfg = rw_config(peer.url, "queue_config: {max_samples_per_send: 1000, batch_send_deadline: 20ms}\n")
+        q = RemoteWriteQueue(wal, cfg, instance="inst", external_labels={})
+        await q.start()
+        await wait_until(lambda: q.acked_position == wal.durable_position, what="all acked or dropped")
+        await q.stop(5)
+        assert peer.samples() == 360 and q.samples_sent == 360  # every good sample
+        assert q.samples_failed == 40  # exactly the bad ones
+        await peer.stop()
+        wal.close()
+    run(scenario())
+
+
 def test_remote_refusing_everything_costs_a_bounded_number_of_requests(tmp_path: Path) -> None:
     async def scenario() -> None:
         wal = await _open(tmp_path)
@@ -120,7 +146,7 @@ def test_remote_refusing_everything_costs_a_bounded_number_of_requests(tmp_path:
         await wait_until(lambda: q.acked_position == wal.durable_position, what="all dropped")
         await q.stop(5)
         assert q.samples_failed == 200 and peer.samples() == 0
-        assert 3 <= peer.requests <= 1 + ISOLATE_SENDS
+        assert 3 <= peer.requests <= 1 + ISOLATE_SENDS + 2  # one record: the fixed allowance and its own two
         await peer.stop()
         wal.close()
     run(scenario())

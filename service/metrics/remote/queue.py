@@ -47,7 +47,7 @@ from service.wal.consumer import MarkerPolicy, finish_within
 MAX_BATCH_BYTES = 16 << 20  # decoded bytes per batch, whatever the sample count
 _READ_RECORDS = 64
 _READ_BYTES = 8 << 20
-ISOLATE_SENDS = 64  # requests a refused batch may spend on isolating what was refused; the rest is dropped
+ISOLATE_SENDS = 64  # refused requests a batch may spend on isolating what was refused; the rest is dropped
 CONTENT_REFUSALS = frozenset({400, 413, 422})  # answers about what a request holds: worth splitting it
 
 
@@ -301,11 +301,14 @@ class RemoteWriteQueue:
             m.SAMPLES_DROPPED.labels(*self._labels).inc(batch.dropped_samples)
         if not batch.parts:
             return
+        # Isolating refused parts may cost two requests per record (each is someone's acknowledged write) plus
+        # a fixed allowance for splitting one record's series; a remote that refuses everything costs no more.
+        budget = ISOLATE_SENDS + 2 * batch.records
         if self.shards == 1:
-            await self._deliver(batch.parts, batch.counts, [ISOLATE_SENDS], batch.body())
+            await self._deliver(batch.parts, batch.counts, [budget], batch.body())
             return
         raws = [raw for raw in split_by_series(batch.raw(), self.shards) if raw]
-        await asyncio.gather(*(self._deliver([raw], count(raw), [ISOLATE_SENDS]) for raw in raws))
+        await asyncio.gather(*(self._deliver([raw], count(raw), [budget]) for raw in raws))
 
     async def _deliver(self, parts: list[bytes], counts: Counts, budget: list[int], body: bytes | None = None
                        ) -> None:
@@ -313,9 +316,12 @@ class RemoteWriteQueue:
         each half on its own, records first and then the series of a single record, until what is refused
         stands alone; then drop it and count it. Only refusals about content (400, 413, 422) are split: a 429
         or 401 is about every request, so what it refused is dropped whole. ``budget`` (shared by one batch's
-        calls) bounds the requests spent on this, for a remote that refuses everything."""
+        calls) bounds the refused requests spent on this, for a remote that refuses everything; a part that is
+        accepted gives its cost back, so many bad records in one large batch are all isolated (the good ones
+        around them are acknowledged writes and must arrive)."""
         refused = await self._send_one(snappy.compress(b"".join(parts)) if body is None else body, counts)
         if refused is None:
+            budget[0] += 2  # a part the remote took gives back what its split cost: only refusals use it up
             return
         if len(parts) == 1 and refused.status in CONTENT_REFUSALS:
             parts = top_level_fields(parts[0])
