@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -142,14 +141,6 @@ def test_self_metrics_stay_through_an_update_and_go_with_a_deleted_config(tmp_pa
 
 
 # --- a slow stop on real etcd ---------------------------------------------------------------------------
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
-    server = EtcdServer(tmp_path / "etcd")
-    server.start()
-    yield server
-    server.remove()
-
 
 @pytest.mark.slow
 def test_handoff_when_the_old_node_is_slow_to_stop(tmp_path: Path, etcd: EtcdServer) -> None:

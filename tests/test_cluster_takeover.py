@@ -7,7 +7,6 @@ import datetime
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,14 +60,6 @@ def test_takeover_ring_view_keeps_what_the_watch_saw_after_a_listing() -> None:
     takeover.member_changed("b", State.LEAVING, revision=31)
     assert takeover.ring().members == ("a", "c")  # type: ignore[union-attr]
     assert takeover._gone == ["c", "c", "b"]  # the pass takes over what each one left
-
-
-@pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
-    server = EtcdServer(tmp_path / "etcd")
-    server.start()
-    yield server
-    server.remove()
 
 
 @pytest.mark.slow
