@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import http.client
 import http.server
 import itertools
-import json
 import math
 import os
 import signal
@@ -44,7 +42,7 @@ from service.cluster.ring import Ring
 from service.configapi.store import encode_value
 from tests.helpers.cluster_harness import NodeCluster, config_body, instance_starts
 from tests.helpers.etcd_server import EtcdServer
-from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.node_process import NodeProcess, log_records, wait_for
 from tests.helpers.ports import free_port
 
 SCRAPE_INTERVAL = 1.0  # of the configs the stuck-remote rows scrape with
@@ -81,17 +79,7 @@ def largest_gap(times: Sequence[float]) -> float:
 
 def events(log: str, msg: str) -> dict[str, float]:
     """instance → unix time of its latest `msg` line in a node's JSON log."""
-    out: dict[str, float] = {}
-    for line in log.splitlines():
-        if f'"{msg}"' not in line:
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        ts = datetime.datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
-        out[record.get("instance", "")] = ts.replace(tzinfo=datetime.UTC).timestamp()
-    return out
+    return {str(r.get("instance", "")): r["at"] for r in log_records(log, msg)}
 
 
 def handoff_gaps(old: Sequence[NodeProcess], new: Sequence[NodeProcess], moved: set[str],

@@ -3,8 +3,6 @@ its lease expiring, taken by the watch-driven fast takeover, not by a reshard ti
 
 from __future__ import annotations
 
-import datetime
-import json
 import signal
 import time
 from pathlib import Path
@@ -16,7 +14,7 @@ from service.cluster.ring import Ring
 from service.cluster.takeover import Takeover
 from tests.helpers.cluster_harness import NodeCluster
 from tests.helpers.etcd_server import EtcdServer
-from tests.helpers.node_process import NodeProcess
+from tests.helpers.node_process import NodeProcess, log_records
 
 TTL = 2.0
 NAMES = [f"crash-{i:03d}" for i in range(90)]
@@ -24,18 +22,7 @@ NAMES = [f"crash-{i:03d}" for i in range(90)]
 
 def log_events(node: NodeProcess, msg: str) -> list[dict[str, object]]:
     """The node's JSON log records with this message, each with `at` (unix seconds)."""
-    out = []
-    for line in node.log().splitlines():
-        if f'"{msg}"' not in line:
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        ts = datetime.datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
-        record["at"] = ts.timestamp()
-        out.append(record)
-    return out
+    return log_records(node.log(), msg)
 
 
 class _SharderView:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
 import os
@@ -137,3 +138,19 @@ def node_config(*, store: str = "embedded", etcd_endpoints: list[str] | None = N
     if etcd_endpoints:
         lines += ["      etcd:", f"        endpoints: {json.dumps(etcd_endpoints)}", "        dial_timeout: 2s"]
     return "\n".join(line for line in lines if line) + "\n"
+
+
+def log_records(log: str, msg: str) -> list[dict[str, Any]]:
+    """The JSON log records of a node's log text with this message, each with `at` (unix seconds)."""
+    out = []
+    for line in log.splitlines():
+        if f'"{msg}"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        ts = datetime.datetime.strptime(record["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.UTC)
+        record["at"] = ts.timestamp()
+        out.append(record)
+    return out
