@@ -147,8 +147,8 @@ def test_every_acknowledged_line_becomes_searchable_at_full_speed(tmp_path: Path
         assert lag_seen > 0  # it did fall behind while the pushes came in
         print(f"full speed: 80,000 lines acknowledged, largest lag {lag_seen:,} WAL bytes, all searchable")
         metrics = node.get("/metrics").text
-        assert 'logs_search_lag_bytes{instance="default"} 0.0' in metrics
-        assert 'logs_search_lag_seconds{instance="default"}' in metrics
+        assert 'logs_search_lag_bytes{instance_name="default"} 0.0' in metrics
+        assert 'logs_search_lag_seconds{instance_name="default"}' in metrics
     finally:
         node.stop()
 
@@ -232,7 +232,7 @@ def test_bad_timestamps_are_refused_and_a_dead_writer_is_reported_and_restarted(
         status = search_status(node)
         assert status["status"] == "healthy" and status["store"]["indexer"]["writerRestarts"] >= 1
         assert total(node, "before") == 2  # nothing indexed twice after the restart
-        assert 'logs_search_writer_restarts_total{instance="default"} 1.0' in node.get("/metrics").text
+        assert 'logs_search_writer_restarts_total{instance_name="default"} 1.0' in node.get("/metrics").text
     finally:
         node.stop()
 

@@ -23,7 +23,7 @@ def _config(tmp_path: Path, names: dict[str, bool]) -> LogsConfig:
 def _series(name: str) -> set[str]:
     """Metric names with a series of logs instance ``name`` (its WAL's or its search store's)."""
     return {s.name for family in REGISTRY.collect() for s in family.samples
-            if s.labels.get("instance") in (name, f"logs/{name}")}
+            if s.labels.get("instance_name") in (name, f"logs/{name}")}
 
 
 def test_removed_instances_take_their_series_and_restarted_ones_keep_them(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def test_one_bad_record_never_takes_its_batch_with_it(tmp_path: Path, kind: str)
             # the records went out together first and Prometheus refused that request: the split is what saved them
             assert q.batches_sent >= 2 and _refused_writes(prom) >= 1
             isolated = REGISTRY.get_sample_value("agent_remote_write_isolated_total", {
-                "remote_name": "test", "url": prom.write_url, "instance": "inst", "reason": "refused"})
+                "remote_name": "test", "url": prom.write_url, "instance_name": "inst", "reason": "refused"})
             assert isolated == 1
             series = prom.series('{__name__="rw_test"}', start=ts_ms / 1000 - 60, end=time.time() + 60)
             assert sorted(int(s["i"]) for s in series) == list(range(100 + extra_series))

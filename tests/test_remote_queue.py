@@ -173,7 +173,7 @@ def test_unreadable_record_is_skipped_and_counted_and_its_batch_delivered(tmp_pa
 
 def _isolated(url: str, reason: str) -> float:
     value = REGISTRY.get_sample_value("agent_remote_write_isolated_total",
-                                      {"remote_name": "test", "url": url, "instance": "inst", "reason": reason})
+                                      {"remote_name": "test", "url": url, "instance_name": "inst", "reason": reason})
     return value or 0.0
 
 

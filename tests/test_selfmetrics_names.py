@@ -52,8 +52,8 @@ def test_metrics_names_are_upstreams_and_documented(tmp_path: Path) -> None:
         assert node.request("POST", "/loki/api/v1/push", push, {"Content-Type": "application/json"}).status == 204
         body = "scrape_configs:\n- job_name: self\n  static_configs: [{targets: ['127.0.0.1:9']}]\n"
         assert node.request("PUT", "/agent/api/v1/config/a", body).status == 201
-        wait_for(lambda: "prometheus_remote_storage" in node.get("/metrics").text or
-                 'agent_metrics_active_instances 1.0' in node.get("/metrics").text, 10)
+        wait_for(lambda: 'agent_wal_storage_size_bytes{instance_name="a"}' in node.get("/metrics").text, 30,
+                 what="config a's WAL series")
         text = node.get("/metrics").text
     finally:
         node.stop()
@@ -70,3 +70,5 @@ def test_metrics_names_are_upstreams_and_documented(tmp_path: Path) -> None:
     wrong = {n: (t, docs[n]) for n, t in exposed.items() if docs[n] != t}
     assert not wrong, f"type differs from docs/http-api.md: {wrong}"
     assert len(exposed) >= 25  # the unlabelled families at least
+    # `instance` is the label every scrape sets to the node's address: a config is named by `instance_name`
+    assert not re.search(r'^\S+\{(?:[^}]*,)?instance="', text, re.M), "a series labelled instance= is exposed"

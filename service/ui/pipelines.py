@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
-LOGS_PREFIX = "logs/"  # the WAL metrics of a logs instance carry instance="logs/<name>"
+LOGS_PREFIX = "logs/"  # the WAL metrics of a logs instance carry instance_name="logs/<name>"
 _WAL = {
     "agent_wal_storage_size_bytes": "size_bytes",
     "agent_wal_segment_current": "segment_current",
@@ -59,16 +59,16 @@ def snapshot(registry: Collector | Any = REGISTRY) -> dict[str, Any]:
     search: dict[str, dict[str, Any]] = {}
     for sample in _samples(registry):
         name, labels, value = sample
-        if name in _WAL and "instance" in labels:
-            wal.setdefault(labels["instance"], {})[_WAL[name]] = value
+        if name in _WAL and "instance_name" in labels:
+            wal.setdefault(labels["instance_name"], {})[_WAL[name]] = value
         elif name in _REMOTE:
-            key = (labels.get("instance", ""), labels.get("remote_name", ""), labels.get("url", ""))
+            key = (labels.get("instance_name", ""), labels.get("remote_name", ""), labels.get("url", ""))
             remotes.setdefault(key, {"instance": key[0], "remote_name": key[1], "url": key[2]})[_REMOTE[name]] = value
         elif name in _LOKI:
             key = (labels.get("host", ""), labels.get("tenant", ""))
             loki.setdefault(key, {"host": key[0], "tenant": key[1]})[_LOKI[name]] = value
         elif name in _SEARCH:
-            inst = labels.get("instance", "")
+            inst = labels.get("instance_name", "")
             search.setdefault(inst, {"instance": inst})[_SEARCH[name]] = value
     for remote in remotes.values():
         high, sent = remote.get("highest_timestamp"), remote.get("highest_sent_timestamp")

@@ -10,7 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from service.metricnames import remove_series
 
-_L = ("instance",)
+_L = ("instance_name",)
 
 CORRUPTIONS = Counter(
     "agent_wal_corruptions_total", "Torn or corrupt WAL tails cut off on open or skipped by readers.", _L

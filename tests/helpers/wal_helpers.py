@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 
 def metric(name: str, instance: str) -> float:
     """Current value of an ``agent_wal_*`` series for ``instance`` (0 when absent)."""
-    value = REGISTRY.get_sample_value(name, {"instance": instance})
+    value = REGISTRY.get_sample_value(name, {"instance_name": instance})
     return 0.0 if value is None else value
 
 

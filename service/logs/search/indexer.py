@@ -44,17 +44,17 @@ MAX_DEATHS_AT = 3
 LAG_DEGRADED_SECONDS = 60.0  # /api/status says "degraded" while the store is further behind than this
 
 LAG_BYTES = Gauge("logs_search_lag_bytes", "Bytes of the logs WAL that are durable but not yet in the search "
-                  "store.", ["instance"])
+                  "store.", ["instance_name"])
 LAG_SECONDS = Gauge("logs_search_lag_seconds", "Age of the oldest acknowledged push not yet in the search store "
-                    "(0 when caught up).", ["instance"])
+                    "(0 when caught up).", ["instance_name"])
 UP = Gauge("logs_search_writer_up", "1 while the search store's writer process runs, 0 while it is restarted.",
-           ["instance"])
+           ["instance_name"])
 RESTARTS = Counter("logs_search_writer_restarts_total", "Restarts of the search store's writer after it died or "
-                   "failed.", ["instance"])
+                   "failed.", ["instance_name"])
 BAD_RECORDS = Counter("logs_search_bad_records_total", "Logs WAL records the search store could not decode "
-                      "(skipped).", ["instance"])
+                      "(skipped).", ["instance_name"])
 MARKER_ERRORS = Counter("logs_search_marker_errors_total", "Failed writes of the search store's WAL progress "
-                        "marker (retried).", ["instance"])
+                        "marker (retried).", ["instance_name"])
 
 _log = get_logger("logs.search")
 

@@ -28,15 +28,15 @@ from service.logs.search.writer_proc import DELETED_AGE, DELETED_SIZE, SHARED_SL
 _log = get_logger("logs.search")
 
 WRITTEN_ENTRIES = Counter("logs_search_written_entries_total", "Entries written to the search store.",
-                          ["instance"])
+                          ["instance_name"])
 SKIPPED_ENTRIES = Counter("logs_search_skipped_entries_total",
                           "Entries the search store could not index (a timestamp or record it cannot hold); "
-                          "the writer skips them and goes on.", ["instance"])
+                          "the writer skips them and goes on.", ["instance_name"])
 QUEUED_ENTRIES = Gauge("logs_search_queue_entries", "Entries read from the WAL and waiting to be written to the "
-                       "search store.", ["instance"])
+                       "search store.", ["instance_name"])
 DELETED = Counter("logs_search_retention_deleted_entries_total", "Entries deleted by search store retention.",
-                  ["instance", "reason"])
-STORE_BYTES = Gauge("logs_search_store_bytes", "Bytes in use by the search store database.", ["instance"])
+                  ["instance_name", "reason"])
+STORE_BYTES = Gauge("logs_search_store_bytes", "Bytes in use by the search store database.", ["instance_name"])
 SERIES = (WRITTEN_ENTRIES, SKIPPED_ENTRIES, QUEUED_ENTRIES, STORE_BYTES)  # labelled by instance only (not DELETED)
 
 _SEND_MAX_ENTRIES = 5_000  # pushes per pipe message

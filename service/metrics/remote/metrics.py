@@ -1,6 +1,6 @@
 """The remote_write sender's self metrics, named as Prometheus' ``storage/remote`` names them.
 
-Module-level objects labelled by ``remote_name``, ``url`` and ``instance`` so that several queues in one
+Module-level objects labelled by ``remote_name``, ``url`` and ``instance_name`` so that several queues in one
 process share one registration; :func:`forget` removes a queue's series when it is gone for good.
 """
 
@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from service.metricnames import remove_series
 
 _NS = "prometheus_remote_storage_"
-LABELS = ("remote_name", "url", "instance")
+LABELS = ("remote_name", "url", "instance_name")
 
 
 def _counter(name: str, doc: str) -> Counter:
