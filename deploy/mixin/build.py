@@ -25,6 +25,9 @@ HERE = Path(__file__).resolve().parent
 CHART_FILES = HERE.parent / "helm" / "scraping-service" / "files"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
 SEL = 'job=~"$job", instance=~"$instance"'
+# `instance` is the node (the scrape target); per-config self metrics name their config in `instance_name`.
+QUEUE, QUEUE_LEGEND = "instance_name, remote_name", "{{instance_name}}/{{remote_name}}"  # one remote_write queue
+STORE, STORE_LEGEND = "instance, instance_name", "{{instance}} {{instance_name}}"  # one logs config's search store
 
 
 @dataclass(frozen=True)
@@ -130,27 +133,26 @@ REMOTE_WRITE = dashboard("scraping-service-remote-write", "scraping-service / Re
     ]),
     ("Sending", [
         Graph("Samples sent / failed / retried / dropped",
-              ((rate("prometheus_remote_storage_samples_total", "remote_name"), "{{remote_name}} sent"),
-               (rate("prometheus_remote_storage_samples_failed_total", "remote_name"), "{{remote_name}} failed"),
-               (rate("prometheus_remote_storage_samples_retried_total", "remote_name"), "{{remote_name}} retried"),
-               (rate("prometheus_remote_storage_samples_dropped_total", "remote_name"), "{{remote_name}} dropped")),
+              ((rate("prometheus_remote_storage_samples_total", QUEUE), f"{QUEUE_LEGEND} sent"),
+               (rate("prometheus_remote_storage_samples_failed_total", QUEUE), f"{QUEUE_LEGEND} failed"),
+               (rate("prometheus_remote_storage_samples_retried_total", QUEUE), f"{QUEUE_LEGEND} retried"),
+               (rate("prometheus_remote_storage_samples_dropped_total", QUEUE), f"{QUEUE_LEGEND} dropped")),
               "cps", width=24),
         Graph("Lag behind the WAL",
-              ((f"max by (instance, remote_name) (prometheus_remote_storage_highest_timestamp_in_seconds{{{SEL}}}"
+              ((f"max by (instance, {QUEUE}) (prometheus_remote_storage_highest_timestamp_in_seconds{{{SEL}}}"
                 f" - prometheus_remote_storage_queue_highest_sent_timestamp_seconds{{{SEL}}})",
-                "{{instance}} {{remote_name}}"),), "s"),
-        Graph("Shards", ((f"sum by (remote_name) (prometheus_remote_storage_shards{{{SEL}}})", "{{remote_name}}"),
-                         (f"sum by (remote_name) (prometheus_remote_storage_shards_desired{{{SEL}}})",
-                          "{{remote_name}} desired"),
-                         (f"max by (remote_name) (prometheus_remote_storage_shards_max{{{SEL}}})",
-                          "{{remote_name}} max"))),
-        Graph("Samples pending", ((f"sum by (remote_name) (prometheus_remote_storage_samples_pending{{{SEL}}})",
-                                   "{{remote_name}}"),)),
+                "{{instance}} " + QUEUE_LEGEND),), "s"),
+        Graph("Shards", ((f"sum by ({QUEUE}) (prometheus_remote_storage_shards{{{SEL}}})", QUEUE_LEGEND),
+                         (f"sum by ({QUEUE}) (prometheus_remote_storage_shards_desired{{{SEL}}})",
+                          f"{QUEUE_LEGEND} desired"),
+                         (f"max by ({QUEUE}) (prometheus_remote_storage_shards_max{{{SEL}}})",
+                          f"{QUEUE_LEGEND} max"))),
+        Graph("Samples pending", ((f"sum by ({QUEUE}) (prometheus_remote_storage_samples_pending{{{SEL}}})",
+                                   QUEUE_LEGEND),)),
         Graph("Send duration p99",
               (("histogram_quantile(0.99, " + rate("prometheus_remote_storage_sent_batch_duration_seconds_bucket",
-                                                   "remote_name, le") + ")", "{{remote_name}}"),), "s"),
-        Graph("Bytes sent", ((rate("prometheus_remote_storage_bytes_total", "remote_name"), "{{remote_name}}"),),
-              "Bps"),
+                                                   f"{QUEUE}, le") + ")", QUEUE_LEGEND),), "s"),
+        Graph("Bytes sent", ((rate("prometheus_remote_storage_bytes_total", QUEUE), QUEUE_LEGEND),), "Bps"),
     ]),
 ])
 
@@ -197,11 +199,11 @@ LOGS = dashboard("scraping-service-logs", "scraping-service / Logs", [
         Graph("Files tailed", ((f"sum by (instance) (promtail_files_active_total{{{SEL}}})", "{{instance}}"),)),
     ]),
     ("Search store", [
-        Graph("Entries indexed", ((rate("logs_search_written_entries_total", "instance"), "{{instance}}"),), "cps"),
-        Graph("Entries waiting", ((f"max by (instance) (logs_search_queue_entries{{{SEL}}})", "{{instance}}"),)),
-        Graph("Store size", ((f"sum by (instance) (logs_search_store_bytes{{{SEL}}})", "{{instance}}"),), "bytes"),
-        Graph("Entries deleted by retention", ((rate("logs_search_retention_deleted_entries_total", "instance"),
-                                                "{{instance}}"),), "cps"),
+        Graph("Entries indexed", ((rate("logs_search_written_entries_total", STORE), STORE_LEGEND),), "cps"),
+        Graph("Entries waiting", ((f"max by ({STORE}) (logs_search_queue_entries{{{SEL}}})", STORE_LEGEND),)),
+        Graph("Store size", ((f"sum by ({STORE}) (logs_search_store_bytes{{{SEL}}})", STORE_LEGEND),), "bytes"),
+        Graph("Entries deleted by retention", ((rate("logs_search_retention_deleted_entries_total", STORE),
+                                                STORE_LEGEND),), "cps"),
     ]),
 ])
 
