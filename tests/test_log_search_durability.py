@@ -16,23 +16,14 @@ from pathlib import Path
 import pytest
 
 from service.logs.search.schema import DB_FILE
-from tests.helpers.logs_node import proto_body
+from tests.helpers.logs_node import logs_node_yaml, proto_body
 from tests.helpers.node_process import NodeProcess, wait_for
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 
-CONFIG = """
-server:
-  log_level: info
-metrics:
-  wal_directory: data-agent
-logs:
-  positions_directory: positions
-  configs:
-  - name: default
-    search: {retention: 30d, max_queue_entries: 5000}
-"""  # a small read-ahead: the store falls far behind it (a bounded queue that dropped would lose lines)
+# A small read-ahead: the store falls far behind it (a bounded queue that dropped would lose lines).
+CONFIG = logs_node_yaml(search="{retention: 30d, max_queue_entries: 5000}")
 
 
 class Pusher:

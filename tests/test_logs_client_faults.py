@@ -14,7 +14,7 @@ import pytest
 
 from service.logs.client import redacted, split_userinfo
 from service.wal import wal_dir_for
-from tests.helpers.logs_node import proto_body
+from tests.helpers.logs_node import logs_node_yaml, proto_body
 from tests.helpers.loki_capture import LokiCapture
 from tests.helpers.node_process import NodeProcess, wait_for
 
@@ -22,21 +22,8 @@ PROTO = {"Content-Type": "application/x-protobuf"}
 
 
 def config(url: str, *, client_extra: str = "", search: bool = False) -> str:
-    return f"""
-server:
-  log_level: info
-metrics:
-  wal_directory: data-agent
-logs:
-  positions_directory: positions
-  configs:
-  - name: default
-    search: {{enabled: {'true' if search else 'false'}}}
-    clients:
-    - url: {url}
-      batchwait: 50ms
-      backoff_config: {{min_period: 50ms, max_period: 200ms, max_retries: 0}}
-{client_extra}"""
+    return logs_node_yaml(loki_url=url, client_extra=client_extra,
+                          search=f"{{enabled: {'true' if search else 'false'}}}")
 
 
 def push(node: NodeProcess, tag: str, n: int) -> None:
@@ -119,7 +106,7 @@ def test_basic_auth_and_url_credentials_together_forward_with_the_urls(tmp_path:
     """Promtail accepts both and sends the URL's; the client must not die, nor show the password."""
     with LokiCapture() as loki:
         url = loki.url.replace("http://", "http://urluser:urlsecret@")
-        extra = "      basic_auth: {username: cfguser, password: cfgsecret}\n"
+        extra = "basic_auth: {username: cfguser, password: cfgsecret}"
         node = NodeProcess(tmp_path / "node", config(url, client_extra=extra)).start()
         try:
             push(node, "auth", 5)
@@ -139,7 +126,7 @@ def test_basic_auth_and_url_credentials_together_forward_with_the_urls(tmp_path:
 def test_shutdown_stays_within_the_drain_deadline_while_loki_fails(tmp_path: Path) -> None:
     with LokiCapture() as loki:
         loki.capture.fail(503)
-        extra = "      drain_timeout: 2s\n"
+        extra = "drain_timeout: 2s"
         node = NodeProcess(tmp_path / "node", config(loki.url, client_extra=extra, search=True)).start()
         try:
             push(node, "stuck", 50)
