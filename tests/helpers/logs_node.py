@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import snappy
 
 from service.proto.push_pb2 import PushRequest
 
 
-def logs_node_yaml(*, name: str = "default", loki_url: str | None = None, batchwait: str = "50ms",
-                   client_extra: str = "", search: str | None = None, instance_extra: str = "",
-                   scrape_configs: str = "", server_extra: str = "") -> str:
-    """A node file with one logs instance `name`. With `loki_url`, one Loki client that batches and retries
-    quickly, as tests want (`client_extra`: more of its keys). `search` is the instance's search block (a flow
-    mapping) when given; `instance_extra` more instance keys, `scrape_configs` its scrape configs (list
-    items), `server_extra` more server keys: YAML text without the indentation of where it goes."""
-    out = "\nserver:\n  log_level: info\n" + _indented(server_extra, 2)
-    out += ("metrics:\n  wal_directory: data-agent\nlogs:\n  positions_directory: positions\n  configs:\n"
-            f"  - name: {name}\n")
+def logs_node_yaml(*, server_extra: str = "", **logs: Any) -> str:
+    """A node file with one logs instance (`logs_section`'s arguments); `server_extra`: more server keys."""
+    return ("\nserver:\n  log_level: info\n" + _indented(server_extra, 2) + "metrics:\n  wal_directory: data-agent\n"
+            + logs_section(**logs))
+
+
+def logs_section(*, name: str = "default", loki_url: str | None = None, batchwait: str = "50ms",
+                 max_period: str = "200ms", client_extra: str = "", search: str | None = None,
+                 instance_extra: str = "", scrape_configs: str = "", positions: str | Path = "positions") -> str:
+    """A node file's `logs:` block with one instance `name`. With `loki_url`, one Loki client that batches and
+    retries quickly, as tests want (`client_extra`: more of its keys). `search` is the instance's search block
+    (a flow mapping) when given; `instance_extra` more instance keys, `scrape_configs` its scrape configs (list
+    items): YAML text without the indentation of where it goes."""
+    out = f"logs:\n  positions_directory: {positions}\n  configs:\n  - name: {name}\n"
     out += _indented(instance_extra, 4)
     if search is not None:
         out += f"    search: {search}\n"
     if loki_url is not None:
         out += (f"    clients:\n    - url: {loki_url}\n      batchwait: {batchwait}\n"
-                "      backoff_config: {min_period: 50ms, max_period: 200ms, max_retries: 0}\n")
+                f"      backoff_config: {{min_period: 50ms, max_period: {max_period}, max_retries: 0}}\n")
         out += _indented(client_extra, 6)
     if scrape_configs:
         out += "    scrape_configs:\n" + _indented(scrape_configs, 4)
