@@ -31,12 +31,6 @@ target_config: {sync_period: 200ms}
 """)
 
 
-@pytest.fixture
-def loki():
-    with LokiCapture() as cap:
-        yield cap
-
-
 def append(path: Path, lines: list[str]) -> None:
     with open(path, "a") as fh:
         fh.write("".join(f"{line}\n" for line in lines))

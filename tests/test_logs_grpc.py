@@ -40,12 +40,6 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def loki():
-    with LokiCapture() as cap:
-        yield cap
-
-
-@pytest.fixture
 def node(tmp_path: Path, loki: LokiCapture):
     n = NodeProcess(tmp_path / "node", grpc_node_yaml(loki.url, free_port(), grpc := free_port())).start()
     n.grpc_port = grpc  # type: ignore[attr-defined]
