@@ -5,8 +5,6 @@ the URL and in basic_auth, a failing Loki at shutdown, and a Retry-After. The Lo
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from service.wal import wal_dir_for
 from tests.helpers.logs_node import logs_node_yaml, proto_body
 from tests.helpers.loki_capture import LokiCapture
 from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.tmpfs import fill, mounted_tmpfs
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 
@@ -51,25 +50,10 @@ def marker_tmpfs(tmp_path: Path):
     """The node's logs WAL markers directory on a 64 KiB tmpfs filled up (needs root and mount)."""
     workdir = tmp_path / "node"
     markers = Path(wal_dir_for(str(workdir / "data-agent" / "logs"), "default")) / "markers"
-    markers.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(markers)], capture_output=True,
-                         check=False)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    filler = markers / "filler"
-    try:
-        with open(filler, "wb") as fh:
-            while True:
-                fh.write(b"\0" * 4096)
-                fh.flush()
-    except OSError:
-        pass
-    try:
+    with mounted_tmpfs(markers, "64k"):
+        filler = markers / "filler"
+        fill(filler)
         yield workdir, filler
-    finally:
-        subprocess.run(["umount", "-l", str(markers)], check=False)
 
 
 @pytest.mark.slow
