@@ -5,18 +5,17 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import service.kv.etcd  # noqa: F401  (a required dependency: a broken install fails here, never a skip)
-from tests.helpers.cluster_harness import INSTANCES, NodeCluster, cluster_config, instance_starts
+from tests.helpers.cluster_harness import INSTANCES, LEASE_TTL, NodeCluster, cluster_config, instance_starts
 from tests.helpers.etcd_server import EtcdServer
 from tests.helpers.node_process import NodeProcess, wait_for
 
 NAMES = [f"cfg-{i:03d}" for i in range(200)]
-TTL = 2.0
+TTL = LEASE_TTL  # of the `cluster` fixture's nodes
 
 
 def test_single_embedded_node_is_a_ring_of_one(tmp_path: Path) -> None:
@@ -44,21 +43,6 @@ def test_single_embedded_node_is_a_ring_of_one(tmp_path: Path) -> None:
 
 
 # --- multi-node, real etcd ----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    server = EtcdServer(tmp_path_factory.mktemp("etcd") / "data")
-    server.start()
-    yield server
-    server.remove()
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, etcd: EtcdServer) -> Iterator[NodeCluster]:
-    c = NodeCluster(tmp_path, etcd.endpoint, lease_ttl=f"{TTL:g}s")
-    yield c
-    c.close()
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [3, 5])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import pytest
 
@@ -110,6 +110,23 @@ class Nodes:
         for cluster in self.clusters.values():
             await cluster.stop()
 
+    async def close(self) -> None:
+        """Stop the nodes still here and close the store."""
+        await self.stop_all()
+        await self.kv.close()
+
+
+async def start_nodes(names: list[str], node_ids: Iterable[str], *, kv: MemoryKV | None = None,
+                      ttl: str = "1s") -> Nodes:
+    """A started store (a MemoryKV unless `kv` is given) holding configs `names`, with nodes `node_ids` on it."""
+    kv = kv or MemoryKV()
+    await kv.start()
+    await put_configs(kv, names)
+    nodes = Nodes(kv, Registry())
+    for nid in node_ids:
+        nodes.add(nid, ttl)
+    return nodes
+
 
 def run(coro: Awaitable[None]) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
@@ -117,14 +134,9 @@ def run(coro: Awaitable[None]) -> None:
 
 def test_three_nodes_split_configs_and_a_join_moves_only_its_share() -> None:
     async def scenario() -> None:
-        kv = MemoryKV()
-        await kv.start()
-        registry = Registry()
-        nodes = Nodes(kv, registry)
         names = [f"cfg-{i}" for i in range(300)]
-        await put_configs(kv, names)
-        for nid in ("node-a", "node-b", "node-c"):
-            nodes.add(nid)
+        nodes = await start_nodes(names, ("node-a", "node-b", "node-c"))
+        registry = nodes.registry
         # converged with all three ACTIVE (a ring of node-a alone is converged too, before the others join)
         await wait_until(lambda: nodes.converged(names) and all(nodes.running().get(n) for n in ("node-a", "node-b",
                                                                                                "node-c")),
@@ -142,22 +154,16 @@ def test_three_nodes_split_configs_and_a_join_moves_only_its_share() -> None:
         assert {m["id"] for m in status["members"]} == {"node-a", "node-b", "node-c", "node-d"}
         assert all(row["running"] for row in status["configs"])
         assert registry.violations == []
-        await nodes.stop_all()
-        await kv.close()
+        await nodes.close()
 
     run(scenario())
 
 
 def test_graceful_leave_and_crash_hand_over_without_double_running() -> None:
     async def scenario() -> None:
-        kv = MemoryKV()
-        await kv.start()
-        registry = Registry()
-        nodes = Nodes(kv, registry)
         names = [f"cfg-{i}" for i in range(120)]
-        await put_configs(kv, names)
-        for nid in ("a", "b", "c"):
-            nodes.add(nid)
+        nodes = await start_nodes(names, ("a", "b", "c"))
+        registry = nodes.registry
         await wait_until(lambda: nodes.converged(names), what="converge")
 
         leaving = nodes.clusters.pop("a")
@@ -175,22 +181,17 @@ def test_graceful_leave_and_crash_hand_over_without_double_running() -> None:
         await wait_until(lambda: nodes.converged(names), timeout=5, what="takeover after lease expiry")
         assert time.monotonic() - started < 1.0 + 2.0  # TTL 1s + slack
         assert registry.violations == []
-        await nodes.stop_all()
-        await kv.close()
+        await nodes.close()
 
     run(scenario())
 
 
 def test_edit_restarts_only_on_owner_delete_stops_and_invalid_keeps_old_version() -> None:
     async def scenario() -> None:
-        kv = MemoryKV()
-        await kv.start()
-        registry = Registry()
-        nodes = Nodes(kv, registry)
         names = [f"cfg-{i}" for i in range(30)]
-        await put_configs(kv, names)
-        for nid in ("a", "b"):
-            nodes.add(nid)
+        nodes = await start_nodes(names, ("a", "b"))
+        kv = nodes.kv
+        registry = nodes.registry
         await wait_until(lambda: nodes.converged(names), what="converge")
         before = dict(registry.starts)
 
@@ -205,8 +206,7 @@ def test_edit_restarts_only_on_owner_delete_stops_and_invalid_keeps_old_version(
         assert "cfg-3" in registry.running  # the invalid edit leaves the old version running
         # cfg-1 may have moved between nodes while the ring formed: one start more than before, whatever that was
         assert {n: c for n, c in registry.starts.items() if c != before[n]} == {"cfg-1": before["cfg-1"] + 1}
-        await nodes.stop_all()
-        await kv.close()
+        await nodes.close()
 
     run(scenario())
 
@@ -223,13 +223,10 @@ def test_store_errors_leave_instances_running() -> None:
             return await super().list(prefix)
 
     async def scenario() -> None:
-        kv = FlakyKV()
-        await kv.start()
-        registry = Registry()
-        nodes = Nodes(kv, registry)
         names = [f"cfg-{i}" for i in range(20)]
-        await put_configs(kv, names)
-        node = nodes.add("solo", ttl="5s")
+        nodes = await start_nodes(names, ["solo"], kv=FlakyKV(), ttl="5s")
+        node = nodes.clusters["solo"]
+        kv = nodes.kv
         await wait_until(lambda: nodes.converged(names), what="converge")
         kv.down = True
         result = await node.reshard()
@@ -238,8 +235,7 @@ def test_store_errors_leave_instances_running() -> None:
         kv.down = False
         result = await node.reshard()
         assert result.ok and result.applied.unchanged == 20 and not result.applied.started
-        await nodes.stop_all()
-        await kv.close()
+        await nodes.close()
 
     run(scenario())
 
@@ -247,13 +243,9 @@ def test_store_errors_leave_instances_running() -> None:
 @pytest.mark.parametrize("count", [10_000])
 def test_full_reshard_with_nothing_changed_is_cheap(count: int) -> None:
     async def scenario() -> None:
-        kv = MemoryKV()
-        await kv.start()
-        registry = Registry()
-        nodes = Nodes(kv, registry)
         names = [f"cfg-{i}" for i in range(count)]
-        await put_configs(kv, names)
-        node = nodes.add("solo", ttl="5s")
+        nodes = await start_nodes(names, ["solo"], ttl="5s")
+        node = nodes.clusters["solo"]
         await wait_until(lambda: nodes.converged(names), timeout=120, what="converge")
         started = time.monotonic()
         result = await node.reshard()
@@ -261,22 +253,16 @@ def test_full_reshard_with_nothing_changed_is_cheap(count: int) -> None:
         assert not (result.applied.started or result.applied.stopped or result.applied.restarted)
         # a hang guard only: its speed is measured by bench/reshard.py (no-op reshard row)
         assert time.monotonic() - started < 30.0, result.duration
-        await nodes.stop_all()
-        await kv.close()
+        await nodes.close()
 
     run(scenario())
 
 
 def test_each_node_parses_ahead_what_it_takes_over_when_another_leaves() -> None:
     async def scenario() -> None:
-        kv = MemoryKV()
-        await kv.start()
-        registry = Registry()
-        nodes = Nodes(kv, registry)
         names = [f"cfg-{i}" for i in range(300)]
-        await put_configs(kv, names)
-        for nid in ("node-a", "node-b", "node-c"):
-            nodes.add(nid)
+        nodes = await start_nodes(names, ("node-a", "node-b", "node-c"))
+        kv = nodes.kv
         await wait_until(lambda: nodes.converged(names), what="3 nodes converge")
         a = nodes.clusters["node-a"]
         ring = Ring(["node-a", "node-b", "node-c"])
@@ -291,7 +277,6 @@ def test_each_node_parses_ahead_what_it_takes_over_when_another_leaves() -> None
         await wait_until(parsed_ahead, what="node-a parsed its successor configs")
         await nodes.clusters.pop("node-b").stop()  # a graceful leave: node-a parses nothing on the way
         await wait_until(lambda: nodes.converged(names), what="2 nodes converge")
-        await nodes.stop_all()
-        await kv.close()
+        await nodes.close()
 
     run(scenario())

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,23 +15,15 @@ from pathlib import Path
 import pytest
 
 from service.logs.search.schema import DB_FILE
-from tests.helpers.logs_node import proto_body
+from tests.helpers.logs_node import logs_node_yaml, proto_body
 from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.tmpfs import fill, mounted_tmpfs
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
 
-CONFIG = """
-server:
-  log_level: info
-metrics:
-  wal_directory: data-agent
-logs:
-  positions_directory: positions
-  configs:
-  - name: default
-    search: {retention: 30d, max_queue_entries: 5000}
-"""  # a small read-ahead: the store falls far behind it (a bounded queue that dropped would lose lines)
+# A small read-ahead: the store falls far behind it (a bounded queue that dropped would lose lines).
+CONFIG = logs_node_yaml(search="{retention: 30d, max_queue_entries: 5000}")
 
 
 class Pusher:
@@ -242,38 +233,24 @@ def test_search_store_on_a_full_disk_catches_up_once_space_is_back(tmp_path: Pat
     """The store's database on a small tmpfs (needs root and mount): while it cannot grow its writer fails and
     is restarted with backoff, pushes are still acknowledged (the WAL is elsewhere), and once space is back
     every line becomes searchable without a node restart."""
-    store_dir = tmp_path / "store"
-    store_dir.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(store_dir)], capture_output=True,
-                         check=False)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    config = CONFIG.replace("search: {retention: 30d, max_queue_entries: 5000}",
-                            f"search: {{retention: 30d, data_directory: {store_dir}}}")
-    node = NodeProcess(tmp_path / "node", config).start()
-    filler = store_dir / "filler"
-    try:
-        Pusher(node.port, "early", threads=1, batches=2).start().join()
-        wait_for(lambda: total(node, "early") == 1_000, 30, what="first lines searchable")
+    with mounted_tmpfs(tmp_path / "store", "4m") as store_dir:
+        config = CONFIG.replace("search: {retention: 30d, max_queue_entries: 5000}",
+                                f"search: {{retention: 30d, data_directory: {store_dir}}}")
+        node = NodeProcess(tmp_path / "node", config).start()
+        filler = store_dir / "filler"
         try:
-            with open(filler, "wb") as fh:
-                while True:
-                    fh.write(b"\0" * 65536)
-                    fh.flush()
-        except OSError:
-            pass
-        pusher = Pusher(node.port, "full", threads=2, batches=40).start()
-        pusher.join()
-        assert pusher.acked_lines == 20_000
-        wait_for(lambda: search_status(node)["status"] == "degraded", 30, what="the failing writer reported")
-        assert total(node, "full") < 20_000
-        filler.unlink()
-        wait_for(lambda: total(node, "full") == 20_000, 90, what="every line searchable once space is back")
-        indexer = search_status(node)["store"]["indexer"]
-        assert indexer["writerRestarts"] >= 1 and indexer["writerAlive"]
-        assert total(node, "early") == 1_000
-    finally:
-        node.stop()
-        subprocess.run(["umount", "-l", str(store_dir)], check=False)
+            Pusher(node.port, "early", threads=1, batches=2).start().join()
+            wait_for(lambda: total(node, "early") == 1_000, 30, what="first lines searchable")
+            fill(filler)
+            pusher = Pusher(node.port, "full", threads=2, batches=40).start()
+            pusher.join()
+            assert pusher.acked_lines == 20_000
+            wait_for(lambda: search_status(node)["status"] == "degraded", 30, what="the failing writer reported")
+            assert total(node, "full") < 20_000
+            filler.unlink()
+            wait_for(lambda: total(node, "full") == 20_000, 90, what="every line searchable once space is back")
+            indexer = search_status(node)["store"]["indexer"]
+            assert indexer["writerRestarts"] >= 1 and indexer["writerAlive"]
+            assert total(node, "early") == 1_000
+        finally:
+            node.stop()

@@ -7,28 +7,18 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from tests.helpers.logs_node import proto_body
+from tests.helpers.logs_node import logs_node_yaml, proto_body
 from tests.helpers.node_process import NodeProcess, wait_for
 
 
 def node_yaml(log_dir: Path) -> str:
-    return f"""
-server:
-  log_level: info
-metrics:
-  wal_directory: data-agent
-logs:
-  positions_directory: positions
-  configs:
-  - name: default
-    target_config: {{sync_period: 200ms}}
-    search: {{retention: 30d}}
-    scrape_configs:
-    - job_name: files
-      static_configs:
-      - targets: [localhost]
-        labels: {{job: files, container: tailer, __path__: {log_dir}/*.log}}
-"""
+    return logs_node_yaml(search="{retention: 30d}", instance_extra="target_config: {sync_period: 200ms}",
+                          scrape_configs=f"""
+- job_name: files
+  static_configs:
+  - targets: [localhost]
+    labels: {{job: files, container: tailer, __path__: {log_dir}/*.log}}
+""")
 
 
 def search(node: NodeProcess, **params: str):

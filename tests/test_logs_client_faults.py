@@ -5,8 +5,6 @@ the URL and in basic_auth, a failing Loki at shutdown, and a Retry-After. The Lo
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,29 +12,17 @@ import pytest
 
 from service.logs.client import redacted, split_userinfo
 from service.wal import wal_dir_for
-from tests.helpers.logs_node import proto_body
+from tests.helpers.logs_node import logs_node_yaml, proto_body
 from tests.helpers.loki_capture import LokiCapture
 from tests.helpers.node_process import NodeProcess, wait_for
+from tests.helpers.tmpfs import fill, mounted_tmpfs
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 
 
 def config(url: str, *, client_extra: str = "", search: bool = False) -> str:
-    return f"""
-server:
-  log_level: info
-metrics:
-  wal_directory: data-agent
-logs:
-  positions_directory: positions
-  configs:
-  - name: default
-    search: {{enabled: {'true' if search else 'false'}}}
-    clients:
-    - url: {url}
-      batchwait: 50ms
-      backoff_config: {{min_period: 50ms, max_period: 200ms, max_retries: 0}}
-{client_extra}"""
+    return logs_node_yaml(loki_url=url, client_extra=client_extra,
+                          search=f"{{enabled: {'true' if search else 'false'}}}")
 
 
 def push(node: NodeProcess, tag: str, n: int) -> None:
@@ -64,25 +50,10 @@ def marker_tmpfs(tmp_path: Path):
     """The node's logs WAL markers directory on a 64 KiB tmpfs filled up (needs root and mount)."""
     workdir = tmp_path / "node"
     markers = Path(wal_dir_for(str(workdir / "data-agent" / "logs"), "default")) / "markers"
-    markers.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(markers)], capture_output=True,
-                         check=False)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    filler = markers / "filler"
-    try:
-        with open(filler, "wb") as fh:
-            while True:
-                fh.write(b"\0" * 4096)
-                fh.flush()
-    except OSError:
-        pass
-    try:
+    with mounted_tmpfs(markers, "64k"):
+        filler = markers / "filler"
+        fill(filler)
         yield workdir, filler
-    finally:
-        subprocess.run(["umount", "-l", str(markers)], check=False)
 
 
 @pytest.mark.slow
@@ -119,7 +90,7 @@ def test_basic_auth_and_url_credentials_together_forward_with_the_urls(tmp_path:
     """Promtail accepts both and sends the URL's; the client must not die, nor show the password."""
     with LokiCapture() as loki:
         url = loki.url.replace("http://", "http://urluser:urlsecret@")
-        extra = "      basic_auth: {username: cfguser, password: cfgsecret}\n"
+        extra = "basic_auth: {username: cfguser, password: cfgsecret}"
         node = NodeProcess(tmp_path / "node", config(url, client_extra=extra)).start()
         try:
             push(node, "auth", 5)
@@ -139,7 +110,7 @@ def test_basic_auth_and_url_credentials_together_forward_with_the_urls(tmp_path:
 def test_shutdown_stays_within_the_drain_deadline_while_loki_fails(tmp_path: Path) -> None:
     with LokiCapture() as loki:
         loki.capture.fail(503)
-        extra = "      drain_timeout: 2s\n"
+        extra = "drain_timeout: 2s"
         node = NodeProcess(tmp_path / "node", config(loki.url, client_extra=extra, search=True)).start()
         try:
             push(node, "stuck", 50)

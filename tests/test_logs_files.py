@@ -8,44 +8,27 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.logs_node import logs_node_yaml
 from tests.helpers.loki_capture import LokiCapture
 from tests.helpers.node_process import NodeProcess, wait_for
 
 
 def node_yaml(loki_url: str, log_dir: Path) -> str:
-    return f"""
-server:
-  log_level: info
-metrics:
-  wal_directory: data-agent
-logs:
-  positions_directory: positions
-  configs:
-  - name: files
-    positions: {{sync_period: 100ms}}
-    target_config: {{sync_period: 200ms}}
-    clients:
-    - url: {loki_url}
-      batchwait: 50ms
-      backoff_config: {{min_period: 50ms, max_period: 200ms, max_retries: 0}}
-    scrape_configs:
-    - job_name: varlogs
-      static_configs:
-      - targets: [localhost]
-        labels:
-          job: varlogs
-          __path__: {log_dir}/*.log
-      pipeline_stages:
-      - regex: {{expression: '^(?P<level>\\w+) (?P<msg>.*)$'}}
-      - labels: {{level: ""}}
-      - output: {{source: msg}}
-"""
-
-
-@pytest.fixture
-def loki():
-    with LokiCapture() as cap:
-        yield cap
+    return logs_node_yaml(name="files", loki_url=loki_url, instance_extra="""
+positions: {sync_period: 100ms}
+target_config: {sync_period: 200ms}
+""", scrape_configs=f"""
+- job_name: varlogs
+  static_configs:
+  - targets: [localhost]
+    labels:
+      job: varlogs
+      __path__: {log_dir}/*.log
+  pipeline_stages:
+  - regex: {{expression: '^(?P<level>\\w+) (?P<msg>.*)$'}}
+  - labels: {{level: ""}}
+  - output: {{source: msg}}
+""")
 
 
 def append(path: Path, lines: list[str]) -> None:

@@ -17,44 +17,21 @@ import pytest
 
 from tests.helpers.certs import make_certs
 from tests.helpers.grpc_push_client import GrpcPushClient, generate
+from tests.helpers.logs_node import node_yaml
 from tests.helpers.loki_capture import LokiCapture
 from tests.helpers.node_process import NodeProcess, free_port, request, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def node_yaml(loki_url: str, http_port: int, grpc_port: int, *, tls: dict[str, Path] | None = None,
-              auth: bool = False, max_recv: int = 64 << 10) -> str:
-    tls_cfg = (f", http_tls_config: {{cert_file: {tls['server.crt']}, key_file: {tls['server.key']}}}"
-               if tls else "")
-    auth_cfg = "  http_auth: {bearer_tokens: [s3cret-token], basic_auth_users: {pusher: pw1}}\n" if auth else ""
-    return f"""
-server:
-  log_level: info
-{auth_cfg}metrics:
-  wal_directory: data-agent
-logs:
-  positions_directory: positions
-  configs:
-  - name: default
-    clients:
-    - url: {loki_url}
-      batchwait: 50ms
-      external_labels: {{cluster: c1}}
-      backoff_config: {{min_period: 50ms, max_period: 200ms, max_retries: 0}}
-    search: {{retention: 30d}}
-    scrape_configs:
-    - job_name: api
-      loki_push_api:
-        server: {{http_listen_address: 127.0.0.1, http_listen_port: {http_port}, grpc_listen_port: {grpc_port},
-                  grpc_server_max_recv_msg_size: {max_recv}{tls_cfg}}}
-        labels: {{pushserver: grpc}}
-        use_incoming_timestamp: true
-      relabel_configs:
-      - source_labels: [__drop]
-        regex: yes
-        action: drop
-"""
+AUTH = "http_auth: {bearer_tokens: [s3cret-token], basic_auth_users: {pusher: pw1}}"
+
+
+def grpc_node_yaml(loki_url: str, http_port: int, grpc_port: int, *, tls: dict[str, Path] | None = None,
+                   auth: bool = False, max_recv: int = 64 << 10) -> str:
+    """The shared push node with a gRPC port and search on, labelling what it receives pushserver=grpc."""
+    return node_yaml(loki_url, http_port, grpc_port=grpc_port, tls=tls, max_recv=max_recv, pushserver="grpc",
+                     search="{retention: 30d}", server_extra=AUTH if auth else "")
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +40,8 @@ def gen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def loki():
-    with LokiCapture() as cap:
-        yield cap
-
-
-@pytest.fixture
 def node(tmp_path: Path, loki: LokiCapture):
-    n = NodeProcess(tmp_path / "node", node_yaml(loki.url, free_port(), grpc := free_port())).start()
+    n = NodeProcess(tmp_path / "node", grpc_node_yaml(loki.url, free_port(), grpc := free_port())).start()
     n.grpc_port = grpc  # type: ignore[attr-defined]
     yield n
     n.stop()
@@ -148,7 +119,7 @@ def test_grpc_kill9_mid_stream_loses_no_acknowledged_entry(gen: Path, tmp_path: 
     """Loki refuses everything while the node is flooded, so acknowledged entries live only in the WAL when
     the node is killed with SIGKILL; after a restart every one of them must reach Loki."""
     grpc_port = free_port()
-    node = NodeProcess(tmp_path / "node", node_yaml(loki.url, free_port(), grpc_port, max_recv=4 << 20)).start()
+    node = NodeProcess(tmp_path / "node", grpc_node_yaml(loki.url, free_port(), grpc_port, max_recv=4 << 20)).start()
     loki.capture.fail(503)
     acked: set[int] = set()
     try:
@@ -172,7 +143,7 @@ def test_grpc_kill9_mid_stream_loses_no_acknowledged_entry(gen: Path, tmp_path: 
 def test_grpc_tls_and_auth(gen: Path, tmp_path: Path, loki: LokiCapture) -> None:
     certs = make_certs(tmp_path / "certs")
     http_port, grpc_port = free_port(), free_port()
-    node = NodeProcess(tmp_path / "node", node_yaml(loki.url, http_port, grpc_port, tls=certs, auth=True)).start()
+    node = NodeProcess(tmp_path / "node", grpc_node_yaml(loki.url, http_port, grpc_port, tls=certs, auth=True)).start()
     now = time.time_ns()
     try:
         with GrpcPushClient(gen, f"127.0.0.1:{grpc_port}", ca=certs["ca.crt"]) as client:
@@ -204,7 +175,7 @@ def test_grpc_port_in_use_makes_the_node_exit_1(tmp_path: Path, loki: LokiCaptur
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        node = NodeProcess(tmp_path / "node", node_yaml(loki.url, free_port(), port)).start(wait_ready=False)
+        node = NodeProcess(tmp_path / "node", grpc_node_yaml(loki.url, free_port(), port)).start(wait_ready=False)
         assert node.proc is not None
         assert node.proc.wait(30) == 1
     line = f"loki_push_api api: gRPC: cannot listen on 127.0.0.1:{port}: Address already in use"

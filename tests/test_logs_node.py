@@ -22,12 +22,6 @@ JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def loki():
-    with LokiCapture() as cap:
-        yield cap
-
-
-@pytest.fixture
 def node(tmp_path: Path, loki: LokiCapture):
     push_port = free_port()
     n = NodeProcess(tmp_path / "node", node_yaml(loki.url, push_port, max_recv=64 << 10)).start()

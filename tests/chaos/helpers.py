@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.helpers.e2e_helpers import RW_HEADERS, WRITE, relay_config
+from tests.helpers.logs_node import logs_section
 from tests.helpers.loki_capture import LokiCapture
 from tests.helpers.node_process import NodeProcess
 from tests.helpers.prometheus_server import PrometheusServer
@@ -22,16 +23,10 @@ from tests.helpers.rw_sender import body_for
 SOAK = os.environ.get("CHAOS_SOAK", "") not in ("", "0")
 """Long mode (CHAOS_SOAK=1, or pytest --soak): a 10-minute outage instead of 20 s. Out of CI."""
 
-LOGS = """logs:
-  positions_directory: {positions}
-  configs:
-  - name: default
-    search: {{retention: 30d}}
-    clients:
-    - url: {url}
-      batchwait: 50ms
-      backoff_config: {{min_period: 50ms, max_period: 500ms, max_retries: 0}}
-"""
+
+def logs_config(positions: Path, loki_url: str) -> str:
+    """The `logs:` block of a chaos node: instance `default`, search on, forwarding to `loki_url`."""
+    return logs_section(loki_url=loki_url, max_period="500ms", search="{retention: 30d}", positions=positions)
 
 
 def relay_node(base: Path, remote_url: str, loki: LokiCapture, *, wal_dir: Path | None = None,
@@ -39,7 +34,7 @@ def relay_node(base: Path, remote_url: str, loki: LokiCapture, *, wal_dir: Path 
     """A node with a static metrics instance `relay` (remote_write to `remote_url`) and a logs instance
     `default` (search on, forwarding to `loki`). Everything it stores lives under `wal_dir`."""
     wal = wal_dir or base / "wal"
-    text = relay_config(wal, "relay", remote_url) + LOGS.format(positions=wal / "positions", url=loki.url)
+    text = relay_config(wal, "relay", remote_url) + logs_config(wal / "positions", loki.url)
     if extra_server:
         text = text.replace("server:\n", "server:\n" + extra_server, 1)
     return NodeProcess(base, text)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.helpers import LOGS, acked_lines, lines_at, logs_load, metrics_load, missing_metrics
+from tests.chaos.helpers import acked_lines, lines_at, logs_config, logs_load, metrics_load, missing_metrics
 from tests.helpers.e2e_helpers import FAST_QUEUE
 from tests.helpers.loki_capture import LokiCapture
 from tests.helpers.node_process import NodeProcess, node_config, wait_for
@@ -27,7 +27,7 @@ def test_full_disk_refuses_then_recovers_without_restart(tmp_path: Path) -> None
     with mounted_tmpfs(tmp_path / "disk", "96m") as disk, PrometheusServer(tmp_path, receiver=True) as prom, \
             LokiCapture() as loki:
         text = (node_config().replace("wal_directory: data-agent", f"wal_directory: {disk / 'data'}")
-                + LOGS.format(positions=disk / "positions", url=loki.url))
+                + logs_config(disk / "positions", loki.url))
         node = NodeProcess(tmp_path / "node", text).start()
         body = f"remote_write:\n- url: {prom.write_url}\n  name: out\n  queue_config: {FAST_QUEUE}\n"
         assert node.request("PUT", "/agent/api/v1/config/relay", body).status == 201

@@ -15,22 +15,17 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.e2e_helpers import FAST_QUEUE
+from tests.helpers.logs_node import logs_section
 from tests.helpers.loki_capture import LokiCapture
 from tests.helpers.node_process import NodeProcess, node_config, wait_for
 from tests.helpers.prometheus_server import PrometheusServer, available
 
 RW_INSTANCE = "fuzzrw"
 
-LOGS = """logs:
-  positions_directory: positions
-  configs:
-  - name: default
-    search: {{retention: 30d}}
-    clients:
-    - url: {url}
-      batchwait: 50ms
-      backoff_config: {{min_period: 50ms, max_period: 200ms, max_retries: 0}}
-"""
+
+def logs_config(loki_url: str) -> str:
+    """The `logs:` block of the fuzz node: instance `default`, search on, forwarding to `loki_url`."""
+    return logs_section(loki_url=loki_url, search="{retention: 30d}")
 
 
 @dataclass
@@ -52,7 +47,7 @@ def fuzz_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FuzzEnv]:
         pytest.skip("prometheus is not installed")
     base = tmp_path_factory.mktemp("fuzz")
     with PrometheusServer(base, receiver=True) as prom, LokiCapture() as loki:
-        text = node_config() + LOGS.format(url=loki.url)
+        text = node_config() + logs_config(loki.url)
         node = NodeProcess(base / "node", text).start()
         try:
             resp = node.request("PUT", f"/agent/api/v1/config/{RW_INSTANCE}", rw_config(prom.write_url))

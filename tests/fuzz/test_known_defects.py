@@ -19,7 +19,7 @@ import snappy
 
 from service.proto.push_pb2 import PushRequest
 from tests.fuzz.client import send
-from tests.fuzz.conftest import LOGS, RW_INSTANCE, FuzzEnv
+from tests.fuzz.conftest import RW_INSTANCE, FuzzEnv, logs_config
 from tests.helpers.e2e_helpers import RW_HEADERS, WRITE
 from tests.helpers.loki_capture import LokiCapture
 from tests.helpers.node_process import NodeProcess, node_config, wait_for
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 def own_node(tmp_path: Path) -> Iterator[tuple[NodeProcess, LokiCapture]]:
     """A node with the fuzz node's logs and search set-up, for cases that may break it."""
     with LokiCapture() as loki:
-        node = NodeProcess(tmp_path / "node", node_config() + LOGS.format(url=loki.url)).start()
+        node = NodeProcess(tmp_path / "node", node_config() + logs_config(loki.url)).start()
         try:
             yield node, loki
         finally:

@@ -12,6 +12,7 @@ from pathlib import Path
 from tests.helpers.node_process import NodeProcess, wait_for
 
 INSTANCES = "/agent/api/v1/metrics/instances"
+LEASE_TTL = 2.0  # seconds: the lease of the `cluster` fixture's nodes (tests/conftest.py)
 
 
 def cluster_config(node_id: str, *, store: str = "etcd", etcd_endpoint: str = "", namespace: str = "t",

@@ -4,9 +4,15 @@ Entries are deleted oldest first in chunks (one short transaction each, so searc
 from `logs`, from the FTS index (external content: the 'delete' command with the stored text), from the
 per-stream counts and from the per-minute and per-slot counts (one reaching 0 is removed; a minute's id bounds
 stay as they are: still bounds of the ids left). Size is the database's
-pages in use; after deleting, freed pages are returned to the file system (incremental vacuum) and FTS
-segments merged so the tombstones do not keep the space. Deletions and size are counted in `shared` (the
-writer's counter array, read by the node) before each commit.
+pages in use; after deleting, freed pages are returned to the file system (incremental vacuum). Deletions and
+size are counted in `shared` (the writer's counter array, read by the node) before each commit.
+
+A deleted row's words stay in the FTS index (its old segment, plus a delete marker in a new one) until the
+segments holding them are merged together, and the oldest rows live in the oldest, largest segment, which
+FTS5's own merging rarely touches. Until then they count in the size as if the rows were still there, so
+the size check merges the index first (`reclaim_index`) and deletes rows only for what merging cannot give
+back; without that it deleted rows for space their deleted predecessors held, down to an empty store still
+over its limit.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from service.logs.search.schema import MINUTE_MS, SLOT_MS, used_bytes
 
 CHUNK = 5_000
+MERGE_PAGES = 1_000  # leaf pages an FTS merge step writes (bounds each step's transaction)
 # Slots of the shared counter array (see writer_proc.py).
 DELETED_AGE, DELETED_SIZE, SIZE = 1, 2, 3
 
@@ -32,17 +39,22 @@ class Retention:
     shared: Any  # a sequence of ints, at least SIZE + 1 long
     # The size check deletes down to this fraction of max_bytes, so it does not run on every batch.
     low_water: float = 0.9
+    # Rows may have been deleted since the index was last merged as far as it goes (unknown at start).
+    _unmerged: bool = field(default=True, init=False, repr=False)
 
     def __call__(self, conn: sqlite3.Connection) -> None:
         if self.max_age_s > 0:
             cutoff = int(time.time() * 1000 - self.max_age_s * 1000)
             while True:
                 n = delete_oldest(conn, CHUNK, before_ms=cutoff, counted=self._counter(DELETED_AGE))
+                self._unmerged = self._unmerged or n > 0
                 if n < CHUNK:
                     break
         size = used_bytes(conn)
         if size > self.max_bytes:
             target = int(self.max_bytes * self.low_water)
+            if self._unmerged:
+                size = self._reclaim(conn, target)
             while size > target:
                 total = conn.execute("SELECT count(*) FROM logs").fetchone()[0]
                 if total == 0:
@@ -50,8 +62,8 @@ class Retention:
                 share = (size - target) / size
                 n = delete_oldest(conn, max(100, min(50 * CHUNK, int(total * share) + 1)),
                                   counted=self._counter(DELETED_SIZE))
-                conn.execute("INSERT INTO logs_fts (logs_fts, rank) VALUES ('merge', 500)")
-                size = used_bytes(conn)
+                self._unmerged = self._unmerged or n > 0
+                size = self._reclaim(conn, target)
                 if n == 0:
                     break
         if conn.execute("PRAGMA freelist_count").fetchone()[0] > 256:
@@ -59,11 +71,34 @@ class Retention:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.shared[SIZE] = size
 
+    def _reclaim(self, conn: sqlite3.Connection, target: int) -> int:
+        size, merged = reclaim_index(conn, target)
+        self._unmerged = not merged
+        return size
+
     def _counter(self, slot: int) -> Callable[[int], None]:
         def add(n: int) -> None:
             self.shared[slot] += n
 
         return add
+
+
+def reclaim_index(conn: sqlite3.Connection, target: int) -> tuple[int, bool]:
+    """Merge the FTS index's segments, MERGE_PAGES leaf pages a step, until the database uses at most `target`
+    bytes or there is nothing left to merge; returns (bytes in use, True if nothing is left to merge). The first
+    step ('merge' with a negative count) puts every segment on one level, so the oldest takes part and delete
+    markers meet the entries they delete. A step that changes fewer than two rows did no work (the FTS5
+    'merge' command's contract)."""
+    size = used_bytes(conn)
+    pages = -MERGE_PAGES
+    while size > target:
+        before = conn.total_changes
+        conn.execute("INSERT INTO logs_fts (logs_fts, rank) VALUES ('merge', ?)", (pages,))
+        size = used_bytes(conn)
+        if conn.total_changes - before < 2:
+            return size, True
+        pages = MERGE_PAGES
+    return size, False
 
 
 def delete_oldest(conn: sqlite3.Connection, limit: int, *, before_ms: int | None = None,
