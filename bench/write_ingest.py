@@ -1,15 +1,18 @@
 """Remote write ingest: our `/write` (durable, group commit) against Prometheus 2.42 and vmagent.
 
-Run from the repository root:  python -m bench.write_ingest [--duration 10] [--sync-intervals 0.001]
+Run from the repository root:  python -m bench.write_ingest [--duration 5] [--rounds 3] [--sync-intervals 0.001]
 
 All three receive the same 2000-series x 1-sample body (bench.codec's Kubernetes-like label sets) from
-`wrk -t2 -c16` with a Lua body script, alternated twice: our node, Prometheus 2.42's receiver
+`wrk -t2 -c16` with a Lua body script, in ``--rounds`` rounds: our node, Prometheus 2.42's receiver
 (`--web.enable-remote-write-receiver`, server mode) and vmagent's `/api/v1/write` (its remote_write URL is a
-dead loopback port, so everything it accepts queues in its on-disk persistent queue). Prints samples/s,
-p50/p99 per run, the best of each, and samples per server CPU-second (user + system time of the server's
-whole process tree from /proc/<pid>/stat, ingest workers included: steadier than samples/s on a busy
-machine), with the ratios of ours to each peer. `--sync-intervals 0,0.001,0.005` repeats our side per WAL
-group-commit interval; `--ingest-workers N` sets our node's worker process count (default: its own).
+dead loopback port, so everything it accepts queues in its on-disk persistent queue); the order within a
+round alternates. The machine's load moves by 2x within a minute, so a ratio is taken between the phases of
+one round and the median over the rounds is reported (with the worst round), not a ratio of bests from
+different moments. Prints samples/s, p50/p99 per phase and samples per server CPU-second (user + system
+time of the server's whole process tree from /proc/<pid>/stat, ingest workers included: steadier than
+samples/s on a busy machine), with the ratios of ours to each peer. `--sync-intervals 0,0.001,0.005`
+repeats our side per WAL group-commit interval; `--ingest-workers N` sets our node's worker process count
+(default: its own).
 The servers and wrk share this machine's cores, as in production-like single-node runs.
 """
 
@@ -20,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -144,11 +148,6 @@ def cpu_seconds(pid: int) -> float:
     return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
-def keep_best(best: dict[str, dict[str, float]], target: str, r: dict[str, float]) -> None:
-    if target not in best or r["samples_per_s"] > best[target]["samples_per_s"]:
-        best[target] = r
-
-
 def summary(r: dict[str, float]) -> str:
     return f"{r['samples_per_s'] / 1e3:8.0f}k samples/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms"
 
@@ -161,9 +160,15 @@ def start(target: str, sub: Path, workers: int | None) -> tuple[subprocess.Popen
     return start_node(sub, float(target.split("=")[1][:-2]) / 1000, workers)
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5, help="seconds of wrk per phase")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of (ours, Prometheus, vmagent) phases; ratios are taken within each round")
     parser.add_argument("--sync-intervals", default="0.001",
                         help="comma-separated WAL group-commit intervals (s) to measure ours with")
     parser.add_argument("--ingest-workers", type=int, default=None,
@@ -184,11 +189,14 @@ def main() -> int:
         lua.write_text(LUA)
         print(f"body: {SERIES} series x 1 sample, {body.stat().st_size} bytes snappy; wrk -t2 -c16 "
               f"-d{args.duration}s; {os.cpu_count()} cores shared by server and wrk; "
-              f"ingest_workers {args.ingest_workers if args.ingest_workers is not None else 'default'}")
-        best: dict[str, dict[str, float]] = {}
-        per_cpu: dict[str, float] = {}
-        for round_ in (1, 2):
-            for target in [*ours, *PEERS]:
+              f"ingest_workers {args.ingest_workers if args.ingest_workers is not None else 'default'}; "
+              f"load average {os.getloadavg()[0]:.1f}")
+        results: dict[str, list[dict[str, float]]] = {}
+        for round_ in range(1, args.rounds + 1):
+            order = [*ours, *PEERS]
+            if round_ % 2 == 0:
+                order.reverse()  # who runs first in a round alternates: load drifts within a round too
+            for target in order:
                 sub = work / f"{target.replace(' ', '_')}-{round_}"
                 sub.mkdir()
                 proc, url = start(target, sub, args.ingest_workers)
@@ -201,18 +209,24 @@ def main() -> int:
                 r["per_cpu_s"] = r["samples"] / max(cpu, 1e-3)
                 print(f"round {round_} {target:18s} {summary(r)}  {r['requests'] / r['seconds']:6.0f} req/s  "
                       f"non2xx {int(r['non2xx'])} errors {int(r['errors'])}  "
-                      f"server CPU {cpu:5.1f} s: {r['per_cpu_s'] / 1e3:5.0f}k samples per CPU-second",
-                      flush=True)
-                keep_best(best, target, r)
-                per_cpu[target] = max(per_cpu.get(target, 0.0), r["per_cpu_s"])
-        print("best of 2 (throughput; samples per server CPU-second):")
-        for target, r in best.items():
-            print(f"  {target:18s} {summary(r)}  {per_cpu[target] / 1e3:5.0f}k per CPU-s")
+                      f"server CPU {cpu:5.1f} s: {r['per_cpu_s'] / 1e3:5.0f}k samples per CPU-second  "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+                results.setdefault(target, []).append(r)
+        print(f"median of {args.rounds} rounds (throughput; samples per server CPU-second):")
+        for target, runs in results.items():
+            print(f"  {target:18s} {median([r['samples_per_s'] for r in runs]) / 1e3:8.0f}k samples/s  "
+                  f"p99 {median([r['p99'] for r in runs]):6.1f} ms  "
+                  f"{median([r['per_cpu_s'] for r in runs]) / 1e3:5.0f}k per CPU-s")
+        print("ours / peer, each ratio taken within one round (the phases of a round run back to back):")
         for target in ours:
             for peer in PEERS:
-                print(f"{target} / {peer}: throughput "
-                      f"{best[target]['samples_per_s'] / best[peer]['samples_per_s']:.2f}x, "
-                      f"samples per CPU-second {per_cpu[target] / per_cpu[peer]:.2f}x")
+                pairs = list(zip(results[target], results[peer], strict=True))
+                tput = [a["samples_per_s"] / b["samples_per_s"] for a, b in pairs if b["samples_per_s"]]
+                cpu_ratio = [a["per_cpu_s"] / b["per_cpu_s"] for a, b in pairs if b["per_cpu_s"]]
+                print(f"  {target} / {peer}: throughput median {median(tput):.2f}x "
+                      f"(min {min(tput, default=float('nan')):.2f}x), samples per CPU-second median "
+                      f"{median(cpu_ratio):.2f}x (min {min(cpu_ratio, default=float('nan')):.2f}x)")
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
     return 0
 
 
