@@ -66,11 +66,18 @@ def _cgroup_quota() -> int | None:
     return max(1, -(-quota_us // period_us)) if quota_us > 0 and period_us > 0 else None
 
 
-def default_workers() -> int:
-    """As many workers as CPUs the node may use; none (decode in the serving process) below two CPUs, where
-    another process could only compete with the serving one."""
-    n = cpu_limit()
-    return n if n >= 2 else 0
+MIN_CPUS_FOR_WORKERS = 3
+
+
+def default_workers(cpus: int | None = None) -> int:
+    """One worker per CPU the node may use beyond the serving process's own; none (decode in the serving
+    process) below three CPUs. Handing a body to a worker and back costs about as much CPU as half its
+    decode (pipe, pickling, wake-ups: docs/benchmarks.md), which pays only where the serving process would
+    otherwise be the one saturated core and others are free. On two CPUs, decoding in place measured about
+    twice the throughput and samples per CPU-second of two workers, the serving process and the workers
+    then competing for the same two cores."""
+    n = cpu_limit() if cpus is None else cpus
+    return n - 1 if n >= MIN_CPUS_FOR_WORKERS else 0
 
 
 _checker: SeriesChecker | None = None
