@@ -122,6 +122,20 @@ def run_wrk(url: str, body_file: Path, lua: Path, duration: int) -> dict[str, fl
     return result
 
 
+def wal_sync_figures(write_url: str) -> tuple[float, float, float]:
+    """(fsyncs, summed fsync seconds, records made durable) of our node so far, from its /metrics."""
+    base = write_url.split("/agent/", 1)[0]
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    figures = {"agent_wal_fsync_duration_seconds_count": 0.0, "agent_wal_fsync_duration_seconds_sum": 0.0,
+               "agent_wal_records_appended_total": 0.0}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in figures:
+            figures[name] += float(line.rsplit(" ", 1)[1])
+    return tuple(figures.values())  # type: ignore[return-value]
+
+
 def _stat(pid: int) -> tuple[int, int]:
     """(parent pid, user + system clock ticks) of a live process, including its reaped children's."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -200,17 +214,25 @@ def main() -> int:
                 sub = work / f"{target.replace(' ', '_')}-{round_}"
                 sub.mkdir()
                 proc, url = start(target, sub, args.ingest_workers)
+                ours_now = target.startswith("ours")
                 try:
+                    sync0 = wal_sync_figures(url) if ours_now else (0.0, 0.0, 0.0)
                     cpu0 = cpu_seconds(proc.pid)
                     r = run_wrk(url, body, lua, args.duration)
                     cpu = cpu_seconds(proc.pid) - cpu0
+                    syncs, sync_s, records = (b - a for a, b in zip(sync0, wal_sync_figures(url), strict=True)) \
+                        if ours_now else (0.0, 0.0, 0.0)
                 finally:
                     stop(proc)
                 r["per_cpu_s"] = r["samples"] / max(cpu, 1e-3)
+                # durable acks wait for the fsync: under a disk shared with other work its latency, not CPU,
+                # can bound our throughput (16 connections / fsync time), which vmagent's in-memory ack is not
+                wal = (f"  fsync {1e3 * sync_s / syncs:5.1f} ms mean, {records / syncs:4.1f} requests per fsync"
+                       if syncs else "")
                 print(f"round {round_} {target:18s} {summary(r)}  {r['requests'] / r['seconds']:6.0f} req/s  "
                       f"non2xx {int(r['non2xx'])} errors {int(r['errors'])}  "
                       f"server CPU {cpu:5.1f} s: {r['per_cpu_s'] / 1e3:5.0f}k samples per CPU-second  "
-                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+                      f"load {os.getloadavg()[0]:.1f}{wal}", flush=True)
                 results.setdefault(target, []).append(r)
         print(f"median of {args.rounds} rounds (throughput; samples per server CPU-second):")
         for target, runs in results.items():
