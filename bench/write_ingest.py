@@ -11,8 +11,8 @@ one round and the median over the rounds is reported (with the worst round), not
 different moments. Prints samples/s, p50/p99 per phase and samples per server CPU-second (user + system
 time of the server's whole process tree from /proc/<pid>/stat, ingest workers included: steadier than
 samples/s on a busy machine), with the ratios of ours to each peer. `--sync-intervals 0,0.001,0.005`
-repeats our side per WAL group-commit interval; `--ingest-workers N` sets our node's worker process count
-(default: its own).
+repeats our side per WAL group-commit interval; `--ingest-workers 0,1,2` per worker process count (default:
+the node's own), side by side in every round.
 The servers and wrk share this machine's cores, as in production-like single-node runs.
 """
 
@@ -166,12 +166,14 @@ def summary(r: dict[str, float]) -> str:
     return f"{r['samples_per_s'] / 1e3:8.0f}k samples/s  p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms"
 
 
-def start(target: str, sub: Path, workers: int | None) -> tuple[subprocess.Popen, str]:
+def start(target: str, sub: Path) -> tuple[subprocess.Popen, str]:
     if target == "prometheus":
         return start_prometheus(sub)
     if target == "vmagent":
         return start_vmagent(sub)
-    return start_node(sub, float(target.split("=")[1][:-2]) / 1000, workers)
+    fields = dict(part.split("=") for part in target.split()[1:])  # "ours sync=1ms [workers=N]"
+    workers = int(fields["workers"]) if "workers" in fields else None
+    return start_node(sub, float(fields["sync"][:-2]) / 1000, workers)
 
 
 def median(values: list[float]) -> float:
@@ -185,15 +187,17 @@ def main() -> int:
                         help="rounds of (ours, Prometheus, vmagent) phases; ratios are taken within each round")
     parser.add_argument("--sync-intervals", default="0.001",
                         help="comma-separated WAL group-commit intervals (s) to measure ours with")
-    parser.add_argument("--ingest-workers", type=int, default=None,
-                        help="our node's metrics.ingest_workers (default: the node's own default)")
+    parser.add_argument("--ingest-workers", default=None,
+                        help="comma-separated metrics.ingest_workers values to measure ours with, each in every "
+                             "round (default: the node's own default)")
     args = parser.parse_args()
     for tool in ("wrk", "prometheus", VMAGENT):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed (tests/install-deps.sh installs it)", file=sys.stderr)
             return 1
     intervals = [float(x) for x in args.sync_intervals.split(",")]
-    ours = [f"ours sync={s * 1000:g}ms" for s in intervals]
+    counts = [""] if args.ingest_workers is None else [f" workers={int(n)}" for n in args.ingest_workers.split(",")]
+    ours = [f"ours sync={s * 1000:g}ms{w}" for s in intervals for w in counts]
     with tempfile.TemporaryDirectory(prefix="write-ingest-") as tmp:
         work = Path(tmp)
         body = work / "body.bin"
@@ -213,7 +217,7 @@ def main() -> int:
             for target in order:
                 sub = work / f"{target.replace(' ', '_')}-{round_}"
                 sub.mkdir()
-                proc, url = start(target, sub, args.ingest_workers)
+                proc, url = start(target, sub)
                 ours_now = target.startswith("ours")
                 try:
                     sync0 = wal_sync_figures(url) if ours_now else (0.0, 0.0, 0.0)
