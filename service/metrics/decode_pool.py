@@ -26,6 +26,7 @@ import threading
 import time
 from concurrent.futures.process import BrokenProcessPool
 
+from service import mallocpacing
 from service.log import get_logger
 from service.metrics.ingest import IngestStats, SeriesChecker
 
@@ -89,6 +90,7 @@ def _init_worker(parent: int) -> None:
     global _checker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    mallocpacing.pace()  # bodies are decompressed here: the same buffers as in the serving process
     _checker = SeriesChecker()
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
 
