@@ -72,11 +72,10 @@ MIN_CPUS_FOR_WORKERS = 3
 
 def default_workers(cpus: int | None = None) -> int:
     """One worker per CPU the node may use beyond the serving process's own; none (decode in the serving
-    process) below three CPUs. Handing a body to a worker and back costs about as much CPU as half its
-    decode (pipe, pickling, wake-ups: docs/benchmarks.md), which pays only where the serving process would
-    otherwise be the one saturated core and others are free. On two CPUs, decoding in place measured about
-    twice the throughput and samples per CPU-second of two workers, the serving process and the workers
-    then competing for the same two cores."""
+    process) below three CPUs. Handing a body to a worker and back costs about half as much CPU as its decode
+    (pipe, pickling, wake-ups: docs/benchmarks.md), which pays only where the serving process would otherwise
+    be the one saturated core while others are free. On two CPUs, decoding in place gave the most samples
+    per CPU-second in every measured round, and about the same throughput as one or two workers."""
     n = cpu_limit() if cpus is None else cpus
     return n - 1 if n >= MIN_CPUS_FOR_WORKERS else 0
 
