@@ -130,6 +130,7 @@ def ours(config_path: str, wal_dir: str, sink_url: str | None) -> None:
     scrape loops, remote_write queue)."""
     import uvloop
 
+    from service import mallocpacing
     from service.config import schema
     from service.metrics.config import GlobalConfig
     from service.metrics.config.instance import apply_defaults, parse_instance
@@ -137,6 +138,8 @@ def ours(config_path: str, wal_dir: str, sink_url: str | None) -> None:
     from service.metrics.instance import MetricsInstance
     from service.metrics.scrape.manager import ScrapeManager
     from service.wal import WAL
+
+    mallocpacing.pace()  # as the node does at start (service/server.py)
 
     async def main() -> None:
         with open(config_path) as fh:

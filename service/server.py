@@ -10,7 +10,7 @@ from types import FrameType
 
 import uvicorn
 
-from service import gcpacing
+from service import gcpacing, mallocpacing
 from service.app import build_app
 from service.http.limits import ServerLimits, effective_conn_limit, protocol_class, raise_fd_limit
 from service.log import get_logger
@@ -55,6 +55,7 @@ def server_limits(cfg: NodeConfig) -> ServerLimits:
 def serve(cfg: NodeConfig, options: NodeOptions, host: str, port: int) -> int:
     if not options.advertise_address:
         options.advertise_address = f"{host}:{port}"
+    mallocpacing.pace()  # the process's own node only (not in-process tests): see mallocpacing.py
     node = Node(cfg, options)
     config = uvicorn.Config(
         build_app(node),

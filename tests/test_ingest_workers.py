@@ -224,6 +224,13 @@ def test_refusals_cross_the_process_boundary_unchanged() -> None:
     asyncio.run(run())
 
 
+def test_default_worker_count_leaves_the_serving_process_a_cpu() -> None:
+    """Below three CPUs bodies decode in the serving process (workers measured slower there); above, one
+    worker per CPU beyond the serving process's own."""
+    assert [default_workers(n) for n in (1, 2, 3, 4, 16)] == [0, 0, 2, 3, 15]
+    assert default_workers() == default_workers(cpu_limit())
+
+
 @pytest.mark.parametrize(("value", "ok"), [("0", True), ("3", True), ("-1", False), ("65", False)])
 def test_ingest_workers_setting(value: str, ok: bool) -> None:
     text = f"metrics:\n  wal_directory: w\n  ingest_workers: {value}\n"
