@@ -1,0 +1,146 @@
+"""Word searches the store rewrites for its index (prefixes spelled out as the indexed words they begin, rarer
+words first), pages bounded by the per-minute id bounds, and word histograms counted over clean id ranges: every
+answer equals the plain path's byte for byte, on random data whose arrival order is partly not time order, with
+a second tenant, several sources and streams, and after retention deleted the oldest rows."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+
+from service.logs.search.query import Filters
+from service.logs.search.retention import delete_oldest
+from service.logs.search.store import ERROR_WORDS, LogStore
+from tests.helpers.aio import run
+from tests.helpers.log_search_helpers import add_entries, entry, make_store, now_ms
+
+MINUTE = 60_000
+# Prefix families ("pay" begins three words, "zeta" more than MAX_TERMS), digits, a non-ASCII word, error words.
+VOCABULARY = ("payment", "payments", "paymentx", "replica", "fatal", "upstream", "error", "errors", "panic",
+              "élan", "delta9", "cache", *(f"zeta{i}" for i in range(11)))
+QUERIES = ("payment", "paym", "payments", "repl", "replica", "fatal upstream", "upstream fatal", "error",
+           "erro", "zeta", "zeta1", "delta", "élan", "cache payment", "fatal upstream error", "nothing", "pa",
+           "payment nothing", "n1", "n12", "id=3")
+FLAGS = ("USE_TERMS", "USE_ID_RANGES", "USE_VOCAB", "USE_ID_ORDER")
+
+
+def set_fast(store: LogStore, on: bool) -> None:
+    """Every fast path on (pages by id even for few matches, which these stores always have), or all off."""
+    for flag in FLAGS:
+        setattr(store, flag, on)
+    store.FEW_MATCHES = 0 if on else LogStore.FEW_MATCHES
+
+
+def random_rows(rng: random.Random, start: int, n: int) -> list[tuple[str, int, str, str, str]]:
+    """(tenant, ts, source, stream, line): time mostly following arrival, with runs that arrive late."""
+    rows = []
+    ts = start
+    for i in range(n):
+        ts += rng.randrange(0, 3_000)
+        late = 300 <= i % 1000 < 380
+        stamp = rng.randrange(start, ts + 1) if late else ts
+        words = rng.sample(VOCABULARY, rng.randrange(0, 4))
+        rows.append(("t2" if i % 17 == 0 else "", stamp, rng.choice(("web", "db", "cron")),
+                     rng.choice(("stdout", "stderr")), f"n{i} id={i % 50} " + " ".join(words)))
+    return rows
+
+
+def test_rewritten_words_pages_and_histograms_equal_the_plain_path(tmp_path) -> None:
+    rng = random.Random(41)
+    start = now_ms() - 4 * 60 * MINUTE
+    rows = random_rows(rng, start, 5_000)
+    store = make_store(tmp_path)
+    try:
+        for lo in range(0, len(rows), 500):  # one push per tenant per 500 rows
+            for tenant in ("", "t2"):
+                add_entries(store, [entry(c, line, ts, s) for t, ts, c, s, line in rows[lo:lo + 500]
+                                    if t == tenant], tenant)
+        end = max(r[1] for r in rows)
+
+        async def both(call, *args) -> tuple:
+            set_fast(store, True)
+            fast = await call(*args)
+            set_fast(store, False)
+            plain = await call(*args)
+            set_fast(store, True)
+            return fast, plain
+
+        async def compare(checks: int) -> None:
+            for i in range(checks):
+                f = Filters(tenant=rng.choice(("", "", "t2")), query=rng.choice(QUERIES),
+                            source=rng.choice((None, None, "db")), stream=rng.choice((None, None, None, "stderr")))
+                if i % 5 == 0:
+                    f.query, f.any_words = rng.choice(("", "cache")), ERROR_WORDS  # the chat's errors filter
+                if rng.random() < 0.6:
+                    f.from_ms = rng.randrange(start - 10 * MINUTE, end)
+                    f.to_ms = f.from_ms + rng.choice((rng.randrange(0, 10 * MINUTE), rng.randrange(0, 300 * MINUTE)))
+                if rng.random() < 0.3 and f.from_ms is not None:
+                    f.from_ms = f.from_ms // MINUTE * MINUTE  # whole minutes at the edges
+                    f.to_ms = f.to_ms // MINUTE * MINUTE - 1
+                limit, offset = rng.choice(((50, 0), (20, 0), (10, 30), (7, 400)))
+                fast, plain = await both(store.search, f, limit, offset)
+                assert fast == plain, (f, limit, offset)
+                fast, plain = await both(store.count, f)
+                assert fast == plain, f
+                window = f if f.from_ms is not None else Filters(**{**f.__dict__, "from_ms": start - MINUTE,
+                                                                    "to_ms": end + MINUTE})
+                bucket = rng.choice((MINUTE, 5 * MINUTE, 30 * MINUTE, 7_000, 3_600_000))
+                fast, plain = await both(store.histogram, window, bucket)
+                assert fast == plain, (window, bucket)
+
+        run(compare(300), timeout=300)
+
+        # The fast paths really answer: prefixes are spelled out, the histogram is counted over id ranges.
+        conn = store._conn()
+        assert store._words(conn, Filters(query="paym")).fts == '("payment" OR "payments" OR "paymentx")'
+        assert store._words(conn, Filters(query="replica")).fts == '"replica"'
+        assert store._words(conn, Filters(query="zeta")).fts == '"zeta"*'  # 11 words: left to the index
+        assert store._words(conn, Filters(query="pa")).fts == '"pa"*'  # short: the prefix index answers
+        assert store._words(conn, Filters(query="élan")).fts == '"élan"*'  # not ASCII: left as it is
+        window = Filters(query="error", from_ms=start, to_ms=end)
+        assert store._counts_by_id_ranges(conn, store._words(conn, window), 30 * MINUTE) is not None
+        # A word that begins nothing, a rarer word first whatever the order it was typed in.
+        assert store._words(conn, Filters(query="nothingatall")).fts == '"nothingatall"*'
+        common, rare = "cache", "fatal"
+        by_reach = sorted((common, rare), key=lambda w: store._newest_matches_reach(conn, f'"{w}"'))
+        assert store._words(conn, Filters(query=f"{by_reach[1]} {by_reach[0]}")).fts.startswith(f'"{by_reach[0]}"')
+
+        # Retention's own deletions (oldest rows first) leave every path equal to the plain one.
+        store.writer.stop()
+        writer = sqlite3.connect(store.path, isolation_level=None)
+        assert delete_oldest(writer, 1_500) == 1_500
+        writer.close()
+        run(compare(120), timeout=300)
+    finally:
+        store.close()
+
+
+def test_counts_equal_a_count_made_in_python(tmp_path) -> None:
+    """The plain path itself against Python: totals and histogram sums for prefixes and word pairs."""
+    rng = random.Random(43)
+    start = now_ms() - 2 * 60 * MINUTE
+    rows = [r for r in random_rows(rng, start, 2_000) if r[0] == ""]
+    store = make_store(tmp_path)
+    try:
+        add_entries(store, [entry(c, line, ts, s) for _, ts, c, s, line in rows])
+
+        def want(f: Filters) -> int:
+            *whole, prefix = f.query.split()
+            return sum(1 for _, ts, c, s, line in rows
+                       if (f.from_ms is None or f.from_ms <= ts <= f.to_ms) and f.source in (None, c)
+                       and (words := line.split()) and all(w in words for w in whole)
+                       and any(w.startswith(prefix) for w in words))
+
+        async def check() -> None:
+            for q in ("paym", "payment", "repl", "fatal upstream", "erro", "zeta", "cache payment"):
+                for f in (Filters(query=q), Filters(query=q, source="web"),
+                          Filters(query=q, from_ms=start + 20 * MINUTE, to_ms=start + 80 * MINUTE)):
+                    n = want(f)
+                    assert await store.count(f) == n, f
+                    window = f if f.from_ms is not None else Filters(query=q, source=f.source, from_ms=start,
+                                                                     to_ms=start + 3 * 60 * MINUTE)
+                    assert (await store.histogram(window, 10 * MINUTE))[1] == want(window), window
+
+        run(check(), timeout=120)
+    finally:
+        store.close()
