@@ -33,6 +33,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from service.logs.search import wordcounts
 from service.logs.search.config import SearchConfig
 from service.logs.search.query import Filters
 from service.logs.search.routes import choose_bucket
@@ -100,6 +101,11 @@ def load_direct(directory: str, total: int, start_ms: int, span_ms: int) -> floa
             spent += time.perf_counter() - t
             cpu += time.process_time() - c
             batch, queued = [], 0
+            if next_id - 1 == MAX_TXN_ENTRIES or next_id % 500_000 < MAX_TXN_ENTRIES:  # as the writer's ticks do
+                t, c = time.perf_counter(), time.process_time()
+                wordcounts.choose_words(conn)
+                spent += time.perf_counter() - t
+                cpu += time.process_time() - c
             if next_id % 1_000_000 < MAX_TXN_ENTRIES or next_id > total:
                 print(f"  {next_id - 1:,} written, {(next_id - 1) / spent:,.0f} entries/s, "
                       f"{cpu / (next_id - 1) * 1e6:.1f} CPU-µs per entry", flush=True)
@@ -164,6 +170,22 @@ async def latencies(store: LogStore, now_ms: int, runs: int) -> list[tuple[str, 
     return out
 
 
+def wait_for_counted_words(path: str, quiet_s: float = 25.0) -> None:
+    """Wait until the writer has stopped adding counted words (it adds a few seconds' worth per retention tick,
+    every 10 s; a store from before them gets its common words on its first open)."""
+    conn = connect(path, readonly=True)
+    t = time.perf_counter()
+    last, since = -1, time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        n = conn.execute("SELECT count(*) FROM counted_words").fetchone()[0] if wordcounts.ready(conn) else 0
+        if n != last:
+            last, since = n, time.monotonic()
+        time.sleep(1.0)
+    conn.close()
+    print(f"{last} counted words ({time.perf_counter() - t:.0f} s until none were added for {quiet_s:.0f} s)",
+          flush=True)
+
+
 def open_store(directory: str, entries: int) -> LogStore:
     config = SearchConfig(max_queue_entries=2 * entries)
     config.check()
@@ -208,6 +230,7 @@ def main() -> None:
             time.sleep(0.5)
         conn.close()
         print(f"opened (layout version {SCHEMA_VERSION}) in {time.perf_counter() - t:.1f} s", flush=True)
+        wait_for_counted_words(str(db))
         args.entries = entries
     elif args.build == "direct":
         print(f"building {args.entries} entries over 24h with write_batch in this process ...", flush=True)

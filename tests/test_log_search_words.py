@@ -8,11 +8,16 @@ from __future__ import annotations
 import random
 import sqlite3
 
+from service.logs.search import wordcounts
+from service.logs.search.config import SearchConfig
 from service.logs.search.query import Filters
 from service.logs.search.retention import delete_oldest
-from service.logs.search.store import ERROR_WORDS, LogStore
+from service.logs.search.schema import connect, migrate
+from service.logs.search.store import ERROR_WORDS, LogStore, encode_entries
+from service.logs.search.writer_proc import SHARED_SLOTS, _Streams, write_batch
 from tests.helpers.aio import run
 from tests.helpers.log_search_helpers import add_entries, entry, make_store, now_ms
+from tests.helpers.polling import wait_for
 
 MINUTE = 60_000
 # Prefix families ("pay" begins three words, "zeta" more than MAX_TERMS), digits, a non-ASCII word, error words.
@@ -21,7 +26,9 @@ VOCABULARY = ("payment", "payments", "paymentx", "replica", "fatal", "upstream",
 QUERIES = ("payment", "paym", "payments", "repl", "replica", "fatal upstream", "upstream fatal", "error",
            "erro", "zeta", "zeta1", "delta", "élan", "cache payment", "fatal upstream error", "nothing", "pa",
            "payment nothing", "n1", "n12", "id=3")
-FLAGS = ("USE_TERMS", "USE_ID_RANGES", "USE_VOCAB", "USE_ID_ORDER")
+# One indexed word each (counted from their blocks once common), and pairs of them.
+COUNTED_QUERIES = ("replica", "payments", "cache", "upstream", "fatal", "panic", "replica fatal")
+FLAGS = ("USE_TERMS", "USE_ID_RANGES", "USE_VOCAB", "USE_ID_ORDER", "USE_WORD_COUNTS")
 
 
 def set_fast(store: LogStore, on: bool) -> None:
@@ -29,6 +36,26 @@ def set_fast(store: LogStore, on: bool) -> None:
     for flag in FLAGS:
         setattr(store, flag, on)
     store.FEW_MATCHES = 0 if on else LogStore.FEW_MATCHES
+
+
+def counted(path: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [w for (w,) in conn.execute("SELECT word FROM counted_words")]
+    finally:
+        conn.close()
+
+
+def assert_blocks_exact(path: str) -> None:
+    """Every counted word's block counts equal the index's own count of its matches in each block."""
+    conn = sqlite3.connect(path)
+    try:
+        for (word,) in conn.execute("SELECT word FROM counted_words").fetchall():
+            want = dict(conn.execute(f"SELECT rowid >> {wordcounts.BLOCK_BITS}, count(*) FROM logs_fts WHERE "
+                                     "logs_fts MATCH ? GROUP BY 1", (f'"{word}"',)).fetchall())
+            assert dict(conn.execute("SELECT block, n FROM word_blocks WHERE word = ?", (word,)).fetchall()) == want
+    finally:
+        conn.close()
 
 
 def random_rows(rng: random.Random, start: int, n: int) -> list[tuple[str, int, str, str, str]]:
@@ -49,13 +76,17 @@ def test_rewritten_words_pages_and_histograms_equal_the_plain_path(tmp_path) -> 
     rng = random.Random(41)
     start = now_ms() - 4 * 60 * MINUTE
     rows = random_rows(rng, start, 5_000)
-    store = make_store(tmp_path)
+    store = make_store(tmp_path, retention_interval=0.2)  # the writer chooses the words to count at each tick
     try:
         for lo in range(0, len(rows), 500):  # one push per tenant per 500 rows
             for tenant in ("", "t2"):
                 add_entries(store, [entry(c, line, ts, s) for t, ts, c, s, line in rows[lo:lo + 500]
                                     if t == tenant], tenant)
+            if lo == 2_000:  # words counted from here on: later pushes keep their blocks exact
+                wait_for(lambda: len(counted(store.path)) >= 5, 60, what="common words counted")
         end = max(r[1] for r in rows)
+        assert {"payment", "replica", "cache"} <= set(counted(store.path))
+        assert_blocks_exact(store.path)
 
         async def both(call, *args) -> tuple:
             set_fast(store, True)
@@ -110,6 +141,7 @@ def test_rewritten_words_pages_and_histograms_equal_the_plain_path(tmp_path) -> 
         writer = sqlite3.connect(store.path, isolation_level=None)
         assert delete_oldest(writer, 1_500) == 1_500
         writer.close()
+        assert_blocks_exact(store.path)
         run(compare(120), timeout=300)
     finally:
         store.close()
@@ -144,3 +176,61 @@ def test_counts_equal_a_count_made_in_python(tmp_path) -> None:
         run(check(), timeout=120)
     finally:
         store.close()
+
+
+def test_word_blocks_stay_exact_through_writes_and_retention(tmp_path, monkeypatch) -> None:
+    """The writer's and retention's own functions, run in this process with blocks of 32 ids (so ranges have
+    whole and partial blocks at both ends): after every batch and every deletion chunk each block equals the
+    index's count, and searches, counts and histograms equal the plain path."""
+    monkeypatch.setattr(wordcounts, "BLOCK_BITS", 5)
+    monkeypatch.setattr(wordcounts, "BLOCK_IDS", 32)
+    rng = random.Random(47)
+    start = now_ms() - 3 * 60 * MINUTE
+    rows = random_rows(rng, start, 3_000)
+    directory = tmp_path / "search"
+    directory.mkdir()
+    path = str(directory / "logs.db")
+    conn = connect(path)
+    migrate(conn)
+    streams = _Streams(conn, "container")
+    shared = [0] * SHARED_SLOTS
+    store = LogStore(SearchConfig(), str(directory))  # read paths only: its writer is this test
+    try:
+        next_id = 1
+        for lo in range(0, len(rows), 250):
+            for tenant in ("", "t2"):
+                batch = [entry(c, line, ts, s) for t, ts, c, s, line in rows[lo:lo + 250] if t == tenant]
+                next_id = write_batch(conn, streams, next_id, [(tenant, encode_entries(batch), len(batch))], shared)
+            if lo == 750:
+                assert {"payment", "replica"} <= set(wordcounts.choose_words(conn))
+            assert_blocks_exact(path)
+        end = max(r[1] for r in rows)
+
+        def compare(checks: int) -> None:
+            for _ in range(checks):
+                f = Filters(tenant=rng.choice(("", "t2")), query=rng.choice(QUERIES + COUNTED_QUERIES * 3),
+                            source=rng.choice((None, None, "db")))
+                if rng.random() < 0.6:
+                    f.from_ms = rng.randrange(start - 10 * MINUTE, end)
+                    f.to_ms = f.from_ms + rng.randrange(0, 200 * MINUTE)
+                window = f if f.from_ms is not None else Filters(**{**f.__dict__, "from_ms": start - MINUTE,
+                                                                    "to_ms": end + MINUTE})
+                bucket = rng.choice((MINUTE, 10 * MINUTE, 30_000))
+                answers = []
+                offset = rng.choice((0, 40))
+                for on in (True, False):
+                    set_fast(store, on)
+                    answers.append((store._search(f, 20, offset), store._count(f),
+                                    store._histogram(window, bucket)))
+                assert answers[0] == answers[1], (f, bucket)
+
+        compare(150)
+        for _ in range(4):
+            assert delete_oldest(conn, rng.randrange(50, 400)) > 0
+            assert_blocks_exact(path)
+        compare(100)
+        assert wordcounts.count_matches(conn, "payment", -(1 << 63), (1 << 63) - 1) == conn.execute(
+            "SELECT count(*) FROM logs_fts WHERE logs_fts MATCH 'payment'").fetchone()[0] > 0
+    finally:
+        store.close()
+        conn.close()

@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from service.logs.search import wordcounts
+
 DB_FILE = "logs.db"
 SCHEMA_VERSION = 2
 MINUTE_MS = 60_000
@@ -152,6 +154,7 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA cache_size = -64000")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.executescript(DDL)
+    conn.executescript(wordcounts.DDL)
     return conn
 
 

@@ -35,6 +35,7 @@ import snappy
 
 from service.logs.labels import format_labels
 from service.logs.search import indexer as indexer_metrics
+from service.logs.search import wordcounts
 from service.logs.search import writer as writer_metrics
 from service.logs.search.config import SearchConfig
 from service.logs.search.indexer import SearchIndexer
@@ -120,6 +121,7 @@ class LogStore:
         self._rollup_seen = False  # minute_counts was complete once (it stays so)
         self._covering_seen = False  # the logs_id index existed once (it stays)
         self._terms_seen = False  # the logs_terms view existed once (it stays)
+        self._word_counts_seen = False  # the counted words' tables existed once (they stay)
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -240,7 +242,22 @@ class LogStore:
             self._covering_seen = covering_index_ready(conn)
         return "INDEXED BY logs_id" if self._covering_seen else ""
 
+    # One indexed word the writer counts per block of ids (wordcounts.py) is counted from its blocks.
+    USE_WORD_COUNTS = True
+
+    def _counted_word(self, conn: sqlite3.Connection, expr: str | None) -> str | None:
+        """The word of `expr` when it is one indexed word whose blocks are counted, else None."""
+        if not self.USE_WORD_COUNTS or not expr or not self._ASCII_QUOTED.fullmatch(expr):
+            return None
+        if not self._word_counts_seen:
+            self._word_counts_seen = wordcounts.ready(conn)
+        word = expr[1:-1].lower()
+        return word if self._word_counts_seen and wordcounts.counted(conn, word) else None
+
     def _fts_count(self, conn: sqlite3.Connection, expr: str, ids: tuple[int, int]) -> int:
+        word = self._counted_word(conn, expr)
+        if word is not None:
+            return wordcounts.count_matches(conn, word, *ids)
         return conn.execute("SELECT count(*) FROM logs_fts WHERE logs_fts MATCH ? AND rowid BETWEEN ? AND ?",
                             (expr, *ids)).fetchone()[0]
 
@@ -319,6 +336,8 @@ class LogStore:
         """Rows holding the one word `f` searches for, or None when the vocabulary cannot tell exactly."""
         if self.USE_VOCAB and f.fts and self._ASCII_QUOTED.fullmatch(f.fts) and self._rollup_ready(conn):
             # one indexed word, spelled out by `_words`: its rows are counted without a second word to check
+            if self._counted_word(conn, f.fts) is not None:
+                return self._fts_count(conn, f.fts, self.ALL_IDS)
             found = conn.execute("SELECT doc FROM logs_vocab WHERE term = ?", (f.fts[1:-1],)).fetchone()
             return found[0] if found else 0
         words = f.query.split()

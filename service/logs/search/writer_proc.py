@@ -23,6 +23,7 @@ import orjson
 import snappy
 
 from service.logs.labels import LabelParseError, parse_labels
+from service.logs.search import wordcounts
 from service.logs.search.retention import Retention
 from service.logs.search.schema import add_counts, connect, migrate, write_progress
 from service.proto.push_pb2 import PushRequest
@@ -101,6 +102,7 @@ def _write(conn: sqlite3.Connection, streams: _Streams, next_id: int, pushes: li
         conn.executemany("INSERT INTO logs (id, ts, tenant, sid, line) VALUES (?, ?, ?, ?, ?)", rows)
         conn.execute("INSERT INTO logs_fts (rowid, line) SELECT id, line FROM logs WHERE id >= ?", (first_id,))
         add_counts(conn, first_id)
+        wordcounts.after_insert(conn, first_id)
         if position is not None:
             write_progress(conn, position)
         shared[WRITTEN] += len(rows)
@@ -164,6 +166,7 @@ def run(path: str, source_label: str, instance: str, max_age_s: float, max_bytes
     next_tick = 0.0
     try:
         migrate(conn)  # an older database gets its per-minute counts here, before anything is written
+        wordcounts.choose_words(conn)
         next_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1
         while True:
             stopping = False
@@ -192,6 +195,7 @@ def run(path: str, source_label: str, instance: str, max_age_s: float, max_bytes
             if time.monotonic() >= next_tick and not stopping:
                 try:
                     retention(conn)
+                    wordcounts.choose_words(conn)
                 except sqlite3.Error as exc:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
