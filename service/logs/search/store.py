@@ -638,16 +638,22 @@ class LogStore:
             else:
                 dirty.append([at, end])
         counts: dict[int, int] = {}
-        for lo, hi, bucket in clean:
-            n = self._fts_count(conn, expr, (lo, hi))
+        ranges = [(lo, hi) for lo, hi, _ in clean]
+        word = self._counted_word(conn, expr)
+        found = (wordcounts.count_matches_many(conn, word, ranges) if word is not None
+                 else wordcounts.index_counts(conn, expr, ranges))
+        for (_, _, bucket), n in zip(clean, found, strict=True):
             if n:
                 counts[bucket] = counts.get(bucket, 0) + n
         where, params = f.where(words=False)
-        sql = (f"SELECT (l.ts / ?) * ? AS b, count(*) FROM logs_fts CROSS JOIN logs l {self._by_id(conn)} "
-               f"ON l.id = logs_fts.rowid WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN ? AND ? AND {where} "
-               "GROUP BY b")
-        for lo, hi in dirty:
-            for b, n in conn.execute(sql, [bucket_ms, bucket_ms, expr, lo, hi, *params]).fetchall():
+        for i in range(0, len(dirty), wordcounts.RANGES_PER_STATEMENT):  # one statement for many short ranges
+            part = dirty[i:i + wordcounts.RANGES_PER_STATEMENT]
+            sql = (f"WITH r(lo, hi) AS (VALUES {', '.join('(?, ?)' for _ in part)}) SELECT (l.ts / ?) * ? AS b, "
+                   f"count(*) FROM r CROSS JOIN logs_fts CROSS JOIN logs l {self._by_id(conn)} "
+                   "ON l.id = logs_fts.rowid WHERE logs_fts MATCH ? AND logs_fts.rowid BETWEEN r.lo AND r.hi "
+                   f"AND {where} GROUP BY b")
+            for b, n in conn.execute(sql, [*(x for r in part for x in r), bucket_ms, bucket_ms, expr,
+                                           *params]).fetchall():
                 counts[b] = counts.get(b, 0) + n
         return counts
 
