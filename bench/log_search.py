@@ -3,6 +3,7 @@
     python bench/log_search.py [--mode store|node|all] [--entries 1000000] [--dir /tmp/x] [--seconds 10]
     python bench/log_search.py --mode store --build direct --entries 10000000 --dir D   # build a 10M store
     python bench/log_search.py --mode store --reuse --dir D                             # measure it again
+    python bench/log_search.py --mode store --reuse --dir D --plain                     # and the plain paths
 
 0. (--mode node) The store's cost on the REAL push path: see bench/log_search_node.py (a node subprocess with
    `search` on vs off, wrk pushing 1000-line protobuf batches over 16 connections; acked entries/s).
@@ -133,7 +134,20 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-async def latencies(store: LogStore, now_ms: int, runs: int) -> list[tuple[str, float, float, int]]:
+# The store's word paths of issue 14 (spelled-out prefixes and rarer words first, id-range histograms, counted
+# words); off, a search takes the paths the store had before them.
+WORD_PATHS = ("USE_TERMS", "USE_ID_RANGES", "USE_WORD_COUNTS")
+
+
+def set_word_paths(store: LogStore, on: bool) -> None:
+    for flag in WORD_PATHS:
+        setattr(store, flag, on)
+
+
+async def latencies(store: LogStore, now_ms: int, runs: int,
+                    plain: bool = False) -> list[tuple[str, float, float, int, float, float]]:
+    """(query, p50, p95, total, and with `plain` the p50 and p95 with the word paths off, else 0, 0). With
+    `plain`, runs alternate between the two, so both see the same load."""
     hour = now_ms - 3_600_000
     day = now_ms - 86_400_000
     cases = {
@@ -159,14 +173,21 @@ async def latencies(store: LogStore, now_ms: int, runs: int) -> list[tuple[str, 
     }
     out = []
     for name, fn in cases.items():
-        times = []
-        total = 0
+        times: dict[bool, list[float]] = {True: [], False: []}
+        totals: dict[bool, int] = {}
         for _ in range(runs):
-            t = time.perf_counter()
-            got = await fn()
-            times.append((time.perf_counter() - t) * 1000)
-            total = got[0] if isinstance(got[0], int) else (got[1] if isinstance(got[1], int) else len(got))
-        out.append((name, statistics.median(times), pct(times, 95), total))
+            for fast in (True, False) if plain else (True,):
+                set_word_paths(store, fast)
+                t = time.perf_counter()
+                got = await fn()
+                times[fast].append((time.perf_counter() - t) * 1000)
+                totals[fast] = got[0] if isinstance(got[0], int) else (
+                    got[1] if isinstance(got[1], int) else len(got))
+        set_word_paths(store, True)
+        assert not plain or totals[True] == totals[False], name
+        slow = times[False] or [0.0]
+        out.append((name, statistics.median(times[True]), pct(times[True], 95), totals[True],
+                    statistics.median(slow), pct(slow, 95)))
     return out
 
 
@@ -208,6 +229,8 @@ def main() -> None:
                     help="store: through LogStore (push-like ingest and write rate); direct: write_batch in this "
                          "process (a 10M-entry store on a busy machine, and the writer's SQL cost alone)")
     ap.add_argument("--reuse", action="store_true", help="measure the store already in --dir (kept afterwards)")
+    ap.add_argument("--plain", action="store_true",
+                    help="also measure every query with the word paths off (runs alternate: same load for both)")
     args = ap.parse_args()
     if args.mode in ("node", "all"):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -254,14 +277,16 @@ def main() -> None:
               f"throughput; skipped {dropped})")
         print(f"store write rate (ingest start → all committed): {written:,.0f} entries/s")
 
-    async def run_latencies() -> list[tuple[str, float, float, int]]:
-        return await latencies(store, now_ms, args.runs)
+    async def run_latencies() -> list[tuple[str, float, float, int, float, float]]:
+        return await latencies(store, now_ms, args.runs, args.plain)
 
     rows = asyncio.run(run_latencies())
     print(f"\nlatency over {args.runs} runs at {args.entries:,} entries (ms):")
-    print(f"{'query':42} {'p50':>8} {'p95':>8} {'total':>10}")
-    for name, p50, p95, total in rows:
-        print(f"{name:42} {p50:8.1f} {p95:8.1f} {total:10,}")
+    print(f"{'query':42} {'p50':>8} {'p95':>8} {'total':>10}" + (f" {'plain p50':>10} {'plain p95':>10}"
+                                                                   if args.plain else ""))
+    for name, p50, p95, total, plain50, plain95 in rows:
+        print(f"{name:42} {p50:8.1f} {p95:8.1f} {total:10,}" + (f" {plain50:10.1f} {plain95:10.1f}"
+                                                                  if args.plain else ""))
     size = Path(store.path).stat().st_size
     print(f"\ndatabase: {size / 1e6:.0f} MB ({size / args.entries:.0f} bytes/entry)")
     store.close()

@@ -590,9 +590,11 @@ class LogStore:
     # window's edge, are looked up as before. Exact for any arrival order: every row lies within the bounds
     # of its own (tenant, minute, stream), so a row in a range covered only by bucket b's bounds is one of
     # bucket b's rows. Taken when the window holds no source or stream filter and the store has at most
-    # RANGE_MINUTES (tenant, minute) rows.
+    # RANGE_MINUTES (tenant, minute) rows, and holds rows over RANGE_MIN_IDS ids (reading every minute's bounds
+    # costs more than looking up the matches of a small store: at 20k entries over 24 h, 36 ms against 12).
     USE_ID_RANGES = True
     RANGE_MINUTES = 100_000
+    RANGE_MIN_IDS = 500_000
 
     def _counts_by_id_ranges(self, conn: sqlite3.Connection, f: Filters, bucket_ms: int) -> dict[int, int] | None:
         """{bucket start: matches} like `_bucket_counts`, or None when this path does not apply."""
@@ -600,6 +602,9 @@ class LogStore:
         expr = f.match()
         if (not self.USE_ID_RANGES or expr is None or f.source is not None or f.stream is not None
                 or f.from_ms < 0 or bucket_ms % MINUTE_MS or not self._rollup_ready(conn)):
+            return None
+        low_id, high_id = conn.execute("SELECT min(id), max(id) FROM logs").fetchone()
+        if low_id is None or high_id - low_id < self.RANGE_MIN_IDS:
             return None
         minutes = conn.execute("SELECT tenant, minute, min(lo_id), max(hi_id) FROM minute_counts "
                                "GROUP BY tenant, minute LIMIT ?", (self.RANGE_MINUTES + 1,)).fetchall()
