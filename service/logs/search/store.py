@@ -603,7 +603,8 @@ class LogStore:
         if (not self.USE_ID_RANGES or expr is None or f.source is not None or f.stream is not None
                 or f.from_ms < 0 or bucket_ms % MINUTE_MS or not self._rollup_ready(conn)):
             return None
-        low_id, high_id = conn.execute("SELECT min(id), max(id) FROM logs").fetchone()
+        # two subqueries: SQLite reads min() or max() of the key from the end of its index, not both at once
+        low_id, high_id = conn.execute("SELECT (SELECT min(id) FROM logs), (SELECT max(id) FROM logs)").fetchone()
         if low_id is None or high_id - low_id < self.RANGE_MIN_IDS:
             return None
         minutes = conn.execute("SELECT tenant, minute, min(lo_id), max(hi_id) FROM minute_counts "
