@@ -30,6 +30,9 @@ itself, is the total of a one-word search over a one-tenant store without walkin
 word at or after a given one is found without counting anything, so the store lists the few words a prefix
 stands for in a few index seeks. It holds no data: `connect` creates it, in an older database too.
 
+`counted_words` and `word_blocks` (wordcounts.py) hold, for the words common in the store, the index's match
+count per block of row ids, kept exact by the writer and retention; `connect` creates them empty.
+
 `logs_id` covers (id, tenant, ts, sid): counts and histograms driven from FTS matches look each match up there
 instead of in the table, whose rows carry the text (at 1M entries, a 24 h histogram of a common word: 60 → 37
 ms). Ids grow with arrival, so the index is appended to at its end. The writer creates it when it opens a

@@ -5,7 +5,8 @@ instance acknowledged becomes searchable, late when pushes come faster than it i
 writing happens in a separate process (writer.py). Without a WAL (tests, tools) `add_push`/`add` feed it.
 Reads run on a small thread pool, each thread with its own read-only connection, so searches run beside the
 writer (SQLite WAL mode). Counts are exact, with no result cap: with a text or word filter `total` is a COUNT
-and histogram buckets a GROUP BY over the matching rows. Without one, the whole minutes of the window are
+and histogram buckets a GROUP BY over the matching rows, or the same counts taken over ranges of row ids
+(a common word's from its per-block counts, wordcounts.py). Without one, the whole minutes of the window are
 summed from the per-minute counts (`minute_counts`, see schema.py) and only the partial minutes at its two
 edges are counted in `logs`, all in one read transaction. Histograms take that path when the bucket is a
 multiple of a minute and the window starts at or after 1970 (SQL's bucket starts truncate toward zero, so
