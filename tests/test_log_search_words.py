@@ -50,8 +50,9 @@ def counted(path: str) -> list[str]:
 
 def assert_blocks_exact(path: str) -> None:
     """Every counted word's block counts equal the index's own count of its matches in each block."""
-    conn = sqlite3.connect(path)
+    conn = sqlite3.connect(path, isolation_level=None)
     try:
+        conn.execute("BEGIN")  # one snapshot, whatever the writer commits meanwhile
         for (word,) in conn.execute("SELECT word FROM counted_words").fetchall():
             want = dict(conn.execute(f"SELECT rowid >> {wordcounts.BLOCK_BITS}, count(*) FROM logs_fts WHERE "
                                      "logs_fts MATCH ? GROUP BY 1", (f'"{word}"',)).fetchall())
@@ -87,7 +88,7 @@ def test_rewritten_words_pages_and_histograms_equal_the_plain_path(tmp_path) -> 
             if lo == 2_000:  # words counted from here on: later pushes keep their blocks exact
                 wait_for(lambda: len(counted(store.path)) >= 5, 60, what="common words counted")
         end = max(r[1] for r in rows)
-        assert {"payment", "replica", "cache"} <= set(counted(store.path))
+        wait_for(lambda: {"payment", "replica", "cache"} <= set(counted(store.path)), 60, what="words counted")
         assert_blocks_exact(store.path)
 
         async def both(call, *args) -> tuple:
