@@ -235,6 +235,25 @@ def test_word_blocks_stay_exact_through_writes_and_retention(tmp_path, monkeypat
         compare(100)
         assert wordcounts.count_matches(conn, "payment", -(1 << 63), (1 << 63) - 1) == conn.execute(
             "SELECT count(*) FROM logs_fts WHERE logs_fts MATCH 'payment'").fetchone()[0] > 0
+        assert wordcounts.check(conn)  # the stamp matches: a writer restarting here keeps the counts
+
+        # A writer of an older version writes, or its retention deletes, without keeping the blocks: the next
+        # writer to start forgets the counted words, and choosing them again fills them exactly.
+        for older in ("write", "delete"):
+            with monkeypatch.context() as m:
+                m.setattr(wordcounts, "after_insert", lambda *_: None)
+                m.setattr(wordcounts, "after_delete", lambda *_: None)
+                m.setattr(wordcounts, "stamp", lambda *_: None)
+                if older == "write":
+                    batch = [entry("web", "late payment replica", end + 1)]
+                    next_id = write_batch(conn, streams, next_id, [("", encode_entries(batch), 1)], shared)
+                else:
+                    assert delete_oldest(conn, 10) == 10
+            assert not wordcounts.check(conn) and wordcounts.words(conn) == []
+            assert {"payment", "replica"} <= set(wordcounts.choose_words(conn))
+            assert_blocks_exact(path)
+            assert wordcounts.check(conn)
+        compare(30)
     finally:
         store.close()
         conn.close()

@@ -104,6 +104,8 @@ def delete_oldest(conn: sqlite3.Connection, limit: int, *, before_ms: int | None
                          [(n, *key) for key, n in per_slot.items()])
         conn.executemany("DELETE FROM slot_counts WHERE tenant = ? AND slot = ? AND sid = ? AND n <= 0",
                          list(per_slot))
+        if wordcounts.ready(conn):
+            wordcounts.stamp(conn)
         counted(len(rows))
         try:
             conn.execute("COMMIT")

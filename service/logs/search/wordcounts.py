@@ -12,6 +12,8 @@ FTS5 match of that word over that block, recomputed in the transaction that chan
 writer recounts the blocks from the first new id after each insert (`after_insert`), retention recounts the
 blocks it deleted from (`after_delete`), and a word starts being counted with all its blocks filled in the same
 transaction that adds it (`choose_words`). Readers use a word's blocks only when `counted_words` names it.
+Each of those transactions stamps the state the blocks are exact for (largest id, rows); a writer finding
+another state on start (an older writer wrote or deleted meanwhile) forgets the words and chooses them again.
 Blocks count the rows of every tenant: an id range whose rows all belong to one tenant (one minute's bounds,
 or a store of one tenant) is counted exactly.
 """
@@ -26,6 +28,11 @@ from collections.abc import Iterable
 
 DDL = """
 CREATE TABLE IF NOT EXISTS counted_words (word TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS word_stamp (
+    one      INTEGER PRIMARY KEY CHECK (one = 1),
+    last_id  INTEGER NOT NULL,
+    rows     INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS word_blocks (
     word   TEXT NOT NULL,
     block  INTEGER NOT NULL,
@@ -65,12 +72,47 @@ def _recount(conn: sqlite3.Connection, word: str, first_block: int, last_block: 
                  (word, f'"{word}"', lo, hi))
 
 
+def _state(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(largest row id, rows by the per-stream counts): what a writer that did not keep the blocks changes."""
+    return conn.execute("SELECT (SELECT coalesce(max(id), 0) FROM logs), "
+                        "(SELECT coalesce(sum(count), 0) FROM streams)").fetchone()
+
+
+def stamp(conn: sqlite3.Connection) -> None:
+    """Record the state the blocks are exact for (end of every transaction that keeps them)."""
+    conn.execute("INSERT INTO word_stamp (one, last_id, rows) VALUES (1, ?, ?) ON CONFLICT (one) DO UPDATE "
+                 "SET last_id = excluded.last_id, rows = excluded.rows", _state(conn))
+
+
+def check(conn: sqlite3.Connection) -> bool:
+    """At the writer's start: forget every counted word when rows were written or deleted since the last stamp
+    (by a writer of an older version, which does not keep the blocks); they are chosen and filled again.
+    Returns True when the counts were kept."""
+    if not words(conn):
+        return True
+    found = conn.execute("SELECT last_id, rows FROM word_stamp").fetchone()
+    if found is not None and tuple(found) == tuple(_state(conn)):
+        return True
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DELETE FROM counted_words")
+        conn.execute("DELETE FROM word_blocks")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return False
+
+
 def after_insert(conn: sqlite3.Connection, first_id: int) -> None:
     """Recount every counted word's blocks from the one holding `first_id` on (the writer, after indexing the
     rows from `first_id` on, in their transaction)."""
     first = max(first_id, 0) >> BLOCK_BITS
     for word in words(conn):
         _recount(conn, word, first, (1 << (62 - BLOCK_BITS)) - 1)
+    if ready(conn):
+        stamp(conn)
 
 
 def after_delete(conn: sqlite3.Connection, ids: Iterable[int]) -> None:
@@ -117,6 +159,7 @@ def choose_words(conn: sqlite3.Connection, budget_s: float = 2.0) -> list[str]:
         try:
             conn.execute("INSERT INTO counted_words (word) VALUES (?)", (word,))
             _recount(conn, word, 0, (1 << (62 - BLOCK_BITS)) - 1)
+            stamp(conn)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -167,7 +167,7 @@ def run(path: str, source_label: str, instance: str, max_age_s: float, max_bytes
     next_tick = next_choice = 0.0
     try:
         migrate(conn)  # an older database gets its per-minute counts here, before anything is written
-        wordcounts.choose_words(conn)
+        wordcounts.check(conn)  # counts an older writer did not keep are dropped, then chosen again
         next_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1
         while True:
             stopping = False
