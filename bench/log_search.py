@@ -3,6 +3,7 @@
     python bench/log_search.py [--mode store|node|all] [--entries 1000000] [--dir /tmp/x] [--seconds 10]
     python bench/log_search.py --mode store --build direct --entries 10000000 --dir D   # build a 10M store
     python bench/log_search.py --mode store --reuse --dir D                             # measure it again
+    python bench/log_search.py --mode store --reuse --dir D --plain                     # and the plain paths
 
 0. (--mode node) The store's cost on the REAL push path: see bench/log_search_node.py (a node subprocess with
    `search` on vs off, wrk pushing 1000-line protobuf batches over 16 connections; acked entries/s).
@@ -33,6 +34,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from service.logs.search import wordcounts
 from service.logs.search.config import SearchConfig
 from service.logs.search.query import Filters
 from service.logs.search.routes import choose_bucket
@@ -100,6 +102,11 @@ def load_direct(directory: str, total: int, start_ms: int, span_ms: int) -> floa
             spent += time.perf_counter() - t
             cpu += time.process_time() - c
             batch, queued = [], 0
+            if next_id - 1 == MAX_TXN_ENTRIES or next_id % 500_000 < MAX_TXN_ENTRIES:  # as the writer's ticks do
+                t, c = time.perf_counter(), time.process_time()
+                wordcounts.choose_words(conn)
+                spent += time.perf_counter() - t
+                cpu += time.process_time() - c
             if next_id % 1_000_000 < MAX_TXN_ENTRIES or next_id > total:
                 print(f"  {next_id - 1:,} written, {(next_id - 1) / spent:,.0f} entries/s, "
                       f"{cpu / (next_id - 1) * 1e6:.1f} CPU-µs per entry", flush=True)
@@ -127,7 +134,20 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-async def latencies(store: LogStore, now_ms: int, runs: int) -> list[tuple[str, float, float, int]]:
+# The store's word paths of issue 14 (spelled-out prefixes and rarer words first, id-range histograms, counted
+# words); off, a search takes the paths the store had before them.
+WORD_PATHS = ("USE_TERMS", "USE_ID_RANGES", "USE_WORD_COUNTS")
+
+
+def set_word_paths(store: LogStore, on: bool) -> None:
+    for flag in WORD_PATHS:
+        setattr(store, flag, on)
+
+
+async def latencies(store: LogStore, now_ms: int, runs: int,
+                    plain: bool = False) -> list[tuple[str, float, float, int, float, float]]:
+    """(query, p50, p95, total, and with `plain` the p50 and p95 with the word paths off, else 0, 0). With
+    `plain`, runs alternate between the two, so both see the same load."""
     hour = now_ms - 3_600_000
     day = now_ms - 86_400_000
     cases = {
@@ -153,19 +173,44 @@ async def latencies(store: LogStore, now_ms: int, runs: int) -> list[tuple[str, 
     }
     out = []
     for name, fn in cases.items():
-        times = []
-        total = 0
+        times: dict[bool, list[float]] = {True: [], False: []}
+        totals: dict[bool, int] = {}
         for _ in range(runs):
-            t = time.perf_counter()
-            got = await fn()
-            times.append((time.perf_counter() - t) * 1000)
-            total = got[0] if isinstance(got[0], int) else (got[1] if isinstance(got[1], int) else len(got))
-        out.append((name, statistics.median(times), pct(times, 95), total))
+            for fast in (True, False) if plain else (True,):
+                set_word_paths(store, fast)
+                t = time.perf_counter()
+                got = await fn()
+                times[fast].append((time.perf_counter() - t) * 1000)
+                totals[fast] = got[0] if isinstance(got[0], int) else (
+                    got[1] if isinstance(got[1], int) else len(got))
+        set_word_paths(store, True)
+        assert not plain or totals[True] == totals[False], name
+        slow = times[False] or [0.0]
+        out.append((name, statistics.median(times[True]), pct(times[True], 95), totals[True],
+                    statistics.median(slow), pct(slow, 95)))
     return out
 
 
+def wait_for_counted_words(path: str, quiet_s: float = 25.0) -> None:
+    """Wait until the writer has stopped adding counted words (it adds a few seconds' worth per retention tick,
+    every 10 s; a store from before them gets its common words on its first open)."""
+    conn = connect(path, readonly=True)
+    t = time.perf_counter()
+    last, since = -1, time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        n = conn.execute("SELECT count(*) FROM counted_words").fetchone()[0] if wordcounts.ready(conn) else 0
+        if n != last:
+            last, since = n, time.monotonic()
+        time.sleep(1.0)
+    conn.close()
+    print(f"{last} counted words ({time.perf_counter() - t:.0f} s until none were added for {quiet_s:.0f} s)",
+          flush=True)
+
+
 def open_store(directory: str, entries: int) -> LogStore:
-    config = SearchConfig(max_queue_entries=2 * entries)
+    # No retention by size: a 10M-entry store is 3 GB, over the 1 GiB default, and deleting the oldest third
+    # under the measured queries would change both the store and the figures.
+    config = SearchConfig(max_queue_entries=2 * entries, max_size="1TiB")
     config.check()
     store = LogStore(config, directory)
     store.open()
@@ -184,6 +229,8 @@ def main() -> None:
                     help="store: through LogStore (push-like ingest and write rate); direct: write_batch in this "
                          "process (a 10M-entry store on a busy machine, and the writer's SQL cost alone)")
     ap.add_argument("--reuse", action="store_true", help="measure the store already in --dir (kept afterwards)")
+    ap.add_argument("--plain", action="store_true",
+                    help="also measure every query with the word paths off (runs alternate: same load for both)")
     args = ap.parse_args()
     if args.mode in ("node", "all"):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -208,6 +255,7 @@ def main() -> None:
             time.sleep(0.5)
         conn.close()
         print(f"opened (layout version {SCHEMA_VERSION}) in {time.perf_counter() - t:.1f} s", flush=True)
+        wait_for_counted_words(str(db))
         args.entries = entries
     elif args.build == "direct":
         print(f"building {args.entries} entries over 24h with write_batch in this process ...", flush=True)
@@ -229,14 +277,16 @@ def main() -> None:
               f"throughput; skipped {dropped})")
         print(f"store write rate (ingest start → all committed): {written:,.0f} entries/s")
 
-    async def run_latencies() -> list[tuple[str, float, float, int]]:
-        return await latencies(store, now_ms, args.runs)
+    async def run_latencies() -> list[tuple[str, float, float, int, float, float]]:
+        return await latencies(store, now_ms, args.runs, args.plain)
 
     rows = asyncio.run(run_latencies())
     print(f"\nlatency over {args.runs} runs at {args.entries:,} entries (ms):")
-    print(f"{'query':42} {'p50':>8} {'p95':>8} {'total':>10}")
-    for name, p50, p95, total in rows:
-        print(f"{name:42} {p50:8.1f} {p95:8.1f} {total:10,}")
+    print(f"{'query':42} {'p50':>8} {'p95':>8} {'total':>10}" + (f" {'plain p50':>10} {'plain p95':>10}"
+                                                                   if args.plain else ""))
+    for name, p50, p95, total, plain50, plain95 in rows:
+        print(f"{name:42} {p50:8.1f} {p95:8.1f} {total:10,}" + (f" {plain50:10.1f} {plain95:10.1f}"
+                                                                  if args.plain else ""))
     size = Path(store.path).stat().st_size
     print(f"\ndatabase: {size / 1e6:.0f} MB ({size / args.entries:.0f} bytes/entry)")
     store.close()

@@ -38,9 +38,14 @@ class Filters:
     to_ms: int | None = None
     # Any of these words (or words starting with them): the "errors" filter of the chat tools.
     any_words: tuple[str, ...] = ()
+    # The store's own FTS5 expression for these words, matching exactly the rows `match()` matches (prefixes
+    # spelled out as the indexed words they stand for, rarer words first): set by the store, never by users.
+    fts: str | None = None
 
     def match(self) -> str | None:
         """The FTS5 expression every result must match (None when words are not part of the filter)."""
+        if self.fts is not None:
+            return self.fts
         parts = []
         text = self.query.strip()
         if text:
@@ -96,6 +101,10 @@ class Filters:
             clauses.append(streams[0])
             params.extend(streams[1])
         text = self.query.strip()
+        if self.fts is not None and words:  # one match for the text and `any_words` (an AND of both)
+            clauses.append(in_fts)
+            params.extend([self.fts, *(ids or ())])
+            return " AND ".join(clauses), params
         # `+l.id`: the membership test must not drive the plan (SQLite would look every match up by id in the
         # logs_id index and sort them all, instead of walking the (tenant, ts) index newest first).
         if text and (words or self.match() is None):

@@ -3,9 +3,10 @@
 Entries are deleted oldest first in chunks (one short transaction each, so searches and writes interleave),
 from `logs`, from the FTS index (external content: the 'delete' command with the stored text), from the
 per-stream counts and from the per-minute and per-slot counts (one reaching 0 is removed; a minute's id bounds
-stay as they are: still bounds of the ids left). Size is the database's
-pages in use; after deleting, freed pages are returned to the file system (incremental vacuum). Deletions and
-size are counted in `shared` (the writer's counter array, read by the node) before each commit.
+stay as they are: still bounds of the ids left); the counted words' blocks the rows were in are recounted
+(wordcounts.py). Size is the database's pages in use; after deleting, freed pages are returned to the file
+system (incremental vacuum). Deletions and size are counted in `shared` (the writer's counter array, read by
+the node) before each commit.
 
 A deleted row's words stay in the FTS index (its old segment, plus a delete marker in a new one) until the
 segments holding them are merged together, and the oldest rows live in the oldest, largest segment, which
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.logs.search import wordcounts
 from service.logs.search.schema import MINUTE_MS, SLOT_MS, used_bytes
 
 CHUNK = 5_000
@@ -126,6 +128,7 @@ def delete_oldest(conn: sqlite3.Connection, limit: int, *, before_ms: int | None
     try:
         conn.executemany("INSERT INTO logs_fts (logs_fts, rowid, line) VALUES ('delete', ?, ?)",
                          [(row[0], row[1]) for row in rows])
+        wordcounts.after_delete(conn, [row[0] for row in rows])
         conn.executemany("DELETE FROM logs WHERE id = ?", [(row[0],) for row in rows])
         conn.executemany("UPDATE streams SET count = count - ? WHERE id = ?",
                          [(n, sid) for sid, n in per_stream.items()])
@@ -137,6 +140,8 @@ def delete_oldest(conn: sqlite3.Connection, limit: int, *, before_ms: int | None
                          [(n, *key) for key, n in per_slot.items()])
         conn.executemany("DELETE FROM slot_counts WHERE tenant = ? AND slot = ? AND sid = ? AND n <= 0",
                          list(per_slot))
+        if wordcounts.ready(conn):
+            wordcounts.stamp(conn)
         counted(len(rows))
         try:
             conn.execute("COMMIT")

@@ -26,6 +26,13 @@ buckets are shorter than a minute (windows up to two hours) sum slots instead of
 `logs_vocab` is an fts5vocab view of the word index: the number of rows holding a word, read from the index
 itself, is the total of a one-word search over a one-tenant store without walking its matches.
 
+`logs_terms` is an fts5vocab view of the same index one (term, row) at a time, read lazily: the first indexed
+word at or after a given one is found without counting anything, so the store lists the few words a prefix
+stands for in a few index seeks. It holds no data: `connect` creates it, in an older database too.
+
+`counted_words` and `word_blocks` (wordcounts.py) hold, for the words common in the store, the index's match
+count per block of row ids, kept exact by the writer and retention; `connect` creates them empty.
+
 `logs_id` covers (id, tenant, ts, sid): counts and histograms driven from FTS matches look each match up there
 instead of in the table, whose rows carry the text (at 1M entries, a 24 h histogram of a common word: 60 → 37
 ms). Ids grow with arrival, so the index is appended to at its end. The writer creates it when it opens a
@@ -44,6 +51,8 @@ once the version says they are there (`rollup_ready`), and count rows until then
 from __future__ import annotations
 
 import sqlite3
+
+from service.logs.search import wordcounts
 
 DB_FILE = "logs.db"
 SCHEMA_VERSION = 2
@@ -82,6 +91,7 @@ CREATE TABLE IF NOT EXISTS progress (
 CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(
     line, content='logs', content_rowid='id', tokenize='unicode61 remove_diacritics 2', prefix='2 3'
 );
+CREATE VIRTUAL TABLE IF NOT EXISTS logs_terms USING fts5vocab(logs_fts, instance);
 """
 
 ROLLUP_DDL = """
@@ -147,6 +157,7 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA cache_size = -64000")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.executescript(DDL)
+    conn.executescript(wordcounts.DDL)
     return conn
 
 
@@ -194,6 +205,10 @@ def write_progress(conn: sqlite3.Connection, position: tuple[int, int]) -> None:
 
 def covering_index_ready(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'logs_id'").fetchone() is not None
+
+
+def terms_ready(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'logs_terms'").fetchone() is not None
 
 
 def rollup_ready(conn: sqlite3.Connection) -> bool:

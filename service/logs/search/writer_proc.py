@@ -23,11 +23,13 @@ import orjson
 import snappy
 
 from service.logs.labels import LabelParseError, parse_labels
+from service.logs.search import wordcounts
 from service.logs.search.retention import Retention
 from service.logs.search.schema import add_counts, connect, migrate, write_progress
 from service.proto.push_pb2 import PushRequest
 
 MAX_TXN_ENTRIES = 20_000
+CHOOSE_INTERVAL = 5.0  # seconds between looks for common words to count (wordcounts.choose_words)
 # Indices into the shared counter array.
 WRITTEN, DELETED_AGE, DELETED_SIZE, SIZE, ERRORS, SKIPPED = range(6)
 SHARED_SLOTS = 6
@@ -101,6 +103,7 @@ def _write(conn: sqlite3.Connection, streams: _Streams, next_id: int, pushes: li
         conn.executemany("INSERT INTO logs (id, ts, tenant, sid, line) VALUES (?, ?, ?, ?, ?)", rows)
         conn.execute("INSERT INTO logs_fts (rowid, line) SELECT id, line FROM logs WHERE id >= ?", (first_id,))
         add_counts(conn, first_id)
+        wordcounts.after_insert(conn, first_id)
         if position is not None:
             write_progress(conn, position)
         shared[WRITTEN] += len(rows)
@@ -161,9 +164,10 @@ def run(path: str, source_label: str, instance: str, max_age_s: float, max_bytes
     conn = connect(path)
     streams = _Streams(conn, source_label)
     retention = Retention(instance, max_age_s, max_bytes, shared=shared)
-    next_tick = 0.0
+    next_tick = next_choice = 0.0
     try:
         migrate(conn)  # an older database gets its per-minute counts here, before anything is written
+        wordcounts.check(conn)  # counts an older writer did not keep are dropped, then chosen again
         next_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1
         while True:
             stopping = False
@@ -192,6 +196,9 @@ def run(path: str, source_label: str, instance: str, max_age_s: float, max_bytes
             if time.monotonic() >= next_tick and not stopping:
                 try:
                     retention(conn)
+                    if time.monotonic() >= next_choice:  # a sample of 2000 lines: not at every short tick
+                        wordcounts.choose_words(conn)
+                        next_choice = time.monotonic() + CHOOSE_INTERVAL
                 except sqlite3.Error as exc:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
