@@ -60,12 +60,14 @@ def shares(cluster: NodeCluster) -> dict[str, int]:
             for nid, node in cluster.nodes.items()}
 
 
-def idle_cpu(cluster: NodeCluster, seconds: float) -> float:
-    """CPU seconds per second of a node running nothing (heartbeats, watches, reshard timer)."""
+def idle_cpu(cluster: NodeCluster, seconds: float) -> tuple[float, float]:
+    """CPU seconds and event-loop wakeups per second of a node running nothing (heartbeats, watches,
+    reshard timer)."""
     (node,) = cluster.nodes.values()
-    cpu0, t0 = cpu_seconds(node.pid), time.monotonic()
+    cpu0, wake0, t0 = cpu_seconds(node.pid), wakeups(node.pid), time.monotonic()
     time.sleep(seconds)
-    return (cpu_seconds(node.pid) - cpu0) / (time.monotonic() - t0)
+    wall = time.monotonic() - t0
+    return (cpu_seconds(node.pid) - cpu0) / wall, (wakeups(node.pid) - wake0) / wall
 
 
 def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
@@ -140,7 +142,7 @@ def main() -> None:
         cluster = NodeCluster(root, etcd.endpoint, lease_ttl="5s", heartbeat="1s", reshard_interval="30s")
         try:
             (n0,) = cluster.add(1)
-            idle = idle_cpu(cluster, min(args.seconds, 15.0))
+            idle, idle_wakeups = idle_cpu(cluster, min(args.seconds, 15.0))
             third = None
             if not args.no_reference:
                 count = args.targets // 3
@@ -181,7 +183,7 @@ def main() -> None:
               f"load average {phase['load']:.1f}")
     base = one["cpu"]["n0"]  # type: ignore[index]
     per_node: dict[str, float] = three["cpu"]  # type: ignore[assignment]
-    print(f"idle node (no config): {idle:.3f} CPU s/s")
+    print(f"idle node (no config): {idle:.3f} CPU s/s, {idle_wakeups:.0f} loop wakeups/s")
     print("CPU per node / one node doing all of it: "
           + ", ".join(f"{nid} {c / base:.2f}" for nid, c in sorted(per_node.items())))
     print("the same above the idle node's CPU: "
