@@ -8,10 +8,10 @@ the CPU of an idle node (heartbeats, watches), which every node pays whatever it
 remote_write (scrape, encode, WAL append and fsync are what is measured).
 
 Run: ``python bench/target_sharding.py [--targets 3000] [--series 10] [--interval 10] [--seconds 30]``
-With ``--profile DIR`` (needs py-spy) it also samples one node of each phase during its window with
-``py-spy record --nonblocking --gil`` (only samples holding the GIL: CPU in Python code and in uvloop) and
-writes collapsed stacks and a summary (top frames by own and by total samples) to DIR; py-spy takes CPU
-of its own, so compare figures from runs without it.
+With ``--profile DIR`` (needs py-spy: ``pip install -e .[bench]``) it also samples one node of each phase
+during its window with ``py-spy record --nonblocking --gil`` (only samples holding the GIL: CPU in Python
+code and in uvloop) and writes collapsed stacks and a summary (top frames by own and by total samples) to
+DIR; py-spy takes CPU of its own, so compare figures from runs without it.
 """
 
 from __future__ import annotations
