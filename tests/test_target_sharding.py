@@ -246,4 +246,5 @@ def test_targets_split_move_and_take_over(cluster: NodeCluster, targets: ManyTar
         dup = {r["metric"]["instance"]: d for r in result if (d := too_close(r["values"]))}
         assert not dup, dup
     finally:
+        cluster.close()  # before Prometheus: stopping nodes drain their queues to it, not to a dead remote
         prometheus.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from service.metrics.config.instance import parse_instance
 from service.metrics.scrape.manager import ScrapeManager
@@ -47,6 +47,25 @@ def test_split_and_movement_on_join() -> None:
     # the same members again (e.g. a LEAVING record deleted): nothing moves, the cutover stays
     assert not shards.update(ShardView("n0", ("n0", "n1", "n2", "n3"), 2000.0))
     assert shards.cutover == 1000.0 + shards.handoff_delay
+
+
+def test_rendezvous_split_is_even_and_a_leave_moves_only_the_leavers_targets() -> None:
+    """Every node computes the same owner from the same members, whichever node it is; the split of
+    3000 targets over three is within a few percent of a third; a leave moves the leaver's targets and
+    no other, spread over the rest."""
+    views = {n: TargetShards() for n in ("n0", "n1", "n2")}
+    for node, s in views.items():
+        s.update(ShardView(node, ("n0", "n1", "n2")))
+    owners = {k: views["n0"].owner(k) for k in KEYS}
+    assert all(views[n].owner(k) == owners[k] for n in ("n1", "n2") for k in KEYS[:500])
+    split = views["n0"].split(KEYS)
+    assert all(900 <= n <= 1100 for n in split.values()), split
+    assert sum(views[n].owns(k) for n in views for k in KEYS) == len(KEYS)  # each target on one node
+    views["n0"].update(ShardView("n0", ("n0", "n2"), 1000.0))
+    moved = [k for k in KEYS if views["n0"].owner(k) != owners[k]]
+    assert {owners[k] for k in moved} == {"n1"} and len(moved) == split["n1"]
+    new_owners = Counter(views["n0"].owner(k) for k in moved)
+    assert set(new_owners) == {"n0", "n2"} and min(new_owners.values()) > 0.35 * len(moved), new_owners
 
 
 def test_handoff_between_two_nodes_scrapes_each_slot_once() -> None:

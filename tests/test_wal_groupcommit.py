@@ -100,3 +100,70 @@ def test_sync_barrier_and_blocking_sync(tmp_path):
     assert wal.sync(timeout=5) > pos
     wal.close()
     assert [r.payload for r in read_records(str(tmp_path))] == [b"abc", b"from a thread"]
+
+
+def _staggered(directory: str, linger: float, count: int = 40, gap: float = 0.01) -> tuple[list, int, float]:
+    """`count` appenders, one every `gap` seconds, each awaiting its own record's durability (as scrape
+    loops do): their positions, the fsyncs taken and the seconds it all took."""
+
+    async def one(wal: WAL, i: int):
+        await asyncio.sleep(i * gap)
+        return await wal.append_durable(1, payload(i), linger=linger)
+
+    async def main():
+        wal = WAL.open(directory, sync_interval=0.001, instance="gc-linger")
+        start = time.monotonic()
+        positions = await asyncio.gather(*(one(wal, i) for i in range(count)))
+        elapsed = time.monotonic() - start
+        fsyncs = wal.fsync_count
+        await wal.aclose()
+        return positions, fsyncs, elapsed
+
+    return asyncio.run(main())
+
+
+def test_lingering_appends_share_fsyncs_and_write_what_plain_appends_write(tmp_path):
+    """Appenders spread in time take one fsync per linger between them, not one each, and the WAL holds
+    the same records at the same positions as with plain durable appends."""
+    plain_pos, _, _ = _staggered(str(tmp_path / "plain"), 0.0)
+    linger = 0.15
+    lingered_pos, fsyncs, elapsed = _staggered(str(tmp_path / "linger"), linger)
+    assert lingered_pos == plain_pos
+    assert fsyncs <= elapsed / linger + 2, f"{fsyncs} fsyncs in {elapsed:.2f}s"
+    plain = [(r.position, r.payload) for r in read_records(str(tmp_path / "plain"))]
+    lingered = [(r.position, r.payload) for r in read_records(str(tmp_path / "linger"))]
+    assert lingered == plain and len(plain) == 40
+
+
+def test_a_lingering_record_waits_its_linger_and_no_more(tmp_path):
+    async def main():
+        wal = WAL.open(str(tmp_path), instance="gc-linger-alone")
+        start = time.monotonic()
+        await asyncio.wait_for(wal.append_durable(1, b"scraped", linger=0.3), 30)
+        waited = time.monotonic() - start
+        await wal.aclose()
+        return waited
+
+    assert asyncio.run(main()) >= 0.3
+
+
+def test_an_append_without_linger_a_barrier_or_close_bring_a_lingering_fsync_forward(tmp_path):
+    """A record lingering for a minute is made durable at once by a plain durable append after it, by a
+    sync barrier and by close: whoever waits on an answer never waits for someone else's linger."""
+
+    async def main():
+        wal = WAL.open(str(tmp_path), instance="gc-linger-forward")
+        lingering = asyncio.ensure_future(wal.append_durable(1, b"a", linger=60))
+        await asyncio.sleep(0.05)
+        assert not lingering.done()
+        await asyncio.wait_for(wal.append_durable(1, b"b"), 20)
+        await asyncio.wait_for(lingering, 20)
+        pos = wal.append(1, b"c", linger=60)
+        assert await asyncio.wait_for(wal.sync_barrier(), 20) > pos
+        wal.append(1, b"d", linger=60)
+        start = time.monotonic()
+        await wal.aclose()
+        return time.monotonic() - start
+
+    assert asyncio.run(main()) < 30
+    assert [r.payload for r in read_records(str(tmp_path))] == [b"a", b"b", b"c", b"d"]

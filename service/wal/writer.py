@@ -4,7 +4,10 @@
 returns. A flush job (at most one per WAL queued or running, on the threads of ``flush_executor`` that all
 WALs share) takes everything queued, writes it with ``writev`` and fsyncs once, then wakes every waiter
 whose record that fsync covered (group commit). Successive fsyncs start at least ``sync_interval`` apart, so
-under load many records share one fsync, while a lone record is synced at once.
+under load many records share one fsync, while a lone record is synced at once. A record appended with a
+``linger`` lets its fsync wait that long for others to share it (scrapes, whose loops have nobody waiting on
+them, take one fsync per linger instead of one per scrape at low rates); any record without one, a barrier or
+close brings the fsync forward for every record pending.
 
 On a failed write or fsync every record not yet durable fails with :class:`WALError`, and the segment is
 truncated back to its last durable offset; if even that fails, writing moves on to a new segment (see
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import os
 import threading
 import time
@@ -64,6 +68,7 @@ class WAL:
         self._seq = 0
         self._pending: list[tuple[int, int, bytes, int] | None] = []
         self._pending_bytes = 0
+        self._pending_due = math.inf  # monotonic time by which the pending records want their fsync
         self._closing = False
         # The flush job (under the lock): queued (with its due time and token), or running.
         self._executor = executor or SHARED
@@ -159,25 +164,27 @@ class WAL:
         return self._closing
 
     # --- appending ---------------------------------------------------------------------------------
-    def append(self, rtype: int, payload: bytes) -> Position:
-        """Queue a record; returns its position at once. Durable only after a later sync.
+    def append(self, rtype: int, payload: bytes, *, linger: float = 0.0) -> Position:
+        """Queue a record; returns its position at once. Durable only after a later sync, at the latest
+        ``linger`` seconds from now (or when the sync pacing next allows one, if later).
 
         ``payload`` is kept by reference until written: pass ``bytes`` (anything else is copied).
         """
-        return self._append(rtype, payload, None)
+        return self._append(rtype, payload, None, linger)
 
-    async def append_durable(self, rtype: int, payload: bytes) -> Position:
-        """Append a record and return its position once an fsync covers it.
+    async def append_durable(self, rtype: int, payload: bytes, *, linger: float = 0.0) -> Position:
+        """Append a record and return its position once an fsync covers it. With ``linger`` that fsync may
+        wait up to that many seconds for other records to share it.
 
         Raises :class:`WALError` if it could not be made durable. Cancelling the caller does not
         withdraw the record.
         """
         fut = asyncio.get_running_loop().create_future()
-        pos = self._append(rtype, payload, fut)
+        pos = self._append(rtype, payload, fut, linger)
         await fut
         return pos
 
-    def _append(self, rtype: int, payload: bytes, fut: asyncio.Future | None) -> Position:
+    def _append(self, rtype: int, payload: bytes, fut: asyncio.Future | None, linger: float) -> Position:
         check_type(rtype)
         if type(payload) is not bytes:
             payload = bytes(payload)
@@ -185,6 +192,7 @@ class WAL:
             raise ValueError(f"record of {len(payload)} bytes is too large")
         size = HEADER_SIZE + len(payload)
         time_ms = time.time_ns() // 1_000_000
+        due = time.monotonic() + linger if linger > 0 else 0.0
         with self._lock:
             if self._closing:
                 raise WALError(f"WAL {self.directory} is closed")
@@ -199,7 +207,10 @@ class WAL:
             self._pending_bytes += size
             if fut is not None:
                 self._notifier.add(self._seq, fut)
-            if not self._scheduled or self._pending_bytes >= self.max_pending_bytes:
+            if due < self._pending_due:
+                self._pending_due = due
+                self._schedule_locked()
+            elif not self._scheduled or self._pending_bytes >= self.max_pending_bytes:
                 self._schedule_locked()
         return pos
 
@@ -212,6 +223,7 @@ class WAL:
                 self._pending.append(_CUT)
                 self._seg += 1
                 self._off = 0
+                self._pending_due = 0.0
                 self._schedule_locked()
 
     async def sync_barrier(self) -> Position:
@@ -236,6 +248,8 @@ class WAL:
             if self._seq <= self._synced_seq:
                 return False
             self._notifier.add(self._seq, fut)
+            if self._pending:
+                self._pending_due = 0.0
             self._schedule_locked()
             return True
 
@@ -302,13 +316,14 @@ class WAL:
     # --- the flush job ----------------------------------------------------------------------------
     def _schedule_locked(self) -> None:
         """Queue a flush job if records wait (call under the lock): now when a lone record arrives, the
-        WAL closes or too many bytes wait, else once the pacing allows the next fsync. A running job
+        WAL closes or too many bytes wait, else once the pacing allows the next fsync and the records'
+        linger is over (the earliest of them: `_pending_due`). A running job
         re-queues itself when it ends, so there is never more than one job running per WAL."""
         if self._running or not self._pending:
             return
         now = time.monotonic()
         urgent = self._closing or self._pending_bytes >= self.max_pending_bytes
-        due = now if urgent else max(now, self._next_sync_at)
+        due = now if urgent else max(now, self._next_sync_at, self._pending_due)
         if self._scheduled and self._due <= due:
             return
         self._token += 1
@@ -325,6 +340,7 @@ class WAL:
                 self._cond.notify_all()
                 return
             batch, self._pending, self._pending_bytes = self._pending, [], 0
+            self._pending_due = math.inf
             self._running = True
             self._next_sync_at = time.monotonic() + self.sync_interval
         try:
@@ -381,6 +397,7 @@ class WAL:
         with self._lock:
             hi = self._seq
             self._pending, self._pending_bytes = [], 0
+            self._pending_due = math.inf
             self._seg, self._off = self._file.segment, self._file.offset
             self._synced_seq = hi
             self._failed = (ok_seq, hi)
