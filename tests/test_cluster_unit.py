@@ -295,3 +295,35 @@ def test_each_node_parses_ahead_what_it_takes_over_when_another_leaves() -> None
         await kv.close()
 
     run(scenario())
+
+
+def test_claiming_a_batch_with_some_keys_taken_reads_them_back_instead_of_one_request_each() -> None:
+    """A takeover that tries configs whose old owner still holds some claims wins exactly the free ones, in
+    a few transactions (no compare_and_swap per key)."""
+    from service.cluster.claims import Claims
+
+    async def scenario() -> None:
+        kv = MemoryKV()
+        await kv.start()
+        names = [f"cfg-{i:03d}" for i in range(300)]
+        other = Claims(kv, "claims/", "n2")
+        taken = set(await other.acquire(names[::6], await kv.grant_lease(30), {}))
+        assert len(taken) == 50
+        singles = 0
+        compare_and_swap = kv.compare_and_swap
+
+        async def counted(*args: object, **kwargs: object) -> bool:
+            nonlocal singles
+            singles += 1
+            return await compare_and_swap(*args, **kwargs)  # type: ignore[arg-type]
+
+        kv.compare_and_swap = counted  # type: ignore[method-assign]
+        lease = await kv.grant_lease(30)
+        won = await Claims(kv, "claims/", "n1").acquire(names, lease, {})
+        assert won == set(names) - taken and singles == 0
+        held = await Claims(kv, "claims/", "n1").list()
+        assert {n for n, c in held.items() if c.node == "n1"} == won
+        assert {n for n, c in held.items() if c.node == "n2"} == taken
+        await kv.close()
+
+    asyncio.run(scenario())

@@ -104,6 +104,20 @@ def test_list_prefix_sorted_with_revision(backend: Backend) -> None:
     run(body())
 
 
+def test_get_many_reads_the_keys_that_exist(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.opened() as kv:
+            r1 = await kv.put("g/a", b"1")
+            r2 = await kv.put("g/c", b"3")
+            got = await kv.get_many(["g/a", "g/b", "g/c"])
+            assert {k: (p.value, p.mod_revision) for k, p in got.items()} == {"g/a": (b"1", r1), "g/c": (b"3", r2)}
+            assert await kv.get_many([]) == {}
+            with pytest.raises(KVError):
+                await kv.get_many([f"g/{i}" for i in range(MAX_TXN_OPS + 1)])
+
+    run(body())
+
+
 def test_list_page_walks_a_prefix_in_key_order(backend: Backend) -> None:
     async def body() -> None:
         async with backend.opened() as kv:

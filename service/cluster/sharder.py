@@ -37,6 +37,8 @@ from service.metrics.scrape.sharding import TargetShards
 
 _log = get_logger("cluster.sharder")
 
+_SUCCESSOR_SLICE = 0.005  # the successor pre-parse parses for this long, then yields the loop for as long
+
 
 @dataclass
 class ReshardResult:
@@ -292,8 +294,6 @@ class Sharder:
             self.pairs = pairs
             self.takeover.resharded(ring, ring_listing.revision)
             self.cache.forget_missing({p.key for p in configs.pairs})
-            if not leaving:
-                self._prewarm_successors(ring, pairs)
             if self.target_shards is not None:
                 self.target_shards.update(shard_view(self.node_id, members))
             self._step = "sharded configs to be found"
@@ -360,6 +360,8 @@ class Sharder:
                 self._step = f"the KV store to release {len(stale)} claims"
                 result.released += await self.claims.release(list(stale.values()))
             await self.manager.drop_prepared(keep=pending)
+            if not leaving:  # after this node's own starts: on a join or a flood of configs, those come first
+                self._prewarm_successors(ring, pairs)
             await self._mark_failures(final, claims, lease)
             result.running = len(self.manager.running())
             m.CONFIGS_OWNED.set(result.owned)
@@ -405,6 +407,8 @@ class Sharder:
             return
         without = {mid: Ring(m for m in ring.members if m != mid) for mid in others}
         parsed = 0
+        clock = time.monotonic
+        slice_end = clock() + _SUCCESSOR_SLICE
         for i, (name, pair) in enumerate(pairs.items()):
             if i % 256 == 0:
                 await asyncio.sleep(0)
@@ -414,8 +418,9 @@ class Sharder:
             if not self.cache.fresh(pair):
                 self.cache.get(name, pair)
                 parsed += 1
-                if parsed % 8 == 0:
-                    await asyncio.sleep(0.01)  # background work: at most about half a core, reshards first
+                if clock() >= slice_end:  # background work: at most about half a core, reshards first
+                    await asyncio.sleep(_SUCCESSOR_SLICE)
+                    slice_end = clock() + _SUCCESSOR_SLICE
         if parsed:
             _log.info("parsed the configs this node takes over if another node leaves", configs=parsed)
 

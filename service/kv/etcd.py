@@ -91,6 +91,20 @@ class EtcdKV:
         response = await self._conn.call("get", fn, idempotent=True)
         return _pair(response.kvs[0]) if response.kvs else None
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, KVPair]:
+        if len(keys) > MAX_TXN_OPS:
+            raise KVError(f"get_many: {len(keys)} keys, at most {MAX_TXN_OPS}")
+        # a transaction of reads only: one request, one revision
+        request = rpc.TxnRequest(compare=[], success=[
+            rpc.RequestOp(request_range=rpc.RangeRequest(key=_key(k))) for k in keys], failure=[])
+
+        async def fn(ep: Endpoint, timeout: float, md: Metadata | None) -> rpc.TxnResponse:
+            return await ep.kv.Txn(request, timeout=timeout, metadata=md)
+
+        response = await self._conn.call("get_many", fn, idempotent=True)
+        pairs = (_pair(kv) for r in response.responses for kv in r.response_range.kvs)
+        return {p.key: p for p in pairs}
+
     async def list(self, prefix: str) -> ListResult:
         return await list_paged(self, prefix)
 

@@ -70,6 +70,11 @@ class MemoryKV:
     async def get(self, key: str) -> KVPair | None:
         return self._data.get(key)
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, KVPair]:
+        if len(keys) > MAX_TXN_OPS:
+            raise KVError(f"get_many: {len(keys)} keys, at most {MAX_TXN_OPS}")
+        return {k: p for k in keys if (p := self._data.get(k)) is not None}
+
     async def list(self, prefix: str) -> ListResult:
         """One step of the event loop: already a snapshot, no pages needed."""
         pairs = sorted((p for k, p in self._data.items() if k.startswith(prefix)), key=lambda p: p.key)

@@ -91,6 +91,9 @@ class KVStore(Protocol):
 
     async def get(self, key: str) -> KVPair | None: ...
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, KVPair]:
+        """The keys that exist among `keys` (at most MAX_TXN_OPS), all read at one revision in one request."""
+
     async def list(self, prefix: str) -> ListResult:
         """Every key under prefix, sorted, as of one revision (a store may read it in pages: list_paged)."""
 
