@@ -65,12 +65,12 @@ class Registry:
         return Instance
 
 
-def service_cfg(node_id: str, ttl: str = "1s") -> ScrapingServiceConfig:
+def service_cfg(node_id: str, ttl: str = "1s", interval: str = "2s") -> ScrapingServiceConfig:
     cfg = parse_node_config(f"""
 metrics:
   scraping_service:
     enabled: true
-    reshard_interval: 2s
+    reshard_interval: {interval}
     reshard_timeout: 10s
     kvstore: {{store: inmemory}}
     lifecycler:
@@ -92,9 +92,9 @@ class Nodes:
         self.registry = registry
         self.clusters: dict[str, Cluster] = {}
 
-    def add(self, node_id: str, ttl: str = "1s") -> Cluster:
+    def add(self, node_id: str, ttl: str = "1s", interval: str = "2s") -> Cluster:
         manager = InstanceManager(self.registry.factory(node_id))  # type: ignore[arg-type]
-        cluster = Cluster(self.kv, manager, service_cfg(node_id, ttl), GlobalConfig(), debounce=0.01)
+        cluster = Cluster(self.kv, manager, service_cfg(node_id, ttl, interval), GlobalConfig(), debounce=0.01)
         cluster.start()
         self.clusters[node_id] = cluster
         return cluster
@@ -238,6 +238,38 @@ def test_store_errors_leave_instances_running() -> None:
         kv.down = False
         result = await node.reshard()
         assert result.ok and result.applied.unchanged == 20 and not result.applied.started
+        await nodes.stop_all()
+        await kv.close()
+
+    run(scenario())
+
+
+def test_a_failed_reshard_is_retried_soon_not_an_interval_later() -> None:
+    """A config written while the store fails listings starts once the store answers again, with no further
+    change to trigger a reshard and a reshard_interval of 10 minutes."""
+    class FlakyKV(MemoryKV):
+        down = False
+
+        async def list(self, prefix: str):  # type: ignore[override]
+            if self.down:
+                from service.kv.store import KVUnavailable
+
+                raise KVUnavailable("store is away")
+            return await super().list(prefix)
+
+    async def scenario() -> None:
+        kv = FlakyKV()
+        await kv.start()
+        nodes = Nodes(kv, Registry())
+        await put_configs(kv, ["cfg-a"])
+        node = nodes.add("solo", ttl="5s", interval="10m")
+        await wait_until(lambda: nodes.converged(["cfg-a"]), what="converge")
+        kv.down = True
+        await put_configs(kv, ["cfg-b"])
+        await wait_until(lambda: node.sharder.last is not None and not node.sharder.last.ok,
+                         what="a reshard failed on the unreachable store")
+        kv.down = False
+        await wait_until(lambda: nodes.converged(["cfg-a", "cfg-b"]), timeout=30, what="retried and started")
         await nodes.stop_all()
         await kv.close()
 

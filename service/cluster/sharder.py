@@ -9,7 +9,8 @@ One reshard (bounded by `reshard_timeout`): list configs, members and claims onc
 config on the ring; parse owned configs through the (key, mod_revision) cache; claim the owned configs not
 yet claimed (compare_and_swap, expected 0); hand the claimed set to the instance manager with cached digests
 (it stops removed, starts added, restarts changed); release the claims of what stopped. If the store cannot
-be reached the reshard fails and nothing running is touched.
+be reached the reshard fails and nothing running is touched; the next one is tried 1 s later, then 2, 4 ...
+up to 30 s (or `reshard_interval`, if shorter).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from service.metrics.scrape.sharding import TargetShards
 
 _log = get_logger("cluster.sharder")
 
+_RETRY_MIN, _RETRY_MAX = 1.0, 30.0  # backoff between reshards after a failed one
 _SUCCESSOR_SLICE = 0.005  # the successor pre-parse parses for this long, then yields the loop for as long
 
 
@@ -168,17 +170,22 @@ class Sharder:
             asyncio.create_task(self._watch(self.claims.prefix, self._claim_released), name="cluster-watch-claims"),
         ]
         self._wake.set()
+        failures = 0
         while True:
+            # after a failed reshard (store unreachable, timed out) try again soon, not a whole interval later
+            wait = self.reshard_interval if not failures else min(
+                self.reshard_interval, _RETRY_MIN * 2 ** (failures - 1), _RETRY_MAX)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.reshard_interval):
+                async with asyncio.timeout(wait):
                     await self._wake.wait()
-            trigger = self._trigger if self._wake.is_set() else "interval"
+            trigger = self._trigger if self._wake.is_set() else ("retry" if failures else "interval")
             if self.debounce > 0:
                 await asyncio.sleep(self.debounce)  # coalesce a burst of changes into one reshard
             self._wake.clear()
             self._trigger = "event"
             waiters, self._waiters = self._waiters, []
             result = await self.reshard(trigger)
+            failures = 0 if result.ok else failures + 1
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(result)
