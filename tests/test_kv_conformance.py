@@ -132,7 +132,7 @@ def test_list_page_walks_a_prefix_in_key_order(backend: Backend) -> None:
             assert second.revision == first.revision
             last = await kv.list_page("pg/", after=second.pairs[-1].key, limit=10, revision=first.revision)
             assert [p.key for p in last.pairs] == names[20:] and not last.more
-            listing = await list_paged(kv, "pg/", page_size=7)
+            listing = await list_paged(kv, "pg/", page_size=7, max_page=7)
             assert [(p.key, p.value) for p in listing.pairs] == [(n, n.encode()) for n in names]
             assert listing.revision == first.revision
 
@@ -161,7 +161,7 @@ def test_list_paged_is_one_snapshot_while_writes_happen(backend: Backend) -> Non
                 return page
 
             kv.list_page = page_then_write  # type: ignore[method-assign]
-            listing = await list_paged(kv, "s/", page_size=10)
+            listing = await list_paged(kv, "s/", page_size=10, max_page=10)
             got = [(p.key, p.value) for p in listing.pairs]
             assert len({k for k, _ in got}) == len(got)  # each key once
             if backend.name == "etcd":  # one pass at the first page's revision: what was there before any write
@@ -391,3 +391,17 @@ def test_embedded_acknowledged_puts_survive_kill_9(tmp_path: Path) -> None:
             await kv.close()
 
     run(body())
+
+
+def test_later_pages_are_sized_by_bytes() -> None:
+    """Small keys: pages grow to MAX_PAGE (etcd 3.4 walks the rest of the range once per page, so fewer pages
+    are cheaper); large values: pages shrink to about PAGE_BYTES, never below the first page's size."""
+    from service.kv import paging
+    from service.kv.store import KVPair
+
+    small = [KVPair(f"c/{i}", b"x" * 100, 1, 1) for i in range(10)]
+    assert paging.next_page_size(small, 1000) == paging.MAX_PAGE
+    large = [KVPair(f"c/{i}", b"x" * 2000, 1, 1) for i in range(10)]
+    assert paging.next_page_size(large, 1000) == paging.PAGE_BYTES // (2000 + 3)
+    huge = [KVPair("c/0", b"x" * paging.PAGE_BYTES, 1, 1)]
+    assert paging.next_page_size(huge, 1000) == 1000

@@ -225,9 +225,9 @@ def test_tls_with_client_certificates(tmp_path: Path) -> None:
 
 
 def test_list_of_more_keys_than_a_page_is_one_snapshot_under_concurrent_writes(etcd: EtcdServer) -> None:
-    """2,500 keys (three pages of LIST_PAGE_SIZE) listed while another task keeps changing, adding and
-    deleting keys under the prefix, and a key changes between every two pages: every key once, exactly as
-    one unpaginated range at the listing's revision shows them."""
+    """2,500 keys (a first page of LIST_PAGE_SIZE, then pages sized by bytes) listed while another task
+    keeps changing, adding and deleting keys under the prefix, and a key changes between every two pages:
+    every key once, exactly as one unpaginated range at the listing's revision shows them."""
     async def body() -> None:
         kv = EtcdKV([etcd.endpoint], request_timeout=5.0)
         await kv.start()
@@ -267,7 +267,7 @@ def test_list_of_more_keys_than_a_page_is_one_snapshot_under_concurrent_writes(e
             finally:
                 stop.set()
                 await task
-            assert pages >= 3 and writes_during >= 3
+            assert pages >= 2 and writes_during >= 3
             keys = [p.key for p in listing.pairs]
             assert keys == sorted(set(keys))  # each once, in order
             async with grpc.aio.insecure_channel(etcd.endpoint) as channel:

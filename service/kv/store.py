@@ -77,8 +77,8 @@ class Lease(Protocol):
 
 
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
-# Keys per range request when listing a prefix. One page of 1,000 small configs is ~0.5 MB and well under a
-# second for etcd even when loaded; an unpaginated 100k-key range ran past the 5 s request deadline.
+# Keys in the first range request when listing a prefix (later pages are sized by bytes: kv/paging.py). An
+# unpaginated 100k-key range ran past etcd's 5 s request deadline.
 LIST_PAGE_SIZE = 1000
 
 
