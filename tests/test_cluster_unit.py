@@ -65,12 +65,12 @@ class Registry:
         return Instance
 
 
-def service_cfg(node_id: str, ttl: str = "1s") -> ScrapingServiceConfig:
+def service_cfg(node_id: str, ttl: str = "1s", interval: str = "2s") -> ScrapingServiceConfig:
     cfg = parse_node_config(f"""
 metrics:
   scraping_service:
     enabled: true
-    reshard_interval: 2s
+    reshard_interval: {interval}
     reshard_timeout: 10s
     kvstore: {{store: inmemory}}
     lifecycler:
@@ -92,9 +92,9 @@ class Nodes:
         self.registry = registry
         self.clusters: dict[str, Cluster] = {}
 
-    def add(self, node_id: str, ttl: str = "1s") -> Cluster:
+    def add(self, node_id: str, ttl: str = "1s", interval: str = "2s") -> Cluster:
         manager = InstanceManager(self.registry.factory(node_id))  # type: ignore[arg-type]
-        cluster = Cluster(self.kv, manager, service_cfg(node_id, ttl), GlobalConfig(), debounce=0.01)
+        cluster = Cluster(self.kv, manager, service_cfg(node_id, ttl, interval), GlobalConfig(), debounce=0.01)
         cluster.start()
         self.clusters[node_id] = cluster
         return cluster
@@ -240,6 +240,38 @@ def test_store_errors_leave_instances_running() -> None:
     run(scenario())
 
 
+def test_a_failed_reshard_is_retried_soon_not_an_interval_later() -> None:
+    """A config written while the store fails listings starts once the store answers again, with no further
+    change to trigger a reshard and a reshard_interval of 10 minutes."""
+    class FlakyKV(MemoryKV):
+        down = False
+
+        async def list(self, prefix: str):  # type: ignore[override]
+            if self.down:
+                from service.kv.store import KVUnavailable
+
+                raise KVUnavailable("store is away")
+            return await super().list(prefix)
+
+    async def scenario() -> None:
+        kv = FlakyKV()
+        await kv.start()
+        nodes = Nodes(kv, Registry())
+        await put_configs(kv, ["cfg-a"])
+        node = nodes.add("solo", ttl="5s", interval="10m")
+        await wait_until(lambda: nodes.converged(["cfg-a"]), what="converge")
+        kv.down = True
+        await put_configs(kv, ["cfg-b"])
+        await wait_until(lambda: node.sharder.last is not None and not node.sharder.last.ok,
+                         what="a reshard failed on the unreachable store")
+        kv.down = False
+        await wait_until(lambda: nodes.converged(["cfg-a", "cfg-b"]), timeout=30, what="retried and started")
+        await nodes.stop_all()
+        await kv.close()
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("count", [10_000])
 def test_full_reshard_with_nothing_changed_is_cheap(count: int) -> None:
     async def scenario() -> None:
@@ -280,3 +312,35 @@ def test_each_node_parses_ahead_what_it_takes_over_when_another_leaves() -> None
         await nodes.close()
 
     run(scenario())
+
+
+def test_claiming_a_batch_with_some_keys_taken_reads_them_back_instead_of_one_request_each() -> None:
+    """A takeover that tries configs whose old owner still holds some claims wins exactly the free ones, in
+    a few transactions (no compare_and_swap per key)."""
+    from service.cluster.claims import Claims
+
+    async def scenario() -> None:
+        kv = MemoryKV()
+        await kv.start()
+        names = [f"cfg-{i:03d}" for i in range(300)]
+        other = Claims(kv, "claims/", "n2")
+        taken = set(await other.acquire(names[::6], await kv.grant_lease(30), {}))
+        assert len(taken) == 50
+        singles = 0
+        compare_and_swap = kv.compare_and_swap
+
+        async def counted(*args: object, **kwargs: object) -> bool:
+            nonlocal singles
+            singles += 1
+            return await compare_and_swap(*args, **kwargs)  # type: ignore[arg-type]
+
+        kv.compare_and_swap = counted  # type: ignore[method-assign]
+        lease = await kv.grant_lease(30)
+        won = await Claims(kv, "claims/", "n1").acquire(names, lease, {})
+        assert won == set(names) - taken and singles == 0
+        held = await Claims(kv, "claims/", "n1").list()
+        assert {n for n, c in held.items() if c.node == "n1"} == won
+        assert {n for n, c in held.items() if c.node == "n2"} == taken
+        await kv.close()
+
+    asyncio.run(scenario())

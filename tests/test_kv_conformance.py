@@ -20,7 +20,8 @@ from aetcd import rpc
 from service.kv.embedded import EmbeddedKV
 from service.kv.etcd import EtcdKV
 from service.kv.memory import MemoryKV
-from service.kv.store import MAX_TXN_OPS, EventType, KVError, KVStore, LeaseExpired, WatchEvent
+from service.kv.paging import list_paged
+from service.kv.store import MAX_TXN_OPS, EventType, KVError, KVStore, LeaseExpired, ListPage, WatchEvent
 from tests.helpers.aio import run, take
 from tests.helpers.polling import wait_until
 
@@ -99,6 +100,77 @@ def test_list_prefix_sorted_with_revision(backend: Backend) -> None:
             assert listing.revision == last
             assert [p.key for p in (await kv.list("")).pairs] == ["cfg/a", "cfg/b", "cfgx", "other/c"]
             assert (await kv.list("none/")).pairs == []
+
+    run(body())
+
+
+def test_get_many_reads_the_keys_that_exist(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.opened() as kv:
+            r1 = await kv.put("g/a", b"1")
+            r2 = await kv.put("g/c", b"3")
+            got = await kv.get_many(["g/a", "g/b", "g/c"])
+            assert {k: (p.value, p.mod_revision) for k, p in got.items()} == {"g/a": (b"1", r1), "g/c": (b"3", r2)}
+            assert await kv.get_many([]) == {}
+            with pytest.raises(KVError):
+                await kv.get_many([f"g/{i}" for i in range(MAX_TXN_OPS + 1)])
+
+    run(body())
+
+
+def test_list_page_walks_a_prefix_in_key_order(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.opened() as kv:
+            names = [f"pg/{i:03d}" for i in range(25)]
+            for chunk in (names[i:i + MAX_TXN_OPS] for i in range(0, len(names), MAX_TXN_OPS)):
+                assert await kv.compare_and_swap_many([(n, n.encode(), 0) for n in chunk])
+            await kv.put("pgx", b"beside the prefix")
+            first = await kv.list_page("pg/", limit=10)
+            assert [p.key for p in first.pairs] == names[:10] and first.more
+            second = await kv.list_page("pg/", after=first.pairs[-1].key, limit=10, revision=first.revision)
+            assert [p.key for p in second.pairs] == names[10:20] and second.more
+            assert second.revision == first.revision
+            last = await kv.list_page("pg/", after=second.pairs[-1].key, limit=10, revision=first.revision)
+            assert [p.key for p in last.pairs] == names[20:] and not last.more
+            listing = await list_paged(kv, "pg/", page_size=7, max_page=7)
+            assert [(p.key, p.value) for p in listing.pairs] == [(n, n.encode()) for n in names]
+            assert listing.revision == first.revision
+
+    run(body())
+
+
+def test_list_paged_is_one_snapshot_while_writes_happen(backend: Backend) -> None:
+    """After each of the first two pages a key already listed changes, one not yet listed is deleted and a new
+    one is added: the listing still shows the prefix exactly as it was at the revision it reports."""
+    async def body() -> None:
+        async with backend.opened() as kv:
+            names = [f"s/{i:03d}" for i in range(40)]
+            assert await kv.compare_and_swap_many([(n, b"v0", 0) for n in names])
+            before = {p.key: p.value for p in (await kv.list("s/")).pairs}
+            pages = 0
+            list_page = kv.list_page
+
+            async def page_then_write(prefix: str, **kwargs: object) -> ListPage:
+                nonlocal pages
+                page = await list_page(prefix, **kwargs)  # type: ignore[arg-type]
+                pages += 1
+                if pages <= 2:
+                    await kv.put(names[0], f"v{pages}".encode())
+                    await kv.delete(names[-pages])
+                    await kv.put(f"s/new{pages}", b"n")
+                return page
+
+            kv.list_page = page_then_write  # type: ignore[method-assign]
+            listing = await list_paged(kv, "s/", page_size=10, max_page=10)
+            got = [(p.key, p.value) for p in listing.pairs]
+            assert len({k for k, _ in got}) == len(got)  # each key once
+            if backend.name == "etcd":  # one pass at the first page's revision: what was there before any write
+                assert pages == 4
+                assert got == sorted(before.items())
+            else:  # only current values are kept: the listing starts over, and shows the state after the writes
+                now = await kv.list("s/")
+                assert got == [(p.key, p.value) for p in now.pairs] and listing.revision == now.revision
+                assert ("s/new2", b"n") in got and (names[-1], b"v0") not in got
 
     run(body())
 
@@ -319,3 +391,17 @@ def test_embedded_acknowledged_puts_survive_kill_9(tmp_path: Path) -> None:
             await kv.close()
 
     run(body())
+
+
+def test_later_pages_are_sized_by_bytes() -> None:
+    """Small keys: pages grow to MAX_PAGE (etcd 3.4 walks the rest of the range once per page, so fewer pages
+    are cheaper); large values: pages shrink to about PAGE_BYTES, never below the first page's size."""
+    from service.kv import paging
+    from service.kv.store import KVPair
+
+    small = [KVPair(f"c/{i}", b"x" * 100, 1, 1) for i in range(10)]
+    assert paging.next_page_size(small, 1000) == paging.MAX_PAGE
+    large = [KVPair(f"c/{i}", b"x" * 2000, 1, 1) for i in range(10)]
+    assert paging.next_page_size(large, 1000) == paging.PAGE_BYTES // (2000 + 3)
+    huge = [KVPair("c/0", b"x" * paging.PAGE_BYTES, 1, 1)]
+    assert paging.next_page_size(huge, 1000) == 1000

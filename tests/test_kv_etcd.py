@@ -11,7 +11,7 @@ import pytest
 from aetcd import rpc
 
 from service.kv.etcd import EtcdKV
-from service.kv.store import EventType, KVError, KVUnavailable
+from service.kv.store import MAX_TXN_OPS, EventType, KVError, KVUnavailable, ListPage
 from tests.helpers.aio import run, take
 from tests.helpers.certs import make_certs
 from tests.helpers.etcd_server import EtcdServer, free_port
@@ -222,3 +222,61 @@ def test_tls_with_client_certificates(tmp_path: Path) -> None:
         run(body())
     finally:
         server.remove()
+
+
+def test_list_of_more_keys_than_a_page_is_one_snapshot_under_concurrent_writes(etcd: EtcdServer) -> None:
+    """2,500 keys (a first page of LIST_PAGE_SIZE, then pages sized by bytes) listed while another task
+    keeps changing, adding and deleting keys under the prefix, and a key changes between every two pages:
+    every key once, exactly as one unpaginated range at the listing's revision shows them."""
+    async def body() -> None:
+        kv = EtcdKV([etcd.endpoint], request_timeout=5.0)
+        await kv.start()
+        try:
+            names = [f"many/{i:05d}" for i in range(2500)]
+            for i in range(0, len(names), MAX_TXN_OPS):
+                assert await kv.compare_and_swap_many([(n, b"x" * 200, 0) for n in names[i:i + MAX_TXN_OPS]])
+            pages = 0
+            list_page = kv.list_page
+
+            async def counted(prefix: str, **kwargs: object) -> ListPage:
+                nonlocal pages
+                pages += 1
+                page = await list_page(prefix, **kwargs)  # type: ignore[arg-type]
+                # and for certain between two pages: a listed key changes, one not yet listed goes
+                await kv.put(names[0], f"after page {pages}".encode())
+                await kv.delete(names[-pages])
+                return page
+
+            kv.list_page = counted  # type: ignore[method-assign]
+            stop = asyncio.Event()
+            writes = 0
+
+            async def writer() -> None:
+                nonlocal writes
+                while not stop.is_set():
+                    await kv.put(names[writes % len(names)], f"w{writes}".encode())
+                    await kv.put(f"many/new{writes:05d}", b"n")
+                    await kv.delete(names[-1 - writes % 100])
+                    writes += 1
+
+            task = asyncio.ensure_future(writer())
+            try:
+                await wait_until(lambda: writes >= 3, what="writes under way")
+                listing = await kv.list("many/")
+                writes_during = writes
+            finally:
+                stop.set()
+                await task
+            assert pages >= 2 and writes_during >= 3
+            keys = [p.key for p in listing.pairs]
+            assert keys == sorted(set(keys))  # each once, in order
+            async with grpc.aio.insecure_channel(etcd.endpoint) as channel:
+                reference = await rpc.KVStub(channel).Range(rpc.RangeRequest(
+                    key=b"many/", range_end=b"many0", revision=listing.revision), timeout=10)
+            assert [(p.key, p.value, p.mod_revision) for p in listing.pairs] == [
+                (kv_.key.decode(), kv_.value, kv_.mod_revision) for kv_ in reference.kvs]
+            assert (await kv.list("many/")).revision > listing.revision  # the writes did land meanwhile
+        finally:
+            await kv.close()
+
+    run(body(), timeout=120)

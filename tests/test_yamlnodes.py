@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from service.config import yamlnodes
@@ -11,11 +13,11 @@ from service.config.errors import ConfigError
 @pytest.fixture(params=["libyaml", "python"])
 def composer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "python":
-        monkeypatch.setattr(yamlnodes, "_use_libyaml", False)
+        monkeypatch.setattr(yamlnodes, "_libyaml_max_chars", -1)
     elif yamlnodes._CLoader is None:
         pytest.skip("PyYAML without libyaml")
     else:
-        monkeypatch.setattr(yamlnodes, "_use_libyaml", True)
+        monkeypatch.setattr(yamlnodes, "_libyaml_max_chars", sys.maxsize)
     return str(request.param)
 
 
@@ -40,3 +42,24 @@ def test_nodes_read_alike(composer: str) -> None:
     assert styles == [("a", None), ("b", "'"), ("c", None)]
     assert node.value[0][1].tag == "tag:yaml.org,2002:bool"
     assert yamlnodes.load_node("") is None
+
+
+def test_small_documents_compose_in_c_large_ones_in_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every process composes a small config in C (a node taking over thousands of configs), and a large one
+    in Python, which lets other threads and the event loop run while it composes."""
+    if yamlnodes._CLoader is None:
+        pytest.skip("PyYAML without libyaml")
+    calls: list[int] = []
+    compose_c = yamlnodes._load_node_c
+
+    def counted(text: str):  # type: ignore[no-untyped-def]
+        calls.append(len(text))
+        return compose_c(text)
+
+    monkeypatch.setattr(yamlnodes, "_load_node_c", counted)
+    small = yamlnodes.load_node("a: 1\nb: [x, y]\n")
+    assert small is not None and calls == [len("a: 1\nb: [x, y]\n")]
+    big_text = "".join(f"k{i}: {i}\n" for i in range(yamlnodes.LIBYAML_SMALL_CHARS // 4))
+    big = yamlnodes.load_node(big_text)
+    assert big is not None and len(big.value) == yamlnodes.LIBYAML_SMALL_CHARS // 4
+    assert len(calls) == 1  # composed in Python

@@ -74,8 +74,8 @@ class Claims:
         """Claim every name whose key is free or held by an earlier lease of ours; the names now ours.
 
         Free keys are claimed MAX_TXN_OPS at a time in one transaction each (a takeover of thousands of
-        configs is a few dozen etcd requests, not thousands); a batch that meets a key taken meanwhile is
-        retried one key at a time."""
+        configs is a few dozen etcd requests, not thousands); a batch that meets a key taken is read back in
+        one request and retried with the keys still free."""
         value = orjson.dumps({"node": self.node_id, "lease": lease.id})
         free = [n for n in names if n not in current]
         ours_before = [n for n in names if n in current and current[n].node == self.node_id]
@@ -96,12 +96,22 @@ class Claims:
                                                     lease=lease)
             return name if ok else None
 
+        async def many(chunk: list[tuple[str, bytes | None, int]]) -> bool:
+            async with limit:
+                return await self.kv.compare_and_swap_many([(self.key(n), v, e) for n, v, e in chunk], lease=lease)
+
         async def batch(chunk: list[tuple[str, bytes | None, int]]) -> list[str | None]:
             if len(chunk) > 1:
+                if await many(chunk):
+                    return [n for n, _, _ in chunk]
+                # Some key was not as expected (a takeover while the old owner still releases its claims):
+                # read the batch's keys in one request and swap only those still as expected, rather than
+                # one request per key.
                 async with limit:
-                    ok = await self.kv.compare_and_swap_many([(self.key(n), v, e) for n, v, e in chunk],
-                                                             lease=lease)
-                if ok:
+                    current = await self.kv.get_many([self.key(n) for n, _, _ in chunk])
+                chunk = [(n, v, e) for n, v, e in chunk
+                         if (current[k].mod_revision if (k := self.key(n)) in current else 0) == e]
+                if len(chunk) > 1 and await many(chunk):
                     return [n for n, _, _ in chunk]
             return list(await asyncio.gather(*(one(*op) for op in chunk)))
 

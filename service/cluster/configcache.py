@@ -57,7 +57,7 @@ class ConfigCache:
         global_cfg = self._global
         try:
             # The agent's base validation only: the no-files rule is the API's, applied on PUT.
-            cfg = apply_defaults(parse_instance(decode_value(pair.value), name), global_cfg)
+            cfg = apply_defaults(parse_instance(decode_value(pair.value), name), global_cfg, in_place=True)
             _compile_rules(cfg)
             entry = Parsed(pair.mod_revision, cfg, config_hash(cfg))
         except (ConfigError, ValueError, OSError, EOFError, zlib.error) as exc:

@@ -9,7 +9,8 @@ One reshard (bounded by `reshard_timeout`): list configs, members and claims onc
 config on the ring; parse owned configs through the (key, mod_revision) cache; claim the owned configs not
 yet claimed (compare_and_swap, expected 0); hand the claimed set to the instance manager with cached digests
 (it stops removed, starts added, restarts changed); release the claims of what stopped. If the store cannot
-be reached the reshard fails and nothing running is touched.
+be reached the reshard fails and nothing running is touched; the next one is tried 1 s later, then 2, 4 ...
+up to 30 s (or `reshard_interval`, if shorter).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from service.metrics.manager import ApplyResult, InstanceManager
 from service.metrics.scrape.sharding import TargetShards
 
 _log = get_logger("cluster.sharder")
+
+_RETRY_MIN, _RETRY_MAX = 1.0, 30.0  # backoff between reshards after a failed one
+_SUCCESSOR_SLICE = 0.005  # the successor pre-parse parses for this long, then yields the loop for as long
 
 
 @dataclass
@@ -166,17 +170,22 @@ class Sharder:
             asyncio.create_task(self._watch(self.claims.prefix, self._claim_released), name="cluster-watch-claims"),
         ]
         self._wake.set()
+        failures = 0
         while True:
+            # after a failed reshard (store unreachable, timed out) try again soon, not a whole interval later
+            wait = self.reshard_interval if not failures else min(
+                self.reshard_interval, _RETRY_MIN * 2 ** (failures - 1), _RETRY_MAX)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.reshard_interval):
+                async with asyncio.timeout(wait):
                     await self._wake.wait()
-            trigger = self._trigger if self._wake.is_set() else "interval"
+            trigger = self._trigger if self._wake.is_set() else ("retry" if failures else "interval")
             if self.debounce > 0:
                 await asyncio.sleep(self.debounce)  # coalesce a burst of changes into one reshard
             self._wake.clear()
             self._trigger = "event"
             waiters, self._waiters = self._waiters, []
             result = await self.reshard(trigger)
+            failures = 0 if result.ok else failures + 1
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(result)
@@ -292,8 +301,6 @@ class Sharder:
             self.pairs = pairs
             self.takeover.resharded(ring, ring_listing.revision)
             self.cache.forget_missing({p.key for p in configs.pairs})
-            if not leaving:
-                self._prewarm_successors(ring, pairs)
             if self.target_shards is not None:
                 self.target_shards.update(shard_view(self.node_id, members))
             self._step = "sharded configs to be found"
@@ -360,6 +367,8 @@ class Sharder:
                 self._step = f"the KV store to release {len(stale)} claims"
                 result.released += await self.claims.release(list(stale.values()))
             await self.manager.drop_prepared(keep=pending)
+            if not leaving:  # after this node's own starts: on a join or a flood of configs, those come first
+                self._prewarm_successors(ring, pairs)
             await self._mark_failures(final, claims, lease)
             result.running = len(self.manager.running())
             m.CONFIGS_OWNED.set(result.owned)
@@ -405,6 +414,8 @@ class Sharder:
             return
         without = {mid: Ring(m for m in ring.members if m != mid) for mid in others}
         parsed = 0
+        clock = time.monotonic
+        slice_end = clock() + _SUCCESSOR_SLICE
         for i, (name, pair) in enumerate(pairs.items()):
             if i % 256 == 0:
                 await asyncio.sleep(0)
@@ -414,8 +425,9 @@ class Sharder:
             if not self.cache.fresh(pair):
                 self.cache.get(name, pair)
                 parsed += 1
-                if parsed % 8 == 0:
-                    await asyncio.sleep(0.01)  # background work: at most about half a core, reshards first
+                if clock() >= slice_end:  # background work: at most about half a core, reshards first
+                    await asyncio.sleep(_SUCCESSOR_SLICE)
+                    slice_end = clock() + _SUCCESSOR_SLICE
         if parsed:
             _log.info("parsed the configs this node takes over if another node leaves", configs=parsed)
 

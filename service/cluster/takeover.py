@@ -10,7 +10,8 @@ hand two kinds of event straight here:
   a candidate.
 
 A candidate is taken when, on the ring as this node sees it, this node owns it, does not run it yet, and its
-stored config was listed by the last reshard and is parsed already (the successor pre-parse sees to that).
+stored config was listed by the last reshard (the successor pre-parse has usually parsed it already; what it
+has not reached yet is parsed here, in a thread).
 It is claimed with compare_and_swap(expected 0), exactly as a reshard claims, so a config never runs on two
 nodes at once, and started on its own, without touching anything else that runs. The full reshard the same
 event triggers follows and reconciles whatever this view missed (a config changed meanwhile, a join).
@@ -148,18 +149,16 @@ class Takeover:
             manager = sharder.manager
             wanted = [n for n in names if n in pairs and n not in sharder.sharded and ring.owner(n) == me
                       and manager.get(n) is None]  # a target-sharded config runs everywhere, claim-free
+            unparsed = [(n, pairs[n]) for n in wanted if not sharder.cache.fresh(pairs[n])]
+            if unparsed:  # the successor pre-parse had not reached them: off the loop, as a reshard would
+                await asyncio.to_thread(sharder.cache.parse_missing, unparsed)
             cfgs: dict[str, InstanceConfig] = {}
             digests: dict[str, str] = {}
-            unparsed = 0
             for name in wanted:
-                pair = pairs[name]
-                if not sharder.cache.fresh(pair):
-                    unparsed += 1  # the full reshard parses it off the loop and takes it
-                    continue
-                parsed = sharder.cache.get(name, pair)
+                parsed = sharder.cache.get(name, pairs[name])
                 if parsed.cfg is not None:
                     cfgs[name], digests[name] = parsed.cfg, parsed.digest
-            if unparsed or any(sharder.waiting_for(n) and n not in cfgs for n in names):
+            if any(sharder.waiting_for(n) and n not in cfgs for n in names):
                 sharder.request("takeover")  # something this view cannot decide: a full reshard does
             if not cfgs:
                 return

@@ -12,14 +12,18 @@ from aetcd import rpc
 from aetcd.utils import prefix_range_end
 
 from service.kv.etcd_conn import Endpoint, EtcdConnection, Metadata, map_error
+from service.kv.paging import list_paged
 from service.kv.store import (
+    LIST_PAGE_SIZE,
     MAX_TXN_OPS,
+    Compacted,
     EventType,
     KVError,
     KVPair,
     KVUnavailable,
     Lease,
     LeaseExpired,
+    ListPage,
     ListResult,
     WatchEvent,
 )
@@ -87,15 +91,36 @@ class EtcdKV:
         response = await self._conn.call("get", fn, idempotent=True)
         return _pair(response.kvs[0]) if response.kvs else None
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, KVPair]:
+        if len(keys) > MAX_TXN_OPS:
+            raise KVError(f"get_many: {len(keys)} keys, at most {MAX_TXN_OPS}")
+        # a transaction of reads only: one request, one revision
+        request = rpc.TxnRequest(compare=[], success=[
+            rpc.RequestOp(request_range=rpc.RangeRequest(key=_key(k))) for k in keys], failure=[])
+
+        async def fn(ep: Endpoint, timeout: float, md: Metadata | None) -> rpc.TxnResponse:
+            return await ep.kv.Txn(request, timeout=timeout, metadata=md)
+
+        response = await self._conn.call("get_many", fn, idempotent=True)
+        pairs = (_pair(kv) for r in response.responses for kv in r.response_range.kvs)
+        return {p.key: p for p in pairs}
+
     async def list(self, prefix: str) -> ListResult:
-        request = rpc.RangeRequest(key=_key(prefix) if prefix else b"\0", range_end=_range_end(prefix),
-                                   sort_order=rpc.RangeRequest.ASCEND, sort_target=rpc.RangeRequest.KEY)
+        return await list_paged(self, prefix)
+
+    async def list_page(self, prefix: str, *, after: str = "", limit: int = LIST_PAGE_SIZE,
+                        revision: int = 0) -> ListPage:
+        start = _key(after) + b"\0" if after else (_key(prefix) if prefix else b"\0")
+        # no sort fields: etcd returns a range in key order, and a sort order other than NONE (even
+        # KEY/ASCEND on some versions) makes it read the whole range before applying the limit
+        request = rpc.RangeRequest(key=start, range_end=_range_end(prefix), limit=limit, revision=revision)
 
         async def fn(ep: Endpoint, timeout: float, md: Metadata | None) -> rpc.RangeResponse:
             return await ep.kv.Range(request, timeout=timeout, metadata=md)
 
         response = await self._conn.call("list", fn, idempotent=True)
-        return ListResult([_pair(kv) for kv in response.kvs], response.header.revision)
+        return ListPage([_pair(kv) for kv in response.kvs], revision or int(response.header.revision),
+                        bool(response.more))
 
     async def current_revision(self) -> int:
         """The store's revision now (a count-only range: no keys are transferred)."""
@@ -253,7 +278,7 @@ class EtcdKV:
                 if response is grpc.aio.EOF:
                     raise KVUnavailable("watch: stream closed by etcd")
                 if response.compact_revision:
-                    raise KVError(f"watch {prefix!r} from revision {start_revision}: history compacted up "
+                    raise Compacted(f"watch {prefix!r} from revision {start_revision}: history compacted up "
                                   f"to {response.compact_revision}; re-list and watch again")
                 if response.canceled:
                     raise KVUnavailable(f"watch canceled by etcd: {response.cancel_reason}")

@@ -15,7 +15,7 @@ from typing import TypeVar
 import grpc
 from aetcd import rpc
 
-from service.kv.store import KVError, KVUnavailable, LeaseExpired
+from service.kv.store import Compacted, KVError, KVUnavailable, LeaseExpired
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
@@ -40,7 +40,7 @@ def map_error(exc: grpc.aio.AioRpcError, what: str) -> KVError:
     if code == grpc.StatusCode.NOT_FOUND and "lease" in details:
         return LeaseExpired(f"{what}: {details}")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
-        return KVError(f"{what}: {details}")
+        return Compacted(f"{what}: {details}")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED,
                 grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED):
         return KVError(f"{what}: {code.name}: {details}")

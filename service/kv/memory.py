@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
 from service.kv.store import (
+    LIST_PAGE_SIZE,
     MAX_TXN_OPS,
+    Compacted,
     EventType,
     KVError,
     KVPair,
     Lease,
     LeaseExpired,
+    ListPage,
     ListResult,
     WatchEvent,
 )
@@ -66,9 +70,37 @@ class MemoryKV:
     async def get(self, key: str) -> KVPair | None:
         return self._data.get(key)
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, KVPair]:
+        if len(keys) > MAX_TXN_OPS:
+            raise KVError(f"get_many: {len(keys)} keys, at most {MAX_TXN_OPS}")
+        return {k: p for k in keys if (p := self._data.get(k)) is not None}
+
     async def list(self, prefix: str) -> ListResult:
+        """One step of the event loop: already a snapshot, no pages needed."""
         pairs = sorted((p for k, p in self._data.items() if k.startswith(prefix)), key=lambda p: p.key)
         return ListResult(pairs, self._revision)
+
+    async def list_page(self, prefix: str, *, after: str = "", limit: int = LIST_PAGE_SIZE,
+                        revision: int = 0) -> ListPage:
+        """Only the current values are kept, so a page at an earlier revision is served when nothing under
+        the prefix changed since (the history shows it); otherwise that revision counts as compacted."""
+        if revision > self._revision:
+            raise KVError(f"revision {revision} is in the future (store is at {self._revision})")
+        if revision and revision != self._revision and self._changed_since(prefix, revision):
+            raise Compacted(f"revision {revision} of {prefix!r} is no longer kept")
+        keys = heapq.nsmallest(limit + 1, (k for k in self._data if k.startswith(prefix) and k > after))
+        return ListPage([self._data[k] for k in keys[:limit]], revision or self._revision, len(keys) > limit)
+
+    def _changed_since(self, prefix: str, revision: int) -> bool:
+        """Whether a key under prefix changed after `revision` (True when the history no longer tells)."""
+        if revision < self._compacted:
+            return True
+        for event in reversed(self._history):
+            if event.revision <= revision:
+                return False
+            if event.key.startswith(prefix):
+                return True
+        return False
 
     # writes ----------------------------------------------------------------------------------------
     async def put(self, key: str, value: bytes, *, lease: Lease | None = None) -> int:
@@ -163,7 +195,7 @@ class MemoryKV:
 
     async def watch(self, prefix: str, *, start_revision: int | None = None) -> AsyncIterator[WatchEvent]:
         if start_revision is not None and start_revision <= self._compacted:
-            raise KVError(f"revision {start_revision} is compacted (history starts after {self._compacted})")
+            raise Compacted(f"revision {start_revision} is compacted (history starts after {self._compacted})")
         queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
         self._watchers.add(queue)
         try:

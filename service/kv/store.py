@@ -25,6 +25,10 @@ class LeaseExpired(KVError):
     """The lease is gone: it expired or was revoked."""
 
 
+class Compacted(KVError):
+    """The revision asked for is no longer kept (etcd compacted it): read or watch again from now."""
+
+
 @dataclass(frozen=True, slots=True)
 class KVPair:
     key: str
@@ -53,6 +57,13 @@ class ListResult:
     revision: int  # the store revision the listing reflects; watch from revision + 1 to miss nothing
 
 
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    pairs: list[KVPair]
+    revision: int  # the revision this page was read at: pass it to the next page's list_page
+    more: bool  # keys remain after pairs[-1].key
+
+
 @runtime_checkable
 class Lease(Protocol):
     id: int
@@ -66,6 +77,9 @@ class Lease(Protocol):
 
 
 MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
+# Keys in the first range request when listing a prefix (later pages are sized by bytes: kv/paging.py). An
+# unpaginated 100k-key range ran past etcd's 5 s request deadline.
+LIST_PAGE_SIZE = 1000
 
 
 @runtime_checkable
@@ -77,7 +91,16 @@ class KVStore(Protocol):
 
     async def get(self, key: str) -> KVPair | None: ...
 
-    async def list(self, prefix: str) -> ListResult: ...
+    async def get_many(self, keys: Sequence[str]) -> dict[str, KVPair]:
+        """The keys that exist among `keys` (at most MAX_TXN_OPS), all read at one revision in one request."""
+
+    async def list(self, prefix: str) -> ListResult:
+        """Every key under prefix, sorted, as of one revision (a store may read it in pages: list_paged)."""
+
+    async def list_page(self, prefix: str, *, after: str = "", limit: int = LIST_PAGE_SIZE,
+                        revision: int = 0) -> ListPage:
+        """Up to `limit` keys under prefix that sort after `after` ("" : from the first), as of `revision`
+        (0: now). Compacted when that revision is no longer readable."""
 
     async def put(self, key: str, value: bytes, *, lease: Lease | None = None) -> int:
         """Write a key; returns the new revision."""
