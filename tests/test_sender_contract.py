@@ -208,3 +208,32 @@ def test_instance_retention_follows_what_each_queue_stored(tmp_path: Path) -> No
             await peer.stop()
 
     run(scenario(), 60)
+
+
+def test_a_record_still_lingering_when_its_instance_halts_is_sent_by_the_drain(tmp_path: Path) -> None:
+    """A scrape's record waits up to its linger for a shared fsync; a scrape loop cancelled by halt() leaves it
+    pending. halt() makes it durable, so drain(), which sends what is durable, sends it: a deleted config's
+    last scrape is not left unsent in its WAL. Fails without the barrier in halt()."""
+    from service.metrics.config import GlobalConfig, apply_defaults, parse_instance
+    from service.metrics.instance import MetricsInstance
+    from tests.helpers.remote_helpers import CapturePeer, request_body
+
+    async def scenario() -> None:
+        peer = await CapturePeer().start()
+        cfg = apply_defaults(parse_instance(
+            f"remote_write:\n  - {{url: '{peer.url}', queue_config: {{batch_send_deadline: 10ms}}}}\n", "inst"),
+            GlobalConfig())
+        inst = MetricsInstance(cfg, GlobalConfig(), str(tmp_path / "wal"))
+        await inst.start()
+        try:
+            scrape = asyncio.create_task(inst.append(request_body(10, int(time.time() * 1000)), linger=30.0))
+            await wait_until(lambda: inst.wal is not None and inst.wal._pending, 10, what="the lingering record")
+            scrape.cancel()  # as halt() cancels a scrape loop waiting on its fsync
+            await asyncio.gather(scrape, return_exceptions=True)
+            await inst.halt()
+            await inst.drain(20)
+            assert peer.samples() == 10
+        finally:
+            await peer.stop()
+
+    run(scenario(), 60)

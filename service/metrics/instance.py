@@ -210,6 +210,11 @@ class MetricsInstance:
         self._accepting = False
         await cancel_and_wait(self._retention)
         self._retention = None
+        if self.wal is not None:
+            # A scrape cancelled while its record lingered for the shared fsync left that record pending:
+            # make it durable now, so the drain (which sends what is durable) sends it too.
+            with contextlib.suppress(WALError):
+                await self.wal.sync_barrier()
         if not quiet:
             self.log.info("instance halted")
 
