@@ -29,11 +29,13 @@ HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy
 @pytest.fixture
 def cluster(tmp_path: Path, etcd: EtcdServer) -> Iterator[NodeCluster]:
     c = NodeCluster(tmp_path, etcd.endpoint)
-    c.add(3)
-    c.put(NAMES)
-    wait_for(lambda: c.exactly_once(NAMES), 30, what="every config on its owner")
-    yield c
-    c.close()
+    try:  # nodes started by a setup that fails are stopped too
+        c.add(3)
+        c.put(NAMES)
+        wait_for(lambda: c.exactly_once(NAMES), 30, what="every config on its owner")
+        yield c
+    finally:
+        c.close()
 
 
 def samples_received(node: NodeProcess) -> float:

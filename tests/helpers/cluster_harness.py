@@ -97,6 +97,10 @@ class NodeCluster:
     def running(self) -> dict[str, list[str]]:
         """Every node's running set, polled concurrently (one moment, as near as HTTP allows)."""
         items = list(self.nodes.items())
+        for node_id, node in items:  # a dead node is a failure to report, not a "not yet" to poll past
+            if node.proc is not None and node.proc.poll() is not None:
+                tail = "\n".join(node.log().splitlines()[-40:])
+                raise AssertionError(f"node {node_id} exited with {node.proc.returncode}:\n{tail}")
         with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
             sets = list(pool.map(lambda kv: kv[1].get(INSTANCES, timeout=5).json()["data"], items))
         return {node_id: s for (node_id, _), s in zip(items, sets, strict=True)}
