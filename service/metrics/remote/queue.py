@@ -34,6 +34,7 @@ from service.http.retry import Backoff
 from service.log import RepeatedWarning, get_logger
 from service.metrics.config.instance import DEFAULT_REMOTE_FLUSH_DEADLINE
 from service.metrics.config.remote_write import RemoteWriteConfig
+from service.metrics.recordcounts import COUNTS
 from service.metrics.remote import metrics as m
 from service.metrics.remote.batch import RECORD_WRITE_REQUEST, Batch, Counts, count, decode_record
 from service.metrics.remote.client import NonRecoverableError, RecoverableError, WriteClient
@@ -238,7 +239,8 @@ class RemoteWriteQueue:
                 counts = count(raw)
                 batch.dropped_samples += before - counts.samples
             else:
-                counts = count(raw)
+                noted = COUNTS.get(rec.payload)  # what the scrape noted when it wrote the record
+                counts = count(raw) if noted is None else Counts(*noted)
         except CodecError as exc:
             batch.bad_records += 1
             self.bad_records += 1
