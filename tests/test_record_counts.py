@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import random
 
 import snappy
 
 from service.http.client import HTTPClient
-from service.metrics.recordcounts import COUNTS, CountTable, RecordCounts
+from service.metrics.recordcounts import COUNTS, CountTable, Note, RecordCounts
 from service.metrics.remote.batch import count
 from service.metrics.scrape.cache import ScrapeCache
 from service.metrics.scrape.loop import ScrapeLoop
@@ -20,6 +21,7 @@ from service.metrics.scrape.target import Target
 from tests.helpers.scrape_targets import TargetServer
 
 LABELS = {"job": "j", "instance": "127.0.0.1"}
+_IDS = itertools.count(1)
 
 
 def read_back(body: bytes) -> RecordCounts:
@@ -28,12 +30,18 @@ def read_back(body: bytes) -> RecordCounts:
 
 def make_loop(port: int, path: str, bodies: list[bytes], *, sample_limit: int = 0,
               honor_timestamps: bool = True) -> ScrapeLoop:
+    owners = {}
+
     async def append(body: bytes) -> None:
         bodies.append(body)
-    target = Target(dict(LABELS), dict(LABELS), {}, f"http://127.0.0.1:{port}{path}", 10.0, 5.0)
-    return ScrapeLoop(target, HTTPClient(timeout=5.0), append, job="j", instance="i", honor_labels=False,
+        owners[body] = loop._report[0]
+    labels = {**LABELS, "instance": f"127.0.0.1:{next(_IDS)}", "path": path}
+    target = Target(dict(labels), dict(labels), {}, f"http://127.0.0.1:{port}{path}", 10.0, 5.0)
+    loop = ScrapeLoop(target, HTTPClient(timeout=5.0), append, job="j", instance="i", honor_labels=False,
                       honor_timestamps=honor_timestamps, sample_limit=sample_limit, body_size_limit=0,
-                      cache=ScrapeCache(dict(LABELS)))
+                      cache=ScrapeCache(dict(labels)))
+    loop.owners = owners  # type: ignore[attr-defined]
+    return loop
 
 
 def dyn_page(rng: random.Random) -> list[bytes]:
@@ -73,7 +81,10 @@ def test_noted_counts_equal_the_counts_read_back() -> None:
             await server.stop()
         assert len(bodies) == 60 * len(loops) + len(loops)
         counted = [read_back(body) for body in bodies]
-        assert [COUNTS.get(body) for body in bodies] == counted
+        assert [COUNTS.get(body).counts for body in bodies] == counted  # type: ignore[union-attr]
+        owners = {body: owner for loop in loops for body, owner in loop.owners.items()}  # type: ignore[attr-defined]
+        assert [COUNTS.get(body).owner for body in bodies] == [owners[body] for body in bodies]  # type: ignore[union-attr]
+        assert len(set(owners.values())) == len(loops)  # each target its own owner key
         assert any(c.highest_ts_ms == 4_000_000_000_000 for c in counted)  # an explicit timestamp was highest
         assert sum(c.samples for c in counted) > 60 * 5 * len(loops)
     asyncio.run(main())
@@ -83,9 +94,8 @@ def test_the_table_keeps_what_its_bound_allows() -> None:
     table = CountTable(max_bytes=100)
     bodies = [bytes([i]) * 30 for i in range(5)]
     for i, body in enumerate(bodies):
-        table.note(body, RecordCounts(i, 0, 0, 0, i))
-    assert [table.get(b) for b in bodies] == [None, None, RecordCounts(2, 0, 0, 0, 2), RecordCounts(3, 0, 0, 0, 3),
-                                              RecordCounts(4, 0, 0, 0, 4)]
-    table.note(b"x" * 101, RecordCounts(1, 0, 0, 0, 1))  # larger than the whole table: not kept
+        table.note(body, RecordCounts(i, 0, 0, 0, i), b"o")
+    assert [table.get(b) for b in bodies] == [None, None, *(Note(RecordCounts(i, 0, 0, 0, i), b"o") for i in (2, 3, 4))]
+    table.note(b"x" * 101, RecordCounts(1, 0, 0, 0, 1), b"o")  # larger than the whole table: not kept
     assert table.get(b"x" * 101) is None and len(table) == 3
     assert table.get(memoryview(bodies[4])) is None  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ from service.metrics.remote.client import NonRecoverableError, RecoverableError,
 from service.metrics.remote.codec import CodecError
 from service.metrics.remote.resharding import ShardController
 from service.metrics.remote.rewrite import SeriesRewriter
-from service.metrics.remote.shards import split_by_series, top_level_fields
+from service.metrics.remote.shards import split_by_owner, split_by_series, top_level_fields
 from service.wal import WAL, Position, Record, WALTail
 from service.wal.consumer import MarkerPolicy, finish_within
 
@@ -231,6 +231,7 @@ class RemoteWriteQueue:
         if rec.type != RECORD_WRITE_REQUEST:
             self.skipped_records += 1
             return
+        noted = None
         try:
             raw = decode_record(rec)
             if self._rewriter is not None:
@@ -240,7 +241,7 @@ class RemoteWriteQueue:
                 batch.dropped_samples += before - counts.samples
             else:
                 noted = COUNTS.get(rec.payload)  # what the scrape noted when it wrote the record
-                counts = count(raw) if noted is None else Counts(*noted)
+                counts = count(raw) if noted is None else Counts(*noted.counts)
         except CodecError as exc:
             batch.bad_records += 1
             self.bad_records += 1
@@ -250,6 +251,13 @@ class RemoteWriteQueue:
             return
         if batch.records == 1 and self._rewriter is None:
             batch.stored_body = rec.payload
+        if batch.owners is not None:
+            if self._rewriter is None and noted is not None:
+                batch.owners.append(noted.owner)
+                batch.part_counts.append(counts)
+                batch.payloads.append(rec.payload)
+            else:
+                batch.owners = None
         batch.parts.append(raw)
         batch.raw_bytes += len(raw)
         batch.counts.add(counts)
@@ -306,11 +314,24 @@ class RemoteWriteQueue:
         # Isolating refused parts may cost two requests per record (each is someone's acknowledged write) plus
         # a fixed allowance for splitting one record's series; a remote that refuses everything costs no more.
         budget = ISOLATE_SENDS + 2 * batch.records
-        if self.shards == 1:
+        if self.shards == 1 or batch.counts.samples <= self.max_samples:  # it fits one request
             await self._deliver(batch.parts, batch.counts, [budget], batch.body())
+            return
+        if batch.owners is not None and len(batch.owners) == len(batch.parts):  # scrape records: by target
+            split = split_by_owner(batch.owners, [c.samples for c in batch.part_counts], self.shards)
+            await asyncio.gather(*(self._deliver([batch.parts[i] for i in idx], self._sum(batch, idx), [budget],
+                                                 batch.payloads[idx[0]] if len(idx) == 1 else None)
+                                   for idx in split))
             return
         raws = [raw for raw in split_by_series(batch.raw(), self.shards) if raw]
         await asyncio.gather(*(self._deliver([raw], count(raw), [budget]) for raw in raws))
+
+    @staticmethod
+    def _sum(batch: Batch, idx: list[int]) -> Counts:
+        total = Counts()
+        for i in idx:
+            total.add(batch.part_counts[i])
+        return total
 
     async def _deliver(self, parts: list[bytes], counts: Counts, budget: list[int], body: bytes | None = None
                        ) -> None:

@@ -297,7 +297,7 @@ class ScrapeLoop:
         """Append the record, noting what it carries (``series`` single-sample series, the highest of their
         timestamps) for the remote_write queues reading it back (see recordcounts)."""
         body = snappy.compress(b"".join(out))
-        COUNTS.note(body, RecordCounts(series, 0, 0, 0, highest_ts_ms if series else 0))
+        COUNTS.note(body, RecordCounts(series, 0, 0, 0, highest_ts_ms if series else 0), self._report[0])
         await self.append(body)
 
     def build(self, body: bytes, openmetrics: bool, enc: _Encoder
