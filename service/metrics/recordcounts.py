@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 from typing import NamedTuple
 
-MAX_BYTES = 32 << 20  # payload bytes kept referenced: a few scrape intervals of a large instance
+MAX_BYTES = 8 << 20  # payload bytes kept referenced: a queue reads a record within ms of its fsync
 
 
 class RecordCounts(NamedTuple):
