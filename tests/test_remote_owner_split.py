@@ -37,8 +37,12 @@ def test_split_by_owner_keeps_each_owner_whole_and_in_order(seed: int) -> None:
     assert all(where[owners[i]] == n for n, part in enumerate(parts) for i in part)  # an owner in one part
 
 
-def test_scrape_records_split_by_target_arrive_whole_in_order_and_counted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rewrite", ["none", "external_labels", "relabel_drop"])
+def test_scrape_records_split_by_target_arrive_whole_in_order_and_counted(tmp_path: Path, rewrite: str) -> None:
+    """External labels keep every sample (the noted counts hold); a rule dropping a target's series does not
+    (the rewritten records are counted again)."""
     targets, scrapes, series = 4, 10, 50
+    kept = targets - 1 if rewrite == "relabel_drop" else targets
     seen: list[collections.Counter[str]] = []
 
     def spy(req: WriteRequest) -> bool:
@@ -55,18 +59,24 @@ def test_scrape_records_split_by_target_arrive_whole_in_order_and_counted(tmp_pa
                 body = request_body(series, start + s * 1000 + t, name=f"t{t}", value=float(s))
                 COUNTS.note(body, RecordCounts(*dataclasses.astuple(count(snappy.uncompress(body)))), b"up-t%d" % t)
                 await wal.append_durable(RECORD, body)
+        rules = ("write_relabel_configs: [{source_labels: [__name__], regex: t3, action: drop}]\n"
+                 if rewrite == "relabel_drop" else "")
         cfg = rw_config(peer.url, "queue_config: {min_shards: 3, max_shards: 3, max_samples_per_send: 100, "
-                                  "batch_send_deadline: 10ms, min_backoff: 5ms, max_backoff: 10ms}\n")
-        q = RemoteWriteQueue(wal, cfg, instance="inst", external_labels={})
+                                  "batch_send_deadline: 10ms, min_backoff: 5ms, max_backoff: 10ms}\n" + rules)
+        external = {"cluster": "c1"} if rewrite == "external_labels" else {}
+        q = RemoteWriteQueue(wal, cfg, instance="inst", external_labels=external)
         await q.start()
-        await wait_until(lambda: peer.samples() == targets * scrapes * series, what="every sample through shards")
+        await wait_until(lambda: peer.samples() == kept * scrapes * series, what="every sample through shards")
         await q.stop(5)
-        assert peer.in_order() and peer.duplicates == 0
-        assert q.samples_sent == targets * scrapes * series and q.samples_failed == 0 and q.samples_retried > 0
-        assert q.highest_sent_ts_ms == start + (scrapes - 1) * 1000 + targets - 1
-        # whole records only: every target's share of a request is a whole number of its records
-        assert all(n % series == 0 for request in seen for n in request.values())
-        assert max(len(request) for request in seen) < targets  # split: no request held every target
+        assert peer.in_order() and peer.duplicates == 0 and peer.samples() == kept * scrapes * series
+        assert q.samples_sent == kept * scrapes * series and q.samples_failed == 0 and q.samples_retried > 0
+        assert q.samples_dropped == (targets - kept) * scrapes * series
+        assert q.highest_sent_ts_ms == start + (scrapes - 1) * 1000 + kept - 1
+        assert all((dict(k).get("cluster") == "c1") == (rewrite == "external_labels") for k in peer.accepted)
+        if rewrite != "relabel_drop":  # (with rules the noted counts cannot hold: split by series)
+            # whole records only: every target's share of a request is a whole number of its records
+            assert all(n % series == 0 for request in seen for n in request.values())
+            assert max(len(request) for request in seen) < targets  # split: no request held every target
         await peer.stop()
         wal.close()
     asyncio.run(scenario())

@@ -147,10 +147,11 @@ class Batch:
     dropped_samples: int = 0  # dropped by write_relabel_configs
     bad_records: int = 0  # unreadable records skipped
     full: bool = False  # cut at its size limit (more was waiting), not by the send deadline
-    # Per part, when every part is a scrape record as stored (see recordcounts): its target, counts and body.
+    # Per part, when every part is a scrape record (see recordcounts): its target, its counts, and its stored
+    # body when the part is that body's decoded bytes untouched (None once rewritten).
     owners: list[bytes] | None = field(default_factory=list)
     part_counts: list[Counts] = field(default_factory=list)
-    payloads: list[bytes] = field(default_factory=list)
+    payloads: list[bytes | None] = field(default_factory=list)
 
     def raw(self) -> bytes:
         return b"".join(self.parts)

@@ -231,16 +231,18 @@ class RemoteWriteQueue:
         if rec.type != RECORD_WRITE_REQUEST:
             self.skipped_records += 1
             return
-        noted = None
         try:
             raw = decode_record(rec)
-            if self._rewriter is not None:
+            noted = COUNTS.get(rec.payload)  # what the scrape noted when it wrote the record
+            if self._rewriter is not None and (noted is None or self._rewriter.relabeler):
+                noted = None  # rules may drop series: count what is left
                 before = count(raw, highest=False).samples
                 raw = self._rewriter.rewrite(raw)
                 counts = count(raw)
                 batch.dropped_samples += before - counts.samples
-            else:
-                noted = COUNTS.get(rec.payload)  # what the scrape noted when it wrote the record
+            else:  # external labels alone keep every series and sample: the noted counts hold
+                if self._rewriter is not None:
+                    raw = self._rewriter.rewrite(raw)
                 counts = count(raw) if noted is None else Counts(*noted.counts)
         except CodecError as exc:
             batch.bad_records += 1
@@ -252,10 +254,10 @@ class RemoteWriteQueue:
         if batch.records == 1 and self._rewriter is None:
             batch.stored_body = rec.payload
         if batch.owners is not None:
-            if self._rewriter is None and noted is not None:
+            if noted is not None:
                 batch.owners.append(noted.owner)
                 batch.part_counts.append(counts)
-                batch.payloads.append(rec.payload)
+                batch.payloads.append(rec.payload if self._rewriter is None else None)  # None: rewritten
             else:
                 batch.owners = None
         batch.parts.append(raw)
