@@ -147,6 +147,11 @@ class Batch:
     dropped_samples: int = 0  # dropped by write_relabel_configs
     bad_records: int = 0  # unreadable records skipped
     full: bool = False  # cut at its size limit (more was waiting), not by the send deadline
+    # Per part, when every part is a scrape record (see recordcounts): its target, its counts, and its stored
+    # body when the part is that body's decoded bytes untouched (None once rewritten).
+    owners: list[bytes] | None = field(default_factory=list)
+    part_counts: list[Counts] = field(default_factory=list)
+    payloads: list[bytes | None] = field(default_factory=list)
 
     def raw(self) -> bytes:
         return b"".join(self.parts)
@@ -161,6 +166,12 @@ class Batch:
         self.dropped_samples += later.dropped_samples
         self.bad_records += later.bad_records
         self.full = later.full
+        if self.owners is not None and later.owners is not None:
+            self.owners.extend(later.owners)
+            self.part_counts.extend(later.part_counts)
+            self.payloads.extend(later.payloads)
+        else:
+            self.owners = None
 
     def body(self) -> bytes:
         """The snappy-compressed request body."""

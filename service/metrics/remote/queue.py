@@ -34,13 +34,14 @@ from service.http.retry import Backoff
 from service.log import RepeatedWarning, get_logger
 from service.metrics.config.instance import DEFAULT_REMOTE_FLUSH_DEADLINE
 from service.metrics.config.remote_write import RemoteWriteConfig
+from service.metrics.recordcounts import COUNTS
 from service.metrics.remote import metrics as m
 from service.metrics.remote.batch import RECORD_WRITE_REQUEST, Batch, Counts, count, decode_record
 from service.metrics.remote.client import NonRecoverableError, RecoverableError, WriteClient
 from service.metrics.remote.codec import CodecError
 from service.metrics.remote.resharding import ShardController
 from service.metrics.remote.rewrite import SeriesRewriter
-from service.metrics.remote.shards import split_by_series, top_level_fields
+from service.metrics.remote.shards import split_by_owner, split_by_series, top_level_fields
 from service.wal import WAL, Position, Record, WALTail
 from service.wal.consumer import MarkerPolicy, finish_within
 
@@ -232,13 +233,17 @@ class RemoteWriteQueue:
             return
         try:
             raw = decode_record(rec)
-            if self._rewriter is not None:
+            noted = COUNTS.get(rec.payload)  # what the scrape noted when it wrote the record
+            if self._rewriter is not None and (noted is None or self._rewriter.relabeler):
+                noted = None  # rules may drop series: count what is left
                 before = count(raw, highest=False).samples
                 raw = self._rewriter.rewrite(raw)
                 counts = count(raw)
                 batch.dropped_samples += before - counts.samples
-            else:
-                counts = count(raw)
+            else:  # external labels alone keep every series and sample: the noted counts hold
+                if self._rewriter is not None:
+                    raw = self._rewriter.rewrite(raw)
+                counts = count(raw) if noted is None else Counts(*noted.counts)
         except CodecError as exc:
             batch.bad_records += 1
             self.bad_records += 1
@@ -248,6 +253,13 @@ class RemoteWriteQueue:
             return
         if batch.records == 1 and self._rewriter is None:
             batch.stored_body = rec.payload
+        if batch.owners is not None:
+            if noted is not None:
+                batch.owners.append(noted.owner)
+                batch.part_counts.append(counts)
+                batch.payloads.append(rec.payload if self._rewriter is None else None)  # None: rewritten
+            else:
+                batch.owners = None
         batch.parts.append(raw)
         batch.raw_bytes += len(raw)
         batch.counts.add(counts)
@@ -304,11 +316,24 @@ class RemoteWriteQueue:
         # Isolating refused parts may cost two requests per record (each is someone's acknowledged write) plus
         # a fixed allowance for splitting one record's series; a remote that refuses everything costs no more.
         budget = ISOLATE_SENDS + 2 * batch.records
-        if self.shards == 1:
+        if self.shards == 1 or batch.counts.samples <= self.max_samples:  # it fits one request
             await self._deliver(batch.parts, batch.counts, [budget], batch.body())
+            return
+        if batch.owners is not None and len(batch.owners) == len(batch.parts):  # scrape records: by target
+            split = split_by_owner(batch.owners, [c.samples for c in batch.part_counts], self.shards)
+            await asyncio.gather(*(self._deliver([batch.parts[i] for i in idx], self._sum(batch, idx), [budget],
+                                                 batch.payloads[idx[0]] if len(idx) == 1 else None)
+                                   for idx in split))
             return
         raws = [raw for raw in split_by_series(batch.raw(), self.shards) if raw]
         await asyncio.gather(*(self._deliver([raw], count(raw), [budget]) for raw in raws))
+
+    @staticmethod
+    def _sum(batch: Batch, idx: list[int]) -> Counts:
+        total = Counts()
+        for i in idx:
+            total.add(batch.part_counts[i])
+        return total
 
     async def _deliver(self, parts: list[bytes], counts: Counts, budget: list[int], body: bytes | None = None
                        ) -> None:

@@ -19,6 +19,7 @@ import snappy
 
 from service.http.client import HTTPClient
 from service.log import get_logger
+from service.metrics.recordcounts import COUNTS, RecordCounts
 from service.metrics.remote.codec import encode_labels
 from service.metrics.scrape.cache import ScrapeCache, SeriesSyntaxError, merge_target_labels
 from service.metrics.scrape.fastpage import Frames, build_fast
@@ -98,6 +99,8 @@ class ScrapeLoop:
         self.cache = cache
         self.offset_seed = offset_seed
         self.forced_error: str | None = None
+        self._written = 0  # single-sample series in the last page built, and their highest explicit timestamp
+        self._highest_explicit: int | None = None
         self.health = "unknown"
         self.last_error = ""
         self.last_scrape: float | None = None
@@ -165,7 +168,7 @@ class ScrapeLoop:
         out = [enc.stale(lb) for lb in self._prev] + [enc.stale(lb) for lb in self._report]
         self._prev = set()
         self._stale_written = True
-        await self._append(out)
+        await self._append(out, len(out), ts_ms)
 
     def first_slot(self, wall: float) -> float:
         """The unix time of the first slot at or after `wall` and `not_before` (the previous owner of a
@@ -273,8 +276,12 @@ class ScrapeLoop:
                 error = str(exc) or type(exc).__name__
             if error is not None:
                 out, seen = [], set()  # the page's samples are rolled back; its counts are still reported
+        series = self._written if out else 0
+        highest = max(ts_ms, self._highest_explicit) if series and self._highest_explicit is not None else ts_ms
         if seen is not self._prev:  # the same set again (an unchanged page): nothing went stale
-            out.extend(map(enc.stale, self._prev - seen))
+            gone = self._prev - seen
+            series += len(gone)
+            out.extend(map(enc.stale, gone))
         self._prev = seen
         duration = time.time() - start
         report = (0.0 if error else 1.0, duration, float(scraped), float(added), float(new))
@@ -284,10 +291,14 @@ class ScrapeLoop:
         self.last_scrape = start
         self.last_duration = duration
         self.scrapes += 1
-        await self._append(out)
+        await self._append(out, series + len(report), highest)
 
-    async def _append(self, out: list[bytes]) -> None:
-        await self.append(snappy.compress(b"".join(out)))
+    async def _append(self, out: list[bytes], series: int, highest_ts_ms: int) -> None:
+        """Append the record, noting what it carries (``series`` single-sample series, the highest of their
+        timestamps) for the remote_write queues reading it back (see recordcounts)."""
+        body = snappy.compress(b"".join(out))
+        COUNTS.note(body, RecordCounts(series, 0, 0, 0, highest_ts_ms if series else 0), self._report[0])
+        await self.append(body)
 
     def build(self, body: bytes, openmetrics: bool, enc: _Encoder
               ) -> tuple[list[bytes], set[bytes], int, int, int, str | None]:
@@ -308,6 +319,7 @@ class ScrapeLoop:
                     cache.keep(keys)
                 self._frames.confirm(cache.generation)
                 self._last_ok = len(keys)
+                self._written, self._highest_explicit = written, None
                 return [data], seen, len(keys), written, 0, None
         get = cache.get
         out: list[bytes] = []
@@ -315,6 +327,7 @@ class ScrapeLoop:
         seen: set[bytes] = set()
         remember = seen.add
         explicit: list[bytes] = []
+        highest_explicit: int | None = None
         honor_ts = self.honor_timestamps
         series = enc.series
         limit = self.sample_limit
@@ -341,6 +354,8 @@ class ScrapeLoop:
                 if ts is not None and honor_ts:
                     explicit.append(lb)
                     emit(_explicit(lb, value, ts))
+                    if highest_explicit is None or ts > highest_explicit:
+                        highest_explicit = ts
                 else:
                     emit(series(lb, value))
         except ParseError as exc:
@@ -356,6 +371,7 @@ class ScrapeLoop:
             cache.trim(self._last_ok)
         if explicit:
             seen.difference_update(explicit)  # series with their own timestamps get no stale markers
+        self._written, self._highest_explicit = len(out), highest_explicit  # what the record will carry
         return out, seen, scraped, added, new, error
 
     def state(self) -> dict[str, object]:
