@@ -32,6 +32,7 @@ class LeaseKeeper:
         self.ttl = ttl
         self.lease_id = 0  # 0: nothing to keep
         self.renewals = 0
+        self._renewed: tuple[int, float] = (0, 0.0)  # (lease, monotonic time) of the last renewal
         self._alive_at = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -39,6 +40,11 @@ class LeaseKeeper:
 
     def watch(self, lease_id: int) -> None:
         self.lease_id = lease_id
+
+    def renewed(self, lease_id: int) -> bool:
+        """True while this thread renewed `lease_id` within the last heartbeat period (and etcd still had it)."""
+        lease, at = self._renewed
+        return lease == lease_id == self.lease_id and time.monotonic() - at < self.period * 1.5
 
     def start(self) -> None:
         if self._thread is not None:
@@ -51,7 +57,9 @@ class LeaseKeeper:
 
     def _beat(self) -> None:
         self._alive_at = time.monotonic()
-        self._tick = asyncio.get_running_loop().call_later(max(self.period / 2, 0.05), self._beat)
+        # The thread renews only while this tick is younger than TTL/2: a tick every TTL/4 (at least the old
+        # period/2, since TTL >= 2 periods) keeps that true on a live loop with the fewest wakeups.
+        self._tick = asyncio.get_running_loop().call_later(max(self.ttl / 4, self.period / 2, 0.05), self._beat)
 
     async def stop(self) -> None:
         self.lease_id = 0
@@ -74,8 +82,9 @@ class LeaseKeeper:
             try:
                 if channel is None:
                     channel, metadata = self._connect(index)
-                self._renew(channel, metadata, lease)
-                self.renewals += 1
+                if self._renew(channel, metadata, lease):
+                    self.renewals += 1
+                    self._renewed = (lease, time.monotonic())
             except grpc.RpcError as exc:
                 _log.warning("lease keepalive from the keeper thread failed", err=str(exc.code()))
                 with contextlib.suppress(Exception):
@@ -111,10 +120,13 @@ class LeaseKeeper:
             metadata = [("token", reply.token)]
         return channel, metadata
 
-    def _renew(self, channel: grpc.Channel, metadata: list[tuple[str, str]] | None, lease: int) -> None:
+    def _renew(self, channel: grpc.Channel, metadata: list[tuple[str, str]] | None, lease: int) -> bool:
+        """One keepalive on a new stream; False when etcd no longer has the lease."""
         responses = rpc.LeaseStub(channel).LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=lease)]),
                                                           timeout=max(self.period * 2, 1.0), metadata=metadata)
         for response in responses:
             if response.TTL <= 0:
                 self.lease_id = 0  # gone: the membership heartbeat registers again
-            break
+                return False
+            return True
+        return False

@@ -144,7 +144,10 @@ class Membership:
             await self._new_lease()
             return
         try:
-            await self.lease.keepalive_once()
+            if self.keeper is None or not self.keeper.renewed(self.lease.id):
+                # The keeper thread renews on its own stream; this one is the fallback when it has not (its
+                # stream is down, or there is no keeper). A lost lease still shows: the write below fails.
+                await self.lease.keepalive_once()
             async with self._write_lock:
                 await self._write()
         except LeaseExpired:
