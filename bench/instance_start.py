@@ -1,5 +1,6 @@
 """Instance start cost, in process: CPU per start (prepare + start, first scrape excluded), CPU per start of
-an instance prepared ahead (only its scrape loops begin), RSS per idle instance and idle CPU per instance.
+an instance prepared ahead (only its scrape loops begin), RSS per idle instance,
+idle CPU per instance, and CPU per halt and per drain (of both phases' instances).
 
 Each config has one static loopback target and a 1 h scrape interval, so no scrape runs while measuring.
 CPU is the whole process (every thread: WAL flush executor, to_thread workers), from time.process_time().
@@ -65,6 +66,16 @@ async def run(count: int) -> list[tuple[str, str]]:
     rows.append(("prepare ahead (WAL open, queues, discovery)", f"{prep_cpu / count * 1000:.3f} ms CPU per instance"))
     rows.append(("start of a prepared instance (scrape loops begin)",
                  f"{cpu / count * 1000:.3f} ms CPU, {wall / count * 1000:.3f} ms wall per instance"))
+    cpu0, t0 = time.process_time(), time.monotonic()
+    await manager.halt_all()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
+    rows.append(("halt (scrape loops end, claim may go)",
+                 f"{cpu / count / 2 * 1000:.3f} ms CPU, {wall / count / 2 * 1000:.3f} ms wall per instance"))
+    cpu0, t0 = time.process_time(), time.monotonic()
+    await manager.wait_drained()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
+    rows.append(("drain after halt (queues stop, WAL closes)",
+                 f"{cpu / count / 2 * 1000:.3f} ms CPU, {wall / count / 2 * 1000:.3f} ms wall per instance"))
     await manager.stop_all()
     return rows
 
