@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.reshard import rss_kib
+from service import gcpacing
 from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults, parse_instance
 from service.metrics.instance import MetricsInstance
 from service.metrics.manager import InstanceManager, config_hash
@@ -83,10 +84,14 @@ async def run(count: int) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--default-gc", action="store_true",
+                        help="keep CPython's default collector thresholds (a node paces them: gcpacing.py)")
     args = parser.parse_args()
+    if not args.default_gc:
+        gcpacing.pace()  # as a node does once started, before any config arrives
     rows = asyncio.run(run(args.instances))
-    print(f"instance start: {args.instances} instances per phase, in process, load average "
-          f"{os.getloadavg()[0]:.1f}")
+    print(f"instance start: {args.instances} instances per phase, in process, "
+          f"{'default' if args.default_gc else 'node'} GC pacing, load average {os.getloadavg()[0]:.1f}")
     for label, value in rows:
         print(f"  {label:<55} {value}")
 
