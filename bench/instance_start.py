@@ -1,5 +1,6 @@
 """Instance start cost, in process: CPU per start (prepare + start, first scrape excluded), CPU per start of
-an instance prepared ahead (only its scrape loops begin), RSS per idle instance and idle CPU per instance.
+an instance prepared ahead (only its scrape loops begin), RSS per idle instance,
+idle CPU per instance, and CPU per halt and per drain (of both phases' instances).
 
 Each config has one static loopback target and a 1 h scrape interval, so no scrape runs while measuring.
 CPU is the whole process (every thread: WAL flush executor, to_thread workers), from time.process_time().
@@ -18,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.reshard import rss_kib
+from service import gcpacing
 from service.metrics.config import GlobalConfig, InstanceConfig, apply_defaults, parse_instance
 from service.metrics.instance import MetricsInstance
 from service.metrics.manager import InstanceManager, config_hash
@@ -65,6 +67,16 @@ async def run(count: int) -> list[tuple[str, str]]:
     rows.append(("prepare ahead (WAL open, queues, discovery)", f"{prep_cpu / count * 1000:.3f} ms CPU per instance"))
     rows.append(("start of a prepared instance (scrape loops begin)",
                  f"{cpu / count * 1000:.3f} ms CPU, {wall / count * 1000:.3f} ms wall per instance"))
+    cpu0, t0 = time.process_time(), time.monotonic()
+    await manager.halt_all()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
+    rows.append(("halt (scrape loops end, claim may go)",
+                 f"{cpu / count / 2 * 1000:.3f} ms CPU, {wall / count / 2 * 1000:.3f} ms wall per instance"))
+    cpu0, t0 = time.process_time(), time.monotonic()
+    await manager.wait_drained()
+    cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
+    rows.append(("drain after halt (queues stop, WAL closes)",
+                 f"{cpu / count / 2 * 1000:.3f} ms CPU, {wall / count / 2 * 1000:.3f} ms wall per instance"))
     await manager.stop_all()
     return rows
 
@@ -72,10 +84,14 @@ async def run(count: int) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--instances", type=int, default=2000)
+    parser.add_argument("--default-gc", action="store_true",
+                        help="keep CPython's default collector thresholds (a node paces them: gcpacing.py)")
     args = parser.parse_args()
+    if not args.default_gc:
+        gcpacing.pace()  # as a node does once started, before any config arrives
     rows = asyncio.run(run(args.instances))
-    print(f"instance start: {args.instances} instances per phase, in process, load average "
-          f"{os.getloadavg()[0]:.1f}")
+    print(f"instance start: {args.instances} instances per phase, in process, "
+          f"{'default' if args.default_gc else 'node'} GC pacing, load average {os.getloadavg()[0]:.1f}")
     for label, value in rows:
         print(f"  {label:<55} {value}")
 

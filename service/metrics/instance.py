@@ -93,8 +93,7 @@ class MetricsInstance:
         begin scraping. On any failure close what was opened."""
         if self.wal is not None:
             return
-        self.wal = await asyncio.to_thread(WAL.open, self.wal_dir, sync_interval=self.sync_interval,
-                                           instance=self.name)
+        self.wal = await WAL.aopen(self.wal_dir, sync_interval=self.sync_interval, instance=self.name)
         try:
             await self._start_queues()
             self.scrape = ScrapeManager(self.name, list(self.cfg.scrape_configs), self._append_scrape,

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import math
 import os
 import threading
 import time
+from typing import Any
 
 from service.log import get_logger
 
 from . import metrics
+from .batch_io import run_batched
 from .errors import WALError
 from .flush_executor import SHARED, FlushExecutor
 from .marker import ProgressMarker
@@ -116,9 +119,26 @@ class WAL:
             raise WALError(e.errno, f"WAL {directory}: cannot open: {e}") from e
         return wal
 
+    @classmethod
+    async def aopen(cls, directory: str, **kwargs: Any) -> WAL:
+        """:meth:`open` off the event loop, batched with other opens queued meanwhile (see ``batch_io``): a
+        node starting thousands of instances pays one thread hop per batch, not per WAL. A WAL opened for a
+        caller cancelled meanwhile is closed."""
+        return await run_batched(functools.partial(cls.open, directory, **kwargs), discard=WAL.close)
+
     def _recover(self) -> None:
-        os.makedirs(self.directory, exist_ok=True)
-        segments = list_segments(self.directory)
+        try:
+            os.mkdir(self.directory)
+        except FileExistsError:
+            segments = list_segments(self.directory)
+        except FileNotFoundError:  # a missing parent (the WAL root)
+            os.makedirs(self.directory, exist_ok=True)
+            segments = list_segments(self.directory)
+        else:
+            segments = []  # just made: nothing to list, repair or size up
+        self._recover_segments(segments)
+
+    def _recover_segments(self, segments: list[int]) -> None:
         for number in segments[-2:]:
             end = repair_segment(segment_path(self.directory, number))
             if not end.clean:
@@ -151,8 +171,15 @@ class WAL:
         self._notifier.dispatch([], events)
 
     async def aclose(self) -> None:
-        """:meth:`close` without blocking the event loop."""
-        await asyncio.to_thread(self.close)
+        """:meth:`close` without blocking the event loop. A WAL with nothing to flush closes in a batch with
+        others (see ``batch_io``: closing thousands of idle WALs then costs one thread hop per batch); one
+        with a flush to wait for closes on its own thread, so a slow disk holds up no other close."""
+        with self._lock:
+            idle = not (self._pending or self._scheduled or self._running)
+        if idle:
+            await run_batched(self.close)
+        else:
+            await asyncio.to_thread(self.close)
 
     @property
     def fsync_count(self) -> int:

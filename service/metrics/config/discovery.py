@@ -159,12 +159,18 @@ def sd_name(key: str) -> str:
     return "static" if key == STATIC_KEY else key[: -len(SD_SUFFIX)]
 
 
+# (key, name) of every mechanism but static, worked out once: sd_entries runs twice per instance start, over
+# dozens of mostly empty keys
+_SD_NAMED: tuple[tuple[str, str], ...] = tuple((key, sd_name(key)) for key in SD_KEYS if key != STATIC_KEY)
+
+
 def sd_entries(cfg: SDFields) -> list[tuple[str, Any]]:
     """(name, config) in Prometheus' flattened order; static configs become one ("static", [groups])."""
     out: list[tuple[str, Any]] = []
-    for key in SD_KEYS:
-        if key != STATIC_KEY:
-            out.extend((sd_name(key), entry) for entry in getattr(cfg, key))
+    for key, name in _SD_NAMED:
+        entries = getattr(cfg, key)
+        if entries:
+            out.extend((name, entry) for entry in entries)
     if cfg.static_configs:
         out.append(("static", list(cfg.static_configs)))
     return out

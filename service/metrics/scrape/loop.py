@@ -8,6 +8,7 @@ samples, only stale markers for the previous scrape's series and `up` 0, as Prom
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime
 import math
 import struct
@@ -75,6 +76,21 @@ class _Encoder:
         return b"\x0a" + (VARINT[n] if n < 16384 else encode_varint(n)) + body
 
 
+def report_labels(target_labels: dict[str, str]) -> list[bytes]:
+    """The encoded label sets of the report series (``up``, ``scrape_duration_seconds``, ...) of a target.
+
+    They differ only in ``__name__``, so the target's labels are sorted and encoded once, around where
+    ``__name__`` goes: a loop is made per target at every instance start, and encoding five full label sets
+    was a tenth of a start's CPU. A target carrying ``__name__`` itself takes the general merge."""
+    if "__name__" in target_labels:
+        return [encode_labels(sorted(merge_target_labels([("__name__", n)], target_labels, False).items()))
+                for n in REPORT_NAMES]
+    items = sorted((k, v) for k, v in target_labels.items() if v)
+    cut = bisect.bisect_left(items, ("__name__", ""))
+    before, after = encode_labels(items[:cut]), encode_labels(items[cut:])
+    return [before + encode_labels((("__name__", n),)) + after for n in REPORT_NAMES]
+
+
 def _explicit(label_bytes: bytes, value: float, ts_ms: int) -> bytes:
     return _Encoder(ts_ms).series(label_bytes, value)
 
@@ -117,8 +133,7 @@ class ScrapeLoop:
         self._slot = 0.0  # unix time of the next scrape slot
         self._sleeping = False
         self._stale_written = False
-        self._report = [encode_labels(sorted(merge_target_labels([("__name__", n)], target.labels, False).items()))
-                        for n in REPORT_NAMES]
+        self._report = report_labels(target.labels)
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger("scrape", instance=instance, job=job, target=target.url)
 

@@ -69,6 +69,15 @@ UNSUPPORTED_SD = Gauge("agent_metrics_unsupported_sd_configs",
                        "are never discovered), by mechanism.", ["mechanism"])
 
 
+async def _stop_loops(loops: list[ScrapeLoop], write_stale: bool) -> None:
+    """Stop loops side by side. None or one (a pool's usual share when thousands of instances halt at once)
+    without gather's task per loop and its extra turn of the event loop."""
+    if len(loops) == 1:
+        await loops[0].stop(write_stale)
+    elif loops:
+        await asyncio.gather(*(loop.stop(write_stale) for loop in loops))
+
+
 class ScrapePool:
     def __init__(self, instance: str, sc: ScrapeConfig, append: Append, *, host_filter: HostFilter | None = None,
                  offset_seed: int = 0, file_poll_interval: float = 1.0, shards: TargetShards | None = None) -> None:
@@ -276,7 +285,7 @@ class ScrapePool:
 
     async def _stop_retiring(self, write_stale: bool) -> None:
         retiring, self.retiring = list(self.retiring.values()), {}
-        await asyncio.gather(*(loop.stop(write_stale) for loop in retiring))
+        await _stop_loops(retiring, write_stale)
 
     async def reload(self, sc: ScrapeConfig) -> None:
         """New settings: loops restart with them, keeping each target's stale tracking."""
@@ -311,9 +320,9 @@ class ScrapePool:
         await self.discovery.stop()
         await self._stop_retiring(write_stale)
         moving, self.moving = list(self.moving.values()), {}
-        await asyncio.gather(*(loop.stop(write_stale=False) for loop in moving))
+        await _stop_loops(moving, write_stale=False)
         loops, self.loops = list(self.loops.values()), {}
-        await asyncio.gather(*(loop.stop(write_stale) for loop in loops))
+        await _stop_loops(loops, write_stale)
         await self.client.close()
         self._uncount_unsupported()
 
