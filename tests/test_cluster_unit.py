@@ -14,6 +14,7 @@ from service.cluster.config import ScrapingServiceConfig
 from service.cluster.ring import Ring
 from service.configapi.store import encode_value
 from service.kv.memory import MemoryKV
+from service.kv.store import KVUnavailable
 from service.metrics.config import GlobalConfig, InstanceConfig
 from service.metrics.manager import InstanceManager
 from service.settings import parse_node_config
@@ -211,17 +212,17 @@ def test_edit_restarts_only_on_owner_delete_stops_and_invalid_keeps_old_version(
     run(scenario())
 
 
+class FlakyKV(MemoryKV):
+    """A memory store whose listings fail while `down`."""
+    down = False
+
+    async def list(self, prefix: str):  # type: ignore[override]
+        if self.down:
+            raise KVUnavailable("store is away")
+        return await super().list(prefix)
+
+
 def test_store_errors_leave_instances_running() -> None:
-    class FlakyKV(MemoryKV):
-        down = False
-
-        async def list(self, prefix: str):  # type: ignore[override]
-            if self.down:
-                from service.kv.store import KVUnavailable
-
-                raise KVUnavailable("store is away")
-            return await super().list(prefix)
-
     async def scenario() -> None:
         names = [f"cfg-{i}" for i in range(20)]
         nodes = await start_nodes(names, ["solo"], kv=FlakyKV(), ttl="5s")
@@ -243,16 +244,6 @@ def test_store_errors_leave_instances_running() -> None:
 def test_a_failed_reshard_is_retried_soon_not_an_interval_later() -> None:
     """A config written while the store fails listings starts once the store answers again, with no further
     change to trigger a reshard and a reshard_interval of 10 minutes."""
-    class FlakyKV(MemoryKV):
-        down = False
-
-        async def list(self, prefix: str):  # type: ignore[override]
-            if self.down:
-                from service.kv.store import KVUnavailable
-
-                raise KVUnavailable("store is away")
-            return await super().list(prefix)
-
     async def scenario() -> None:
         kv = FlakyKV()
         await kv.start()
