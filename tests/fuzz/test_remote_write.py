@@ -13,12 +13,13 @@ import uuid
 
 import pytest
 import snappy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from service.metrics.receiver import DEFAULT_MAX_DECODED_BYTES
 from service.metrics.remote.batch import count
 from service.metrics.remote.codec import encode_labels, encode_timeseries
+from service.proto import remote_pb2
 from service.proto.wire import CodecError, snappy_declared_length
 from tests.fuzz.client import send
 from tests.fuzz.conftest import RW_INSTANCE, FuzzEnv
@@ -157,6 +158,20 @@ def declared_length(body: bytes) -> int:
         return -1
 
 
+def moves_the_peers_clock(body: bytes) -> bool:
+    """A valid body whose sample is more than a minute from now (a flipped timestamp byte). The node rightly
+    accepts and forwards it, but the real Prometheus behind it then moves its head's time far ahead and refuses
+    every later good sample as out of bounds (one run lost 59 of 120 good requests that way): a property of
+    the peer, so such bodies are not sent."""
+    if not reference_decodes(body):
+        return False
+    now = time.time() * 1000
+    req = remote_pb2.WriteRequest.FromString(snappy.uncompress(body))
+    stamps = [s.timestamp for ts in req.timeseries for s in ts.samples]
+    stamps += [h.timestamp for ts in req.timeseries for h in ts.histograms]
+    return any(abs(t - now) > 60_000 for t in stamps)
+
+
 def reference_decodes(body: bytes) -> bool:
     """Whether the sender's peer could use the body as sent on (strict protobuf, UTF-8 strings)."""
     try:
@@ -178,8 +193,9 @@ def test_malformed_writes_are_refused_and_cost_the_good_ones_nothing(fuzz_env: F
     @FUZZ
     @given(malformed(), series_specs)
     def one(bad: tuple[str, bytes], specs: list[tuple[dict[str, str], list[float]]]) -> None:
-        ledger.post_good(fuzz_env, specs)
         kind, body = bad
+        assume(not moves_the_peers_clock(body))
+        ledger.post_good(fuzz_env, specs)
         resp = send(fuzz_env.node, "POST", PATH, body, RW_HEADERS)
         oversized = declared_length(body) > MAX_DECODED  # random bytes can declare a huge snappy length: 413
         assert resp.status in ((413,) if oversized else (204, 400)), f"{kind}: answered {resp.status} {resp.text}"
