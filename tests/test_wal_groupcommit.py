@@ -78,7 +78,9 @@ def test_loop_keeps_running_while_fsync_is_slow(tmp_path):
         return elapsed, positions
 
     elapsed, positions = asyncio.run(main())
-    assert elapsed < 0.1, f"1000 appends took {elapsed:.3f}s while an fsync was in progress"
+    # The fsync is held until release (up to 5 s): appends that waited for it would take that long. The bound
+    # leaves room for a loaded machine; it is not a speed figure (bench/wal_append.py measures those).
+    assert elapsed < 2.0, f"1000 appends took {elapsed:.3f}s while an fsync was in progress"
     assert len(list(read_records(str(tmp_path)))) == 1001
     assert len(set(positions)) == 1000
 
