@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -41,19 +40,12 @@ from service.logs.search.routes import choose_bucket
 from service.logs.search.schema import DB_FILE, SCHEMA_VERSION, connect, migrate
 from service.logs.search.store import LogStore, encode_entries
 from service.logs.search.writer_proc import MAX_TXN_ENTRIES, SHARED_SLOTS, _Streams, write_batch
+from tests.helpers.log_search_helpers import Entry
 
 WORDS = ["GET", "POST", "PUT", "DELETE", "user", "order", "payment", "cache", "session", "token", "request",
          "response", "upstream", "backend", "worker", "queue", "retry", "connection", "database", "query", "index",
          "shard", "replica", "leader", "follower"]
 LEVELS = ["info"] * 80 + ["warn"] * 12 + ["error"] * 6 + ["fatal"] + ["debug"]
-
-
-@dataclass
-class Entry:
-    labels: dict[str, str]
-    timestamp_ns: int
-    line: str
-    metadata: dict[str, str] = field(default_factory=dict)
 
 
 def push_bodies(total: int, start_ms: int, span_ms: int, per_body: int = 1000) -> list[bytes]:

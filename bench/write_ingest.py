@@ -22,7 +22,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from bench.codec import build_series
 from tests.helpers.node_process import REPO, free_port, wait_for
+from tests.helpers.processes import terminate
 from tests.helpers.rw_payloads import write_body
 
 SERIES = 2000
@@ -64,13 +64,7 @@ def up(url: str) -> bool:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    terminate(proc, 30)
 
 
 def start_node(work: Path, sync_interval: float, workers: int | None) -> tuple[subprocess.Popen, str]:

@@ -19,9 +19,11 @@ from service.proto.remote_pb2 import WriteRequest
 from service.wal import wal_dir_for
 from service.walstats import instance_wal_stats
 from tests.helpers.node_process import REPO, NodeProcess, free_port, wait_for
+from tests.helpers.processes import terminate
 from tests.helpers.prometheus_server import require_prometheus
 from tests.helpers.receiver_node import RW_HEADERS, WRITE, static_config
 from tests.helpers.rw_payloads import simple_series, write_body
+from tests.helpers.tmpfs import mounted_tmpfs
 
 
 def start_node(base: Path, names: list[str], wal_dir: Path | None = None) -> NodeProcess:
@@ -203,16 +205,8 @@ def test_torn_wal_tail_node_still_starts(tmp_path: Path) -> None:
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "256k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_full_wal_disk_500_then_recovers_without_corruption(tmp_path: Path, tmpfs: Path) -> None:
@@ -291,12 +285,7 @@ remote_write:
         wait_for(lambda: appended() > 1000, 40, what="Prometheus samples to arrive")
         wait_for(lambda: 'code="204"' in node.get("/metrics").text, 5, what="204 answers")
     finally:
-        os.kill(prom.pid, signal.SIGTERM)
-        try:
-            prom.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(prom.pid, signal.SIGKILL)
-            prom.wait()
+        terminate(prom, 30)
         log.close()
         node.stop()
     text = node.log()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -16,6 +14,7 @@ from typing import Any
 from tests.helpers.node_process import NodeProcess, wait_for
 from tests.helpers.peers import require
 from tests.helpers.ports import free_port
+from tests.helpers.processes import terminate
 from tests.helpers.remote_helpers import CapturePeer, Reply
 
 WRITE = "/agent/api/v1/metrics/instance/{}/write"
@@ -79,13 +78,7 @@ class NodeExporter:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        terminate(proc)
 
 
 class ThreadedPeer:
