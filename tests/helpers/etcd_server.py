@@ -107,9 +107,15 @@ class EtcdServer:
             self._start_container()
         else:
             with open(self._log_path, "ab") as log:
-                self._proc = subprocess.Popen(["etcd", *self._args(str(self.data_dir), "127.0.0.1")],
-                                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                              preexec_fn=_die_with_parent)
+                argv = ["etcd", *self._args(str(self.data_dir), "127.0.0.1")]
+                if shutil.which("setpriv"):
+                    # No preexec_fn: with one, Python forks instead of vforking, and gRPC's fork handlers (a
+                    # test's etcd client is live in this process) aborted the child once (etcd "exited with -6").
+                    self._proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", *argv], stdout=log,
+                                                  stderr=subprocess.STDOUT, start_new_session=True)
+                else:
+                    self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                                  start_new_session=True, preexec_fn=_die_with_parent)
         self.wait_healthy(timeout)
 
     def _start_container(self) -> None:
